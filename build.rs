@@ -1,0 +1,25 @@
+//! Embeds the Temporal API descriptor set published by `temporalio-protos`.
+//!
+//! `temporalio-protos` declares `links = "temporalio_protos"` and prints
+//! `cargo:descriptor_path=…`, which Cargo hands to us as
+//! `DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH`. We copy the file into OUT_DIR so
+//! `include_bytes!` sees a stable path; no Temporal .proto lives in this repo.
+
+#![allow(clippy::expect_used)] // a build script may stop the build
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let src = env::var_os("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH").map(PathBuf::from);
+    let Some(src) = src else {
+        panic!(
+            "DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH is not set: the temporalio-protos \
+             dependency must be built with feature `vendored-protox`"
+        );
+    };
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    fs::copy(&src, out.join("temporal.fds"))
+        .unwrap_or_else(|e| panic!("copying {} into OUT_DIR: {e}", src.display()));
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -1,0 +1,51 @@
+//! `binary/snappy`: snappy block format of the whole marshaled payload.
+
+use super::{Codec, CodecError, CodecStats, PayloadView, payload};
+
+pub const ENCODING_SNAPPY: &[u8] = b"binary/snappy";
+
+#[derive(Debug)]
+pub(super) struct Snappy {
+    pub(super) max_decoded: usize,
+}
+
+impl Codec for Snappy {
+    fn encoding(&self) -> &'static [u8] {
+        ENCODING_SNAPPY
+    }
+
+    fn encode(&self, input: &[u8], view: &PayloadView<'_>) -> Result<Option<Vec<u8>>, CodecError> {
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(input)
+            .map_err(CodecError::Compress)?;
+        let out = payload::marshal(
+            &[(payload::ENCODING, ENCODING_SNAPPY)],
+            &compressed,
+            &view.external,
+        );
+        // Skip when it does not shrink, unless the input is itself
+        // binary/snappy: decode would otherwise unwrap the caller's own layer.
+        if out.len() >= input.len() && view.encoding() != Some(ENCODING_SNAPPY) {
+            return Ok(None);
+        }
+        Ok(Some(out))
+    }
+
+    fn decode(
+        &self,
+        view: &PayloadView<'_>,
+        _: &CodecStats,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let size = snap::raw::decompress_len(view.data).map_err(CodecError::Decompress)?;
+        if size > self.max_decoded {
+            return Err(CodecError::TooLarge {
+                size,
+                limit: self.max_decoded,
+            });
+        }
+        snap::raw::Decoder::new()
+            .decompress_vec(view.data)
+            .map(Some)
+            .map_err(CodecError::Decompress)
+    }
+}

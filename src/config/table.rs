@@ -1,0 +1,214 @@
+//! A typed walk over a parsed TOML table that records problems instead of
+//! stopping at the first one, and rejects keys nobody asked for.
+
+use toml::Value;
+
+/// Problems found so far, each with its key path.
+#[derive(Debug, Default)]
+pub(super) struct Issues(Vec<(String, String)>);
+
+impl Issues {
+    pub(super) fn push(&mut self, path: &str, message: String) {
+        self.0.push((path.to_string(), message));
+    }
+
+    pub(super) fn into_vec(self) -> Vec<(String, String)> {
+        self.0
+    }
+
+    fn any_under(&self, prefix: &str) -> bool {
+        self.0.iter().any(|(p, _)| p.starts_with(prefix))
+    }
+}
+
+type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+
+/// One table of the document and the keys read from it so far.
+pub(super) struct Table<'a> {
+    path: String,
+    table: Option<&'a toml::Table>,
+    read: Vec<&'static str>,
+    env: Env<'a>,
+}
+
+impl<'a> Table<'a> {
+    pub(super) fn root(table: &'a toml::Table, env: Env<'a>) -> Self {
+        Table {
+            path: String::new(),
+            table: Some(table),
+            read: Vec::new(),
+            env,
+        }
+    }
+
+    /// A section the file left out: every key reads as absent.
+    pub(super) fn empty(path: &str, env: Env<'a>) -> Self {
+        Table {
+            path: path.to_string(),
+            table: None,
+            read: Vec::new(),
+            env,
+        }
+    }
+
+    /// The full path of `key` in this table.
+    pub(super) fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// True when the file sets `key` (whether or not its value is usable).
+    pub(super) fn contains(&self, key: &str) -> bool {
+        self.table.is_some_and(|t| t.contains_key(key))
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.read.push(key);
+        self.table.and_then(|t| t.get(key))
+    }
+
+    fn wrong_type(&self, key: &str, want: &str, got: &Value, issues: &mut Issues) {
+        issues.push(
+            &self.path(key),
+            format!("expected {want}, found {}", got.type_str()),
+        );
+    }
+
+    /// A string, with `${VAR}` expanded.
+    pub(super) fn string(&mut self, key: &'static str, issues: &mut Issues) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) => expand(s, self.env)
+                .map_err(|var| {
+                    issues.push(
+                        &self.path(key),
+                        format!("environment variable {var} is not set (used as ${{{var}}})"),
+                    )
+                })
+                .ok(),
+            other => {
+                self.wrong_type(key, "a string", other, issues);
+                None
+            }
+        }
+    }
+
+    pub(super) fn bool(&mut self, key: &'static str, issues: &mut Issues) -> Option<bool> {
+        match self.get(key)? {
+            Value::Boolean(b) => Some(*b),
+            other => {
+                self.wrong_type(key, "true or false", other, issues);
+                None
+            }
+        }
+    }
+
+    /// A sub-table (`[key]`).
+    pub(super) fn table(&mut self, key: &'static str, issues: &mut Issues) -> Option<Table<'a>> {
+        match self.get(key)? {
+            Value::Table(t) => Some(Table {
+                path: self.path(key),
+                table: Some(t),
+                read: Vec::new(),
+                env: self.env,
+            }),
+            other => {
+                self.wrong_type(key, "a table", other, issues);
+                None
+            }
+        }
+    }
+
+    /// An array of tables (`[[key]]`).
+    pub(super) fn array_of_tables(
+        &mut self,
+        key: &'static str,
+        issues: &mut Issues,
+    ) -> Vec<Table<'a>> {
+        let path = self.path(key);
+        let env = self.env;
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| match v {
+                    Value::Table(t) => Some(Table {
+                        path: format!("{path}[{i}]"),
+                        table: Some(t),
+                        read: Vec::new(),
+                        env,
+                    }),
+                    other => {
+                        issues.push(
+                            &format!("{path}[{i}]"),
+                            format!("expected a table, found {}", other.type_str()),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                self.wrong_type(key, "an array of tables ([[…]])", other, issues);
+                Vec::new()
+            }
+        }
+    }
+
+    /// True when a problem was already reported under `<this>.keys`, so
+    /// follow-on complaints (an active key that failed to load) stay quiet.
+    pub(super) fn has_key_issues(&self, issues: &Issues) -> bool {
+        issues.any_under(&self.path("keys"))
+    }
+
+    /// Reports every key of this table that nothing read.
+    pub(super) fn finish(&self, issues: &mut Issues) {
+        let Some(table) = self.table else { return };
+        for key in table.keys() {
+            if !self.read.contains(&key.as_str()) {
+                let known = self.read.join(", ");
+                issues.push(
+                    &self.path(key),
+                    format!("unknown key (known here: {known})"),
+                );
+            }
+        }
+    }
+}
+
+/// Expands `${VAR}`; `$${` stands for a literal `${`. Returns the name of the
+/// first variable that is not set.
+pub(super) fn expand(s: &str, env: Env<'_>) -> Result<String, String> {
+    if !s.contains('$') {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(lit) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = lit;
+        } else if let Some(body) = after.strip_prefix('{') {
+            match body.find('}') {
+                Some(end) => {
+                    let var = &body[..end];
+                    out.push_str(&env(var).ok_or_else(|| var.to_string())?);
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("${");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}

@@ -1,0 +1,149 @@
+//! The `sealgate` command: thin wiring over the library.
+
+use std::{
+    io::{Read, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sealgate::{
+    codec::json,
+    config::{Config, EXIT_BAD_CONFIG},
+    keys,
+};
+
+/// sysexits' EX_DATAERR: the input was not usable.
+const EXIT_BAD_INPUT: u8 = 65;
+
+#[derive(Parser)]
+#[command(
+    name = "sealgate",
+    version,
+    about = "Keeps Temporal payloads private on the wire"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode or decode remote-codec JSON ({"payloads":[…]}) from stdin to stdout.
+    Payloads {
+        #[arg(value_enum)]
+        direction: Direction,
+        /// The sealgate configuration whose codec settings and keys to use.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Namespace the payloads belong to (selects its key policy; with a
+        /// single [codec] section every namespace shares the same keys).
+        #[arg(long, short)]
+        namespace: Option<String>,
+    },
+    /// Print a fresh key id and base64 AES-256 key for [[codec.keys]].
+    Keygen,
+    /// Validate a configuration without starting anything.
+    CheckConfig {
+        /// The configuration file.
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Direction {
+    Encode,
+    Decode,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Payloads {
+            direction,
+            config,
+            namespace: _,
+        } => payloads(direction, &config),
+        Command::Keygen => match keys::generate() {
+            Ok((id, material)) => {
+                println!("id = \"{id}\"\nmaterial = \"{material}\"");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::CheckConfig { config } => match load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok (listen {}, upstream {}, {} key(s), encryption {})",
+                    config.display(),
+                    c.listen,
+                    c.upstream,
+                    c.codec.keys.len(),
+                    if c.codec.encryption { "on" } else { "off" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+/// Loads a configuration, printing every problem and mapping failure to exit 64.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprint!("sealgate: {e}");
+        ExitCode::from(EXIT_BAD_CONFIG as u8)
+    })
+}
+
+fn payloads(direction: Direction, config: &std::path::Path) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let chain = match config.codec.chain() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "sealgate: {}: {e}",
+                config_name(config.codec.active_key.as_deref())
+            );
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("sealgate: reading stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let out = match direction {
+        Direction::Encode => json::transform(&input, |p| chain.encode_payload(p)),
+        Direction::Decode => json::transform(&input, |p| chain.decode_payload(p)),
+    };
+    match out {
+        Ok(mut out) => {
+            out.push(b'\n');
+            match std::io::stdout().write_all(&out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sealgate: writing stdout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("sealgate: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn config_name(active: Option<&str>) -> String {
+    match active {
+        Some(id) => format!("codec (active key {id:?})"),
+        None => "codec".into(),
+    }
+}

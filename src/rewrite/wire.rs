@@ -1,0 +1,305 @@
+//! Protobuf wire-format primitives: varints, tags and field skipping.
+//!
+//! Everything here works on borrowed slices and reports malformed input as a
+//! [`WireError`] with the byte offset where it went wrong; nothing panics.
+
+use thiserror::Error;
+
+/// Wire type of a length-delimited field (strings, bytes, messages, packed).
+pub(crate) const LEN: u8 = 2;
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
+const I32: u8 = 5;
+
+/// Highest field number protobuf allows (2^29 - 1).
+const MAX_FIELD: u64 = (1 << 29) - 1;
+
+/// Malformed protobuf wire data.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WireError {
+    #[error("truncated varint at byte {offset}")]
+    TruncatedVarint { offset: usize },
+    #[error("varint longer than 10 bytes at byte {offset}")]
+    VarintOverflow { offset: usize },
+    #[error("field at byte {offset} declares {len} bytes but only {available} remain")]
+    LengthPastEnd {
+        offset: usize,
+        len: u64,
+        available: usize,
+    },
+    #[error("invalid wire type {wire_type} at byte {offset}")]
+    InvalidWireType { offset: usize, wire_type: u8 },
+    #[error("invalid field number {field} at byte {offset}")]
+    InvalidFieldNumber { offset: usize, field: u64 },
+    #[error("field {field} at byte {offset} has wire type {found}, expected length-delimited")]
+    WrongWireType {
+        offset: usize,
+        field: u32,
+        found: u8,
+    },
+    #[error("end-group tag without a matching start-group at byte {offset}")]
+    UnexpectedEndGroup { offset: usize },
+    #[error("group started at byte {offset} is not closed")]
+    UnterminatedGroup { offset: usize },
+    #[error("nesting deeper than {limit} levels")]
+    TooDeep { limit: u32 },
+}
+
+/// One field's key: number and wire type, plus where its bytes sit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tag {
+    pub(crate) field: u32,
+    pub(crate) wire_type: u8,
+}
+
+/// Reads a varint at `*pos`, advancing it.
+#[inline]
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    let start = *pos;
+    let mut value: u64 = 0;
+    for i in 0..10 {
+        let Some(&b) = buf.get(start + i) else {
+            return Err(WireError::TruncatedVarint { offset: start });
+        };
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            *pos = start + i + 1;
+            return Ok(value);
+        }
+    }
+    Err(WireError::VarintOverflow { offset: start })
+}
+
+/// Appends `value` as a varint.
+#[inline]
+pub(crate) fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Number of bytes `value` takes as a varint.
+#[inline]
+pub(crate) fn varint_len(value: u64) -> usize {
+    // 1 byte per started group of 7 bits; 0 still takes one byte.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Reads a field key at `*pos`.
+#[inline]
+pub(crate) fn read_tag(buf: &[u8], pos: &mut usize) -> Result<Tag, WireError> {
+    let offset = *pos;
+    let key = read_varint(buf, pos)?;
+    let wire_type = (key & 7) as u8;
+    let field = key >> 3;
+    if field == 0 || field > MAX_FIELD {
+        return Err(WireError::InvalidFieldNumber { offset, field });
+    }
+    if wire_type > I32 {
+        return Err(WireError::InvalidWireType { offset, wire_type });
+    }
+    Ok(Tag {
+        field: field as u32,
+        wire_type,
+    })
+}
+
+/// Reads a length prefix at `*pos` and returns the body it delimits.
+#[inline]
+pub(crate) fn read_len_delimited<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+) -> Result<&'a [u8], WireError> {
+    let offset = *pos;
+    let len = read_varint(buf, pos)?;
+    let available = buf.len() - *pos;
+    if len > available as u64 {
+        return Err(WireError::LengthPastEnd {
+            offset,
+            len,
+            available,
+        });
+    }
+    let body = &buf[*pos..*pos + len as usize];
+    *pos += len as usize;
+    Ok(body)
+}
+
+/// Skips the value of a field whose tag was just read. Groups are skipped
+/// recursively, counting against `depth_left`.
+pub(crate) fn skip_value(
+    buf: &[u8],
+    pos: &mut usize,
+    tag: Tag,
+    depth_left: u32,
+    limit: u32,
+) -> Result<(), WireError> {
+    let offset = *pos;
+    match tag.wire_type {
+        VARINT => {
+            read_varint(buf, pos)?;
+        }
+        I64 => advance(buf, pos, 8)?,
+        I32 => advance(buf, pos, 4)?,
+        LEN => {
+            read_len_delimited(buf, pos)?;
+        }
+        START_GROUP => {
+            if depth_left == 0 {
+                return Err(WireError::TooDeep { limit });
+            }
+            loop {
+                if *pos >= buf.len() {
+                    return Err(WireError::UnterminatedGroup { offset });
+                }
+                let inner = read_tag(buf, pos)?;
+                if inner.wire_type == END_GROUP {
+                    if inner.field != tag.field {
+                        return Err(WireError::UnexpectedEndGroup { offset: *pos });
+                    }
+                    break;
+                }
+                skip_value(buf, pos, inner, depth_left - 1, limit)?;
+            }
+        }
+        // END_GROUP outside a group
+        _ => return Err(WireError::UnexpectedEndGroup { offset }),
+    }
+    Ok(())
+}
+
+fn advance(buf: &[u8], pos: &mut usize, n: usize) -> Result<(), WireError> {
+    let available = buf.len() - *pos;
+    if n > available {
+        return Err(WireError::LengthPastEnd {
+            offset: *pos,
+            len: n as u64,
+            available,
+        });
+    }
+    *pos += n;
+    Ok(())
+}
+
+/// Appends a length-delimited field: key, length, body.
+#[inline]
+pub(crate) fn write_len_field(field: u32, body: &[u8], out: &mut Vec<u8>) {
+    write_varint(u64::from(field) << 3 | u64::from(LEN), out);
+    write_varint(body.len() as u64, out);
+    out.extend_from_slice(body);
+}
+
+/// Size of a length-delimited field with a body of `len` bytes.
+#[inline]
+pub(crate) fn len_field_size(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field) << 3 | u64::from(LEN)) + varint_len(len as u64) + len
+}
+
+/// Iterates over the fields of one message, yielding `(tag, value bytes)`;
+/// for length-delimited fields the value is the body without its prefix.
+pub(crate) struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    limit: u32,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(buf: &'a [u8], limit: u32) -> Self {
+        Fields { buf, pos: 0, limit }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(Tag, &'a [u8]), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let res = (|| {
+            let tag = read_tag(self.buf, &mut self.pos)?;
+            if tag.wire_type == LEN {
+                return Ok((tag, read_len_delimited(self.buf, &mut self.pos)?));
+            }
+            let start = self.pos;
+            skip_value(self.buf, &mut self.pos, tag, self.limit, self.limit)?;
+            Ok((tag, &self.buf[start..self.pos]))
+        })();
+        if res.is_err() {
+            self.pos = self.buf.len();
+        }
+        Some(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_round_trip_and_len() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_varint(v, &mut out);
+            assert_eq!(out.len(), varint_len(v), "len of {v}");
+            let mut pos = 0;
+            assert_eq!(read_varint(&out, &mut pos), Ok(v));
+            assert_eq!(pos, out.len());
+        }
+    }
+
+    #[test]
+    fn malformed_varints_are_errors() {
+        let mut pos = 0;
+        assert_eq!(
+            read_varint(&[0x80, 0x80], &mut pos),
+            Err(WireError::TruncatedVarint { offset: 0 })
+        );
+        let mut pos = 0;
+        assert_eq!(
+            read_varint(&[0xff; 11], &mut pos),
+            Err(WireError::VarintOverflow { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn groups_are_skipped_and_checked() {
+        // field 5 start-group, field 1 varint 7, field 5 end-group
+        let buf = [0x2b, 0x08, 0x07, 0x2c];
+        let mut pos = 0;
+        let tag = read_tag(&buf, &mut pos).unwrap();
+        skip_value(&buf, &mut pos, tag, 10, 10).unwrap();
+        assert_eq!(pos, buf.len());
+        // unterminated
+        let buf = [0x2b, 0x08, 0x07];
+        let mut pos = 0;
+        let tag = read_tag(&buf, &mut pos).unwrap();
+        assert!(matches!(
+            skip_value(&buf, &mut pos, tag, 10, 10),
+            Err(WireError::UnterminatedGroup { .. })
+        ));
+        // nested groups beyond the depth limit
+        let mut deep = vec![0x2b; 20];
+        deep.extend([0x2c; 20]);
+        let mut pos = 0;
+        let tag = read_tag(&deep, &mut pos).unwrap();
+        assert_eq!(
+            skip_value(&deep, &mut pos, tag, 5, 5),
+            Err(WireError::TooDeep { limit: 5 })
+        );
+    }
+}

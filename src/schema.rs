@@ -1,0 +1,139 @@
+//! The schema plan: which fields of which message types can lead to a
+//! `temporal.api.common.v1.Payload`.
+//!
+//! Built once at start-up from the Temporal API `FileDescriptorSet` (embedded
+//! from the `temporalio-protos` crate, or a newer one given at run time). The
+//! rewriter consults the plan to know where to descend; everything the plan
+//! does not name is copied through byte for byte.
+
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+pub use plan::{Action, MessageKind, MessagePlan, PlannedField};
+
+/// The Temporal API descriptor set compiled into this binary.
+pub static EMBEDDED_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/temporal.fds"));
+
+/// Full name of the payload message every codec works on.
+pub const PAYLOAD: &str = "temporal.api.common.v1.Payload";
+/// Full name of `google.protobuf.Any`, resolved by type URL at run time.
+pub const ANY: &str = "google.protobuf.Any";
+/// Full name of the failure message (subject to optional failure encoding).
+pub const FAILURE: &str = "temporal.api.failure.v1.Failure";
+/// Full name of `google.rpc.Status`, carried in `grpc-status-details-bin`.
+pub const RPC_STATUS: &str = "google.rpc.Status";
+/// The gRPC service whose unary calls carry payloads.
+pub const WORKFLOW_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+
+/// Fields that lead to payloads but must stay plaintext: the server indexes
+/// search attributes, so they are never encoded.
+pub const NEVER_ENCODED: &[(&str, u32)] = &[("temporal.api.common.v1.SearchAttributes", 1)];
+
+/// Index of a message type in a [`Schema`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageId(pub(crate) u32);
+
+/// One RPC of a service in the descriptor set.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// gRPC path, `/package.Service/Method`.
+    pub path: Box<str>,
+    /// Fully-qualified service name.
+    pub service: Box<str>,
+    /// Method name.
+    pub name: Box<str>,
+    pub input: MessageId,
+    pub output: MessageId,
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+}
+
+impl Method {
+    /// True for plain request/response calls (every WorkflowService method).
+    pub fn is_unary(&self) -> bool {
+        !self.client_streaming && !self.server_streaming
+    }
+}
+
+/// The descriptor set could not be turned into a plan.
+#[derive(Debug, Error)]
+pub enum SchemaError {
+    #[error("the descriptor set is not a valid google.protobuf.FileDescriptorSet: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("the descriptor set does not define {0}; is it the Temporal API?")]
+    Missing(&'static str),
+    #[error("field {field} of {message} refers to unknown type {type_name}")]
+    UnknownType {
+        message: String,
+        field: String,
+        type_name: String,
+    },
+    #[error("method {method} refers to unknown type {type_name}")]
+    UnknownMethodType { method: String, type_name: String },
+}
+
+/// Message plans plus the services' methods, looked up by name.
+#[derive(Debug)]
+pub struct Schema {
+    messages: Vec<MessagePlan>,
+    by_name: HashMap<Box<str>, MessageId>,
+    methods: HashMap<Box<str>, Method>,
+}
+
+impl Schema {
+    /// The plan for the descriptor set embedded in the binary.
+    pub fn embedded() -> Result<Schema, SchemaError> {
+        Schema::from_descriptor_set(EMBEDDED_DESCRIPTOR_SET)
+    }
+
+    /// Decodes a serialized `FileDescriptorSet` and computes its plan.
+    pub fn from_descriptor_set(bytes: &[u8]) -> Result<Schema, SchemaError> {
+        let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
+        plan::build(&set)
+    }
+
+    /// Looks a message type up by its full name (no leading dot).
+    pub fn message_id(&self, full_name: &str) -> Option<MessageId> {
+        self.by_name.get(full_name).copied()
+    }
+
+    /// The plan of one message type.
+    pub fn message(&self, id: MessageId) -> &MessagePlan {
+        &self.messages[id.0 as usize]
+    }
+
+    /// All message plans, in id order.
+    pub fn messages(&self) -> impl Iterator<Item = (MessageId, &MessagePlan)> {
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (MessageId(i as u32), m))
+    }
+
+    /// Looks a method up by its gRPC path, `/package.Service/Method`.
+    pub fn method(&self, path: &str) -> Option<&Method> {
+        self.methods.get(path)
+    }
+
+    /// All methods of all services in the descriptor set.
+    pub fn methods(&self) -> impl Iterator<Item = &Method> {
+        self.methods.values()
+    }
+
+    /// Resolves a `google.protobuf.Any` type URL (`…/full.Name`) to a message.
+    pub fn resolve_type_url(&self, type_url: &[u8]) -> Option<MessageId> {
+        let name = match type_url.iter().rposition(|&b| b == b'/') {
+            Some(i) => &type_url[i + 1..],
+            None => type_url,
+        };
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.message_id(n))
+    }
+}

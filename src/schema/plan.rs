@@ -1,0 +1,245 @@
+//! Descriptor set → per-message plan, by fixpoint over "reaches a Payload".
+
+use std::collections::HashMap;
+
+use prost_types::{DescriptorProto, FileDescriptorSet, field_descriptor_proto::Type};
+
+use super::{ANY, FAILURE, MessageId, Method, NEVER_ENCODED, PAYLOAD, Schema, SchemaError};
+
+/// What the rewriter does with one field of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The field holds a `Payload` (singular or repeated): run the codec.
+    Payload,
+    /// The field holds a message that can lead to payloads: descend.
+    Message(MessageId),
+    /// The field holds a `google.protobuf.Any`: descend into its value when
+    /// the type URL names a message that can lead to payloads.
+    Any,
+}
+
+/// Messages that get special treatment beyond their fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Plain,
+    /// `temporal.api.failure.v1.Failure` (optional message/stack trace encoding).
+    Failure,
+}
+
+/// One field of a message that can lead to a payload.
+#[derive(Debug, Clone)]
+pub struct PlannedField {
+    pub number: u32,
+    pub action: Action,
+    /// The field's name, for error messages.
+    pub name: Box<str>,
+}
+
+/// The fields of one message type that can lead to a payload.
+#[derive(Debug)]
+pub struct MessagePlan {
+    name: Box<str>,
+    /// Sorted by field number; empty when nothing inside can hold a payload.
+    fields: Box<[PlannedField]>,
+    kind: MessageKind,
+}
+
+impl MessagePlan {
+    /// Full name, e.g. `temporal.api.common.v1.Payloads`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The planned fields, sorted by number.
+    pub fn fields(&self) -> &[PlannedField] {
+        &self.fields
+    }
+
+    /// True when no field of this message can lead to a payload.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// What to do with field `number`, if anything.
+    #[inline]
+    pub fn field(&self, number: u32) -> Option<&PlannedField> {
+        // Plans are short (a handful of fields): a linear scan beats hashing.
+        self.fields.iter().find(|f| f.number == number)
+    }
+}
+
+/// A message-typed field as found in the descriptor set.
+struct RawField {
+    number: u32,
+    target: usize,
+    name: String,
+}
+
+struct RawMessage {
+    name: String,
+    fields: Vec<RawField>,
+}
+
+pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
+    // 1. Name every message type, nested ones included.
+    let mut names: Vec<(String, &DescriptorProto)> = Vec::new();
+    for file in &set.file {
+        let package = file.package();
+        for msg in &file.message_type {
+            collect(package, msg, &mut names);
+        }
+    }
+    let by_name: HashMap<Box<str>, MessageId> = names
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.clone().into_boxed_str(), MessageId(i as u32)))
+        .collect();
+    let lookup = |type_name: &str| by_name.get(type_name.trim_start_matches('.')).copied();
+    let payload = lookup(PAYLOAD).ok_or(SchemaError::Missing(PAYLOAD))?;
+    let any = lookup(ANY);
+
+    // 2. Keep only message-typed fields, resolved to indices.
+    let mut raw = Vec::with_capacity(names.len());
+    for (name, desc) in &names {
+        let mut fields = Vec::new();
+        for f in &desc.field {
+            if f.r#type() != Type::Message {
+                continue;
+            }
+            let target = lookup(f.type_name()).ok_or_else(|| SchemaError::UnknownType {
+                message: name.clone(),
+                field: f.name().to_string(),
+                type_name: f.type_name().to_string(),
+            })?;
+            if NEVER_ENCODED.contains(&(name.as_str(), f.number() as u32)) {
+                continue;
+            }
+            fields.push(RawField {
+                number: f.number() as u32,
+                target: target.0 as usize,
+                name: f.name().to_string(),
+            });
+        }
+        raw.push(RawMessage {
+            name: name.clone(),
+            fields,
+        });
+    }
+
+    // 3. Fixpoint: a message reaches a payload when one of its fields is a
+    //    Payload, an Any, or a message that reaches one. Recursive types
+    //    (Failure.cause) converge because the set only grows.
+    let is_leaf = |t: usize| t == payload.0 as usize || Some(t) == any.map(|a| a.0 as usize);
+    let mut reaches = vec![false; raw.len()];
+    loop {
+        let mut changed = false;
+        for (i, m) in raw.iter().enumerate() {
+            if !reaches[i]
+                && m.fields
+                    .iter()
+                    .any(|f| is_leaf(f.target) || reaches[f.target])
+            {
+                reaches[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    // 4. The plan keeps only fields that lead somewhere.
+    let messages = raw
+        .into_iter()
+        .map(|m| {
+            let mut fields: Vec<PlannedField> = m
+                .fields
+                .iter()
+                .filter_map(|f| {
+                    let action = if f.target == payload.0 as usize {
+                        Action::Payload
+                    } else if Some(f.target) == any.map(|a| a.0 as usize) {
+                        Action::Any
+                    } else if reaches[f.target] {
+                        Action::Message(MessageId(f.target as u32))
+                    } else {
+                        return None;
+                    };
+                    Some(PlannedField {
+                        number: f.number,
+                        action,
+                        name: f.name.as_str().into(),
+                    })
+                })
+                .collect();
+            fields.sort_by_key(|f| f.number);
+            let kind = if m.name == FAILURE {
+                MessageKind::Failure
+            } else {
+                MessageKind::Plain
+            };
+            MessagePlan {
+                name: m.name.into_boxed_str(),
+                fields: fields.into_boxed_slice(),
+                kind,
+            }
+        })
+        .collect();
+
+    // 5. Methods of every service, by gRPC path.
+    let mut methods = HashMap::new();
+    for file in &set.file {
+        for svc in &file.service {
+            let service = if file.package().is_empty() {
+                svc.name().to_string()
+            } else {
+                format!("{}.{}", file.package(), svc.name())
+            };
+            for m in &svc.method {
+                let path = format!("/{service}/{}", m.name());
+                let resolve = |t: &str| {
+                    lookup(t).ok_or_else(|| SchemaError::UnknownMethodType {
+                        method: path.clone(),
+                        type_name: t.to_string(),
+                    })
+                };
+                let method = Method {
+                    input: resolve(m.input_type())?,
+                    output: resolve(m.output_type())?,
+                    path: path.clone().into_boxed_str(),
+                    service: service.clone().into_boxed_str(),
+                    name: m.name().into(),
+                    client_streaming: m.client_streaming(),
+                    server_streaming: m.server_streaming(),
+                };
+                methods.insert(path.into_boxed_str(), method);
+            }
+        }
+    }
+
+    Ok(Schema {
+        messages,
+        by_name,
+        methods,
+    })
+}
+
+fn collect<'a>(
+    scope: &str,
+    msg: &'a DescriptorProto,
+    out: &mut Vec<(String, &'a DescriptorProto)>,
+) {
+    let name = if scope.is_empty() {
+        msg.name().to_string()
+    } else {
+        format!("{scope}.{}", msg.name())
+    };
+    for nested in &msg.nested_type {
+        collect(&name, nested, out);
+    }
+    out.push((name, msg));
+}
