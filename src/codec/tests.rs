@@ -1,1 +1,295 @@
+use std::sync::{Arc, atomic::Ordering::Relaxed};
 
+use aes_gcm::{Aes256Gcm, KeyInit, aead::Aead as _};
+use prost::Message;
+use temporalio_protos::temporal::api::{
+    common::v1::{Payload, payload::ExternalPayloadDetails},
+    failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
+};
+
+use super::*;
+use crate::{
+    keys::Key,
+    rewrite::rewrite,
+    schema::{FAILURE, Schema},
+};
+
+const K1: [u8; 32] = [1; 32];
+const K2: [u8; 32] = [2; 32];
+
+fn keyring(active: &str) -> Arc<Keyring> {
+    let keys = vec![Key::new("k1", &K1).unwrap(), Key::new("k2", &K2).unwrap()];
+    Arc::new(Keyring::new(keys, Some(active)).unwrap())
+}
+
+fn chain(compression: bool, encryption: bool) -> Chain {
+    let opts = ChainOptions {
+        compression,
+        encryption,
+        ..Default::default()
+    };
+    Chain::new(&opts, keyring("k1")).unwrap()
+}
+
+fn json(data: &str) -> Vec<u8> {
+    Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: data.as_bytes().to_vec(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn parse(bytes: &[u8]) -> Payload {
+    Payload::decode(bytes).unwrap()
+}
+
+#[test]
+fn encryption_format_matches_the_sdk_samples() {
+    let c = chain(false, true);
+    let input = json("\"hello\"");
+    let out = parse(&c.encode_payload(&input).unwrap().unwrap());
+    assert_eq!(out.metadata.len(), 2);
+    assert_eq!(out.metadata["encoding"], b"binary/encrypted");
+    assert_eq!(out.metadata["encryption-key-id"], b"k1");
+    assert_eq!(out.data.len(), NONCE_LEN + input.len() + TAG_LEN);
+    // An independent AES-GCM implementation reads nonce ‖ ciphertext ‖ tag.
+    let (nonce, sealed) = out.data.split_at(NONCE_LEN);
+    let plain = Aes256Gcm::new(&K1.into())
+        .decrypt(nonce.into(), sealed)
+        .unwrap();
+    assert_eq!(plain, input, "the whole marshaled payload is encrypted");
+    // Fresh nonce each time.
+    let again = parse(&c.encode_payload(&input).unwrap().unwrap());
+    assert_ne!(again.data[..NONCE_LEN], out.data[..NONCE_LEN]);
+}
+
+#[test]
+fn payloads_encrypted_elsewhere_decrypt_with_any_keyring_key() {
+    let input = json("{\"from\":\"aes-gcm\"}");
+    let nonce = [9u8; NONCE_LEN];
+    let mut data = nonce.to_vec();
+    data.extend(
+        Aes256Gcm::new(&K2.into())
+            .encrypt(&nonce.into(), input.as_slice())
+            .unwrap(),
+    );
+    let enc = payload::marshal(
+        &[
+            ("encoding", b"binary/encrypted"),
+            ("encryption-key-id", b"k2"),
+        ],
+        &data,
+        &[],
+    );
+    // k1 is active, k2 still decrypts.
+    assert_eq!(chain(true, true).decode_payload(&enc).unwrap(), Some(input));
+}
+
+#[test]
+fn unknown_key_ids_pass_through_and_are_counted() {
+    let c = chain(false, true);
+    let enc = payload::marshal(
+        &[
+            ("encoding", b"binary/encrypted"),
+            ("encryption-key-id", b"other"),
+        ],
+        &[0u8; 40],
+        &[],
+    );
+    assert_eq!(c.decode_payload(&enc).unwrap(), None);
+    assert_eq!(c.stats().unknown_key.load(Relaxed), 1);
+}
+
+#[test]
+fn tampering_is_an_error_naming_the_key() {
+    let c = chain(false, true);
+    let mut enc = parse(&c.encode_payload(&json("\"x\"")).unwrap().unwrap());
+    let last = enc.data.len() - 1;
+    enc.data[last] ^= 1;
+    let err = c.decode_payload(&enc.encode_to_vec()).unwrap_err();
+    assert!(matches!(&err, CodecError::Authentication { key_id } if key_id == "k1"));
+    assert!(err.to_string().contains("\"k1\""), "{err}");
+    assert_eq!(c.stats().failed.load(Relaxed), 1);
+    enc.data.truncate(20);
+    let err = c.decode_payload(&enc.encode_to_vec()).unwrap_err();
+    assert!(matches!(err, CodecError::Truncated { len: 20, .. }));
+}
+
+#[test]
+fn compression_is_skipped_when_it_does_not_shrink() {
+    let c = chain(true, false);
+    let small = json("1");
+    assert_eq!(c.encode_payload(&small).unwrap(), None);
+    let big = json(&"abc".repeat(1000));
+    let out = c.encode_payload(&big).unwrap().unwrap();
+    assert!(out.len() < big.len() / 10);
+    let p = parse(&out);
+    assert_eq!(p.metadata["encoding"], b"binary/snappy");
+    assert_eq!(
+        snap::raw::Decoder::new().decompress_vec(&p.data).unwrap(),
+        big
+    );
+    assert_eq!(c.decode_payload(&out).unwrap(), Some(big));
+}
+
+#[test]
+fn caller_snappy_payloads_are_wrapped_so_decode_is_exact() {
+    let c = chain(true, true);
+    // Incompressible data that is already labelled binary/snappy.
+    let theirs = payload::marshal(&[("encoding", b"binary/snappy")], &[0x00], &[]);
+    let enc = c.encode_payload(&theirs).unwrap().unwrap();
+    assert_eq!(c.decode_payload(&enc).unwrap(), Some(theirs));
+}
+
+#[test]
+fn chain_compresses_then_encrypts_and_decodes_in_reverse() {
+    let c = chain(true, true);
+    let input = json(&"secret ".repeat(200));
+    let enc = c.encode_payload(&input).unwrap().unwrap();
+    let outer = parse(&enc);
+    assert_eq!(outer.metadata["encoding"], b"binary/encrypted");
+    assert!(!enc.windows(6).any(|w| w == b"secret"));
+    let (nonce, sealed) = outer.data.split_at(NONCE_LEN);
+    let inner = Aes256Gcm::new(&K1.into())
+        .decrypt(nonce.into(), sealed)
+        .unwrap();
+    assert_eq!(parse(&inner).metadata["encoding"], b"binary/snappy");
+    assert_eq!(c.decode_payload(&enc).unwrap().as_ref(), Some(&input));
+    // Decoding knows both formats whatever the encode settings.
+    assert_eq!(
+        chain(false, false).decode_payload(&enc).unwrap(),
+        Some(input)
+    );
+}
+
+#[test]
+fn foreign_and_malformed_payloads_are_left_alone_on_decode() {
+    let c = chain(true, true);
+    assert_eq!(c.decode_payload(&json("\"plain\"")).unwrap(), None);
+    assert_eq!(c.decode_payload(&[0xff, 0xff]).unwrap(), None);
+    // ...but an encoder refuses what it cannot parse (fail closed).
+    assert!(matches!(
+        c.encode_payload(&[0x0a, 0x10]),
+        Err(CodecError::MalformedPayload(_))
+    ));
+}
+
+#[test]
+fn external_payloads_stay_visible_on_the_outer_payload() {
+    let c = chain(true, true);
+    let input = Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: b"\"ref\"".to_vec(),
+        external_payloads: vec![ExternalPayloadDetails {
+            size_bytes: 1 << 20,
+        }],
+    }
+    .encode_to_vec();
+    let enc = c.encode_payload(&input).unwrap().unwrap();
+    assert_eq!(
+        parse(&enc).external_payloads,
+        vec![ExternalPayloadDetails {
+            size_bytes: 1 << 20
+        }]
+    );
+    assert_eq!(c.decode_payload(&enc).unwrap(), Some(input));
+}
+
+#[test]
+fn decompression_is_bounded() {
+    let opts = ChainOptions {
+        compression: true,
+        max_decoded: Some(1000),
+        ..Default::default()
+    };
+    let c = Chain::new(&opts, Arc::default()).unwrap();
+    let enc = c.encode_payload(&json(&"z".repeat(5000))).unwrap().unwrap();
+    assert!(matches!(
+        c.decode_payload(&enc),
+        Err(CodecError::TooLarge { limit: 1000, .. })
+    ));
+}
+
+#[test]
+fn encryption_without_an_active_key_is_refused() {
+    let opts = ChainOptions {
+        encryption: true,
+        ..Default::default()
+    };
+    let keys = Keyring::new(vec![Key::new("k1", &K1).unwrap()], None).unwrap();
+    assert!(matches!(
+        Chain::new(&opts, Arc::new(keys)),
+        Err(CodecError::NoActiveKey)
+    ));
+}
+
+fn app_failure(message: &str, stack: &str, cause: Option<Failure>) -> Failure {
+    Failure {
+        message: message.into(),
+        source: "PythonSDK".into(),
+        stack_trace: stack.into(),
+        cause: cause.map(Box::new),
+        failure_info: Some(FailureInfo::ApplicationFailureInfo(
+            ApplicationFailureInfo {
+                r#type: "ValueError".into(),
+                details: None,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn failure_encoding_hides_messages_and_restores_them() {
+    let s = Schema::embedded().unwrap();
+    let id = s.message_id(FAILURE).unwrap();
+    let opts = ChainOptions {
+        compression: true,
+        encryption: true,
+        encode_failures: true,
+        ..Default::default()
+    };
+    let c = Chain::new(&opts, keyring("k1")).unwrap();
+    let original = app_failure(
+        "card 4111 declined",
+        "at charge()",
+        Some(app_failure("inner secret", "", None)),
+    );
+    let bytes = original.encode_to_vec();
+    let enc = rewrite(&s, id, &bytes, &mut c.encoder())
+        .unwrap()
+        .into_owned();
+    assert!(!enc.windows(4).any(|w| w == b"4111" || w == b"inne"));
+    let stored = Failure::decode(enc.as_slice()).unwrap();
+    assert_eq!(stored.message, "Encoded failure");
+    assert_eq!(stored.stack_trace, "");
+    assert_eq!(stored.source, "PythonSDK", "other fields stay");
+    assert_eq!(
+        stored.encoded_attributes.unwrap().metadata["encoding"],
+        b"binary/encrypted"
+    );
+    assert_eq!(stored.cause.unwrap().message, "Encoded failure");
+    let dec = rewrite(&s, id, &enc, &mut c.decoder()).unwrap();
+    assert_eq!(Failure::decode(dec.as_ref()).unwrap(), original);
+
+    // Without failure encoding, messages stay and nothing changes.
+    let plain = chain(true, true);
+    assert!(matches!(
+        rewrite(&s, id, &bytes, &mut plain.encoder()).unwrap(),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    // Attributes an SDK encoded itself are only decrypted, never unpacked.
+    let sdk = Failure {
+        message: "Encoded failure".into(),
+        encoded_attributes: Some(parse(&json("{\"message\":\"m\",\"stack_trace\":\"\"}"))),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let enc = rewrite(&s, id, &sdk, &mut c.encoder())
+        .unwrap()
+        .into_owned();
+    let dec = rewrite(&s, id, &enc, &mut c.decoder()).unwrap();
+    assert_eq!(dec.as_ref(), sdk.as_slice());
+}

@@ -1,1 +1,211 @@
+use std::{collections::HashMap, path::Path};
 
+use super::*;
+
+const KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="; // 32 × 0x01
+
+fn parse_with(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::parse(text, "test.toml", Path::new("."), &|k| vars.get(k).cloned())
+}
+
+fn minimal(key: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:7233"
+upstream = "http://127.0.0.1:7234"
+[codec]
+compression = true
+encryption = true
+active_key = "dev-key-1"
+[[codec.keys]]
+id = "dev-key-1"
+material = "{key}"
+"#
+    )
+}
+
+fn paths(e: &ConfigError) -> Vec<&str> {
+    e.issues.iter().map(|(p, _)| p.as_str()).collect()
+}
+
+#[test]
+fn the_documented_minimal_shape_loads() {
+    let c = parse_with(&minimal(KEY), &[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7233");
+    assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7234");
+    assert!(c.codec.compression && c.codec.encryption && !c.codec.encode_failure_attributes);
+    assert_eq!(c.codec.keys.len(), 1);
+    let chain = c.codec.chain().unwrap();
+    assert!(format!("{chain:?}").contains("dev-key-1"));
+    assert!(
+        !format!("{c:?}").contains(KEY),
+        "material never shows in Debug"
+    );
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dev = Config::load(&dir.join("dev.toml")).unwrap();
+    assert_eq!(dev.codec.active_key.as_deref(), Some("dev-key-1"));
+    // The reference file documents every key; it needs its secrets supplied.
+    let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
+    let text = text.replace("/run/secrets/sealgate/key-2026-05", "key.b64");
+    let tmp = std::env::temp_dir().join(format!("sealgate-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("key.b64"), format!("{KEY}\n")).unwrap();
+    let vars = |k: &str| (k == "SEALGATE_KEY_2026_11").then(|| KEY.to_string());
+    let c = Config::parse(&text, "reference.toml", &tmp, &vars).unwrap();
+    std::fs::remove_dir_all(&tmp).unwrap();
+    assert_eq!(c.codec.keys.len(), 2);
+    assert!(c.upstream.tls);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let text = r#"
+listen = "nowhere"
+upstream = "ftp://x"
+colour = "blue"
+[codec]
+compression = "yes"
+active_key = "missing"
+surprise = 1
+[[codec.keys]]
+id = "a"
+material = "c2hvcnQ="
+extra = true
+[[codec.keys]]
+material = "${NOT_SET}"
+"#;
+    let err = parse_with(text, &[]).unwrap_err();
+    let p = paths(&err);
+    for want in [
+        "listen",
+        "upstream",
+        "colour",
+        "codec.compression",
+        "codec.surprise",
+        "codec.keys[0].material",
+        "codec.keys[0].extra",
+        "codec.keys[1].id",
+        "codec.keys[1].material",
+    ] {
+        assert!(p.contains(&want), "{want} missing from {p:?}");
+    }
+    let shown = err.to_string();
+    assert!(
+        shown.contains("test.toml") && shown.contains("problems"),
+        "{shown}"
+    );
+    assert!(shown.contains("NOT_SET"), "{shown}");
+    assert!(shown.contains("32"), "names the key length: {shown}");
+}
+
+#[test]
+fn encryption_needs_an_active_key_that_exists() {
+    let text = minimal(KEY).replace("active_key = \"dev-key-1\"", "");
+    let err = parse_with(&text, &[]).unwrap_err();
+    assert_eq!(paths(&err), ["codec.active_key"]);
+    assert!(err.to_string().contains("encryption = false"));
+    let text = minimal(KEY).replace("active_key = \"dev-key-1\"", "active_key = \"nope\"");
+    let err = parse_with(&text, &[]).unwrap_err();
+    assert_eq!(paths(&err), ["codec.active_key"]);
+    // Decrypt-only needs no active key.
+    let text = minimal(KEY)
+        .replace("active_key = \"dev-key-1\"", "")
+        .replace("encryption = true", "encryption = false");
+    assert!(!parse_with(&text, &[]).unwrap().codec.encryption);
+}
+
+#[test]
+fn duplicate_key_ids_are_rejected() {
+    let text = format!(
+        "{}\n[[codec.keys]]\nid = \"dev-key-1\"\nmaterial = \"{KEY}\"\n",
+        minimal(KEY)
+    );
+    let err = parse_with(&text, &[]).unwrap_err();
+    assert_eq!(paths(&err), ["codec.keys[1].id"]);
+}
+
+#[test]
+fn variables_expand_and_overrides_apply() {
+    let text = minimal("${DEK}").replace("127.0.0.1:7234", "${UP_HOST}:7234");
+    let c = parse_with(
+        &text,
+        &[
+            ("DEK", KEY),
+            ("UP_HOST", "temporal.internal"),
+            ("SEALGATE_LISTEN", "0.0.0.0:9000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.upstream.authority, "temporal.internal:7234");
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    let c = parse_with(
+        &minimal(KEY),
+        &[("SEALGATE_UPSTREAM", "https://cloud.example:7233")],
+    )
+    .unwrap();
+    assert_eq!(c.upstream.to_string(), "https://cloud.example:7233");
+    // An upstream can come from the environment alone.
+    let text = minimal(KEY).replace("upstream = \"http://127.0.0.1:7234\"", "");
+    assert!(parse_with(&text, &[]).is_err());
+    assert!(parse_with(&text, &[("SEALGATE_UPSTREAM", "127.0.0.1:1")]).is_ok());
+}
+
+#[test]
+fn expansion_rules() {
+    let env = |k: &str| (k == "A").then(|| "x".to_string());
+    assert_eq!(table::expand("${A}-${A}", &env).unwrap(), "x-x");
+    assert_eq!(table::expand("$${A} $A ${", &env).unwrap(), "${A} $A ${");
+    assert_eq!(table::expand("${B}", &env).unwrap_err(), "B");
+}
+
+#[test]
+fn material_files_are_read_relative_to_the_config() {
+    let dir = std::env::temp_dir().join(format!("sealgate-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("k.b64"), format!("{KEY}\n")).unwrap();
+    let text = minimal(KEY).replace(
+        &format!("material = \"{KEY}\""),
+        "material_file = \"k.b64\"",
+    );
+    std::fs::write(dir.join("c.toml"), &text).unwrap();
+    let c = Config::load(&dir.join("c.toml")).unwrap();
+    assert_eq!(c.codec.keys.len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn toml_syntax_errors_are_reported() {
+    let err = parse_with("listen = ", &[]).unwrap_err();
+    assert!(err.to_string().contains("not valid TOML"), "{err}");
+}
+
+#[test]
+fn upstream_forms() {
+    assert_eq!(
+        Upstream::parse("127.0.0.1:7233").unwrap().to_string(),
+        "http://127.0.0.1:7233"
+    );
+    assert!(
+        Upstream::parse("https://ns.acct.tmprl.cloud:7233")
+            .unwrap()
+            .tls
+    );
+    assert!(Upstream::parse("[::1]:7233").is_ok());
+    for bad in [
+        "localhost",
+        "http://:7233",
+        "grpc://x:1",
+        "http://x:0",
+        "http://x:y",
+    ] {
+        assert!(Upstream::parse(bad).is_err(), "{bad}");
+    }
+}

@@ -1,1 +1,326 @@
+use std::borrow::Cow;
 
+use prost::Message;
+use temporalio_protos::temporal::api::{
+    common::v1::{Payload, Payloads, WorkflowType},
+    failure::v1::Failure,
+    update::v1::{Input, Request},
+    workflowservice::v1::StartWorkflowExecutionRequest,
+};
+
+use super::*;
+use crate::codec::payload;
+
+/// Wraps every payload in a `test/wrapped` payload and records what it saw.
+#[derive(Default)]
+struct Wrap {
+    seen: Vec<Vec<u8>>,
+}
+
+impl PayloadVisitor for Wrap {
+    fn payload(&mut self, p: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        self.seen.push(p.to_vec());
+        Ok(Some(payload::marshal(
+            &[("encoding", b"test/wrapped")],
+            p,
+            &[],
+        )))
+    }
+}
+
+/// Unwraps what [`Wrap`] made.
+struct Unwrap;
+
+impl PayloadVisitor for Unwrap {
+    fn payload(&mut self, p: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        let view = payload::PayloadView::parse(p).map_err(CodecError::MalformedPayload)?;
+        Ok((view.encoding() == Some(b"test/wrapped")).then(|| view.data.to_vec()))
+    }
+}
+
+/// Leaves every payload alone.
+struct Keep;
+
+impl PayloadVisitor for Keep {
+    fn payload(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        Ok(None)
+    }
+}
+
+fn schema() -> Schema {
+    Schema::embedded().unwrap()
+}
+
+fn json(data: &str) -> Payload {
+    Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: data.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+fn start_request() -> Vec<u8> {
+    StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: "wf-1".into(),
+        workflow_type: Some(WorkflowType {
+            name: "Greet".into(),
+        }),
+        input: Some(Payloads {
+            payloads: vec![json("\"secret-1\""), json("\"secret-2\"")],
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+const START: &str = "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest";
+
+fn id(s: &Schema, name: &str) -> MessageId {
+    s.message_id(name).unwrap()
+}
+
+#[test]
+fn unchanged_input_is_returned_without_a_copy() {
+    let s = schema();
+    let bytes = start_request();
+    let out = rewrite(&s, id(&s, START), &bytes, &mut Keep).unwrap();
+    match out {
+        Cow::Borrowed(b) => assert!(std::ptr::eq(b, bytes.as_slice())),
+        Cow::Owned(_) => panic!("expected the input slice back"),
+    }
+}
+
+#[test]
+fn payloads_are_rewritten_and_round_trip() {
+    let s = schema();
+    let bytes = start_request();
+    let mut wrap = Wrap::default();
+    let enc = rewrite(&s, id(&s, START), &bytes, &mut wrap)
+        .unwrap()
+        .into_owned();
+    assert_eq!(wrap.seen.len(), 2);
+    assert_eq!(wrap.seen[0], json("\"secret-1\"").encode_to_vec());
+    let decoded = StartWorkflowExecutionRequest::decode(enc.as_slice()).unwrap();
+    assert_eq!(decoded.workflow_id, "wf-1");
+    let p = &decoded.input.unwrap().payloads[0];
+    assert_eq!(p.metadata["encoding"], b"test/wrapped");
+    let back = rewrite(&s, id(&s, START), &enc, &mut Unwrap).unwrap();
+    assert_eq!(back.as_ref(), bytes.as_slice());
+}
+
+/// Appends an unknown varint field and an unknown length-delimited field.
+fn with_unknown(mut bytes: Vec<u8>, marker: &[u8]) -> Vec<u8> {
+    wire::write_varint(9_999 << 3, &mut bytes);
+    wire::write_varint(42, &mut bytes);
+    wire::write_len_field(9_998, marker, &mut bytes);
+    bytes
+}
+
+#[test]
+fn unknown_fields_and_order_survive_at_every_depth() {
+    let s = schema();
+    // Unknown fields inside the payload, inside Payloads, and at the top.
+    let payload = with_unknown(json("\"x\"").encode_to_vec(), b"in-payload");
+    let mut payloads = Vec::new();
+    wire::write_len_field(1, &payload, &mut payloads);
+    let payloads = with_unknown(payloads, b"in-payloads");
+    // The unknown field comes first, before known ones: order must hold.
+    let mut top = with_unknown(Vec::new(), b"top");
+    wire::write_len_field(2, b"wf-1", &mut top); // workflow_id
+    wire::write_len_field(5, &payloads, &mut top); // input
+    let mut wrap = Wrap::default();
+    let enc = rewrite(&s, id(&s, START), &top, &mut wrap)
+        .unwrap()
+        .into_owned();
+    assert_eq!(
+        wrap.seen,
+        vec![payload.clone()],
+        "the whole payload, unknown fields included"
+    );
+    assert!(enc.starts_with(&with_unknown(Vec::new(), b"top")));
+    assert!(enc.windows(11).any(|w| w == b"in-payloads"));
+    let back = rewrite(&s, id(&s, START), &enc, &mut Unwrap).unwrap();
+    assert_eq!(back.as_ref(), top.as_slice());
+}
+
+#[test]
+fn any_bodies_are_resolved_by_type_url() {
+    let s = schema();
+    let request = Request {
+        input: Some(Input {
+            name: "set".into(),
+            args: Some(Payloads {
+                payloads: vec![json("\"update-arg\"")],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let bytes = protocol_message("temporal.api.update.v1.Request", &request.encode_to_vec());
+    let mut wrap = Wrap::default();
+    let enc = rewrite(
+        &s,
+        id(&s, "temporal.api.protocol.v1.Message"),
+        &bytes,
+        &mut wrap,
+    )
+    .unwrap();
+    assert_eq!(wrap.seen, vec![json("\"update-arg\"").encode_to_vec()]);
+    assert_eq!(
+        rewrite(
+            &s,
+            id(&s, "temporal.api.protocol.v1.Message"),
+            &enc,
+            &mut Unwrap
+        )
+        .unwrap()
+        .as_ref(),
+        bytes.as_slice()
+    );
+    // An unknown type passes through untouched.
+    let other = protocol_message("example.Unknown", &request.encode_to_vec());
+    let mut wrap = Wrap::default();
+    let out = rewrite(
+        &s,
+        id(&s, "temporal.api.protocol.v1.Message"),
+        &other,
+        &mut wrap,
+    )
+    .unwrap();
+    assert!(matches!(out, Cow::Borrowed(_)) && wrap.seen.is_empty());
+}
+
+/// `temporal.api.protocol.v1.Message { id: "m1", body: Any(name, value) }`.
+fn protocol_message(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut any = Vec::new();
+    wire::write_len_field(
+        1,
+        format!("type.googleapis.com/{name}").as_bytes(),
+        &mut any,
+    );
+    wire::write_len_field(2, value, &mut any);
+    let mut msg = Vec::new();
+    wire::write_len_field(1, b"m1", &mut msg);
+    wire::write_len_field(5, &any, &mut msg);
+    msg
+}
+
+fn failure_chain(depth: usize) -> Failure {
+    let mut f = Failure {
+        message: "root".into(),
+        encoded_attributes: Some(json("\"attrs\"")),
+        ..Default::default()
+    };
+    for i in 0..depth {
+        f = Failure {
+            message: format!("level {i}"),
+            cause: Some(Box::new(f)),
+            ..Default::default()
+        };
+    }
+    f
+}
+
+#[test]
+fn recursion_is_followed_up_to_the_depth_limit() {
+    let s = schema();
+    let ok = failure_chain(90).encode_to_vec();
+    let mut wrap = Wrap::default();
+    rewrite(&s, id(&s, schema::FAILURE), &ok, &mut wrap).unwrap();
+    assert_eq!(wrap.seen.len(), 1, "the payload at the bottom is found");
+
+    let deep = failure_chain(150).encode_to_vec();
+    let err = rewrite(&s, id(&s, schema::FAILURE), &deep, &mut Wrap::default()).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            RewriteErrorKind::Wire(WireError::TooDeep { limit: 100 })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Failure.cause.cause"), "{err}");
+}
+
+#[test]
+fn malformed_input_gives_typed_errors_with_a_path() {
+    let s = schema();
+    let start = id(&s, START);
+    let bytes = start_request();
+    // Truncated anywhere: an error or (when cut between fields) success, never a panic.
+    for cut in 0..bytes.len() {
+        let _ = rewrite(&s, start, &bytes[..cut], &mut Wrap::default());
+    }
+    // Truncated varint key.
+    let err = rewrite(&s, start, &[0x80], &mut Keep).unwrap_err();
+    assert!(matches!(
+        err.kind,
+        RewriteErrorKind::Wire(WireError::TruncatedVarint { .. })
+    ));
+    assert!(err.is_malformed());
+    // Length past the end, on a planned field.
+    let err = rewrite(&s, start, &[0x2a, 0x10, 0x01], &mut Keep).unwrap_err();
+    assert!(matches!(
+        err.kind,
+        RewriteErrorKind::Wire(WireError::LengthPastEnd { .. })
+    ));
+    assert!(
+        err.to_string()
+            .contains("StartWorkflowExecutionRequest.input"),
+        "{err}"
+    );
+    // Length past the end on an unplanned field too.
+    let err = rewrite(&s, start, &[0x12, 0x10, 0x01], &mut Keep).unwrap_err();
+    assert!(matches!(
+        err.kind,
+        RewriteErrorKind::Wire(WireError::LengthPastEnd { .. })
+    ));
+    // Wrong wire type on a planned field: input (5) as a varint.
+    let err = rewrite(&s, start, &[0x28, 0x01], &mut Keep).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            RewriteErrorKind::Wire(WireError::WrongWireType {
+                field: 5,
+                found: 0,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // Field number zero and wire types 6/7.
+    for bad in [&[0x02, 0x00][..], &[0x0e], &[0x0f]] {
+        assert!(
+            rewrite(&s, start, bad, &mut Keep)
+                .unwrap_err()
+                .is_malformed()
+        );
+    }
+    // A stray end-group.
+    assert!(rewrite(&s, start, &[0x0c], &mut Keep).is_err());
+}
+
+#[test]
+fn unknown_groups_are_copied_through() {
+    let s = schema();
+    let mut bytes = vec![0xcb, 0x3e, 0x08, 0x01, 0xcc, 0x3e]; // group 1001 { 1: 1 }
+    bytes.extend(start_request());
+    let mut wrap = Wrap::default();
+    let enc = rewrite(&s, id(&s, START), &bytes, &mut wrap).unwrap();
+    assert!(enc.starts_with(&[0xcb, 0x3e, 0x08, 0x01, 0xcc, 0x3e]));
+    assert_eq!(wrap.seen.len(), 2);
+}
+
+#[test]
+fn visitor_errors_name_the_field() {
+    struct Fail;
+    impl PayloadVisitor for Fail {
+        fn payload(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+            Err(CodecError::NoActiveKey)
+        }
+    }
+    let s = schema();
+    let err = rewrite(&s, id(&s, START), &start_request(), &mut Fail).unwrap_err();
+    assert!(!err.is_malformed());
+    assert_eq!(err.path(), "StartWorkflowExecutionRequest.input.payloads");
+}
