@@ -217,11 +217,12 @@ impl Config {
         );
         let upstream = match upstream {
             Some(u) => Upstream::parse(&u).map_err(|m| issues.push("upstream", m)),
-            None => Err(issues.push(
-                "upstream",
-                "missing: the Temporal frontend to forward to, e.g. \"http://127.0.0.1:7234\""
-                    .into(),
-            )),
+            None => {
+                let hint = "missing: the Temporal frontend to forward to, \
+                            e.g. \"http://127.0.0.1:7234\"";
+                issues.push("upstream", hint.into());
+                Err(())
+            }
         };
 
         let codec = match root.table("codec", &mut issues) {

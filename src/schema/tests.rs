@@ -54,10 +54,8 @@ fn reference(pool: &DescriptorPool) -> BTreeMap<String, BTreeSet<u32>> {
     for m in pool.all_messages() {
         let mut fields = BTreeSet::new();
         for f in m.fields() {
-            if let Some(t) = leads(&f) {
-                if is_leaf(&t) || reaches(&t) {
-                    fields.insert(f.number());
-                }
+            if leads(&f).is_some_and(|t| is_leaf(&t) || reaches(&t)) {
+                fields.insert(f.number());
             }
         }
         out.insert(m.full_name().to_string(), fields);
