@@ -145,6 +145,14 @@ pub fn rewrite<'a, V: PayloadVisitor>(
     })
 }
 
+/// A change to one field number, wherever it occurs in a message.
+#[derive(Debug, Clone, Copy)]
+enum Edit<'a> {
+    Drop,
+    /// New value for a length-delimited field, written in place.
+    Replace(&'a [u8]),
+}
+
 struct Walker<'s, 'v, V> {
     schema: &'s Schema,
     visitor: &'v mut V,
@@ -171,17 +179,17 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         self.walk(id, bytes, depth, &[])
     }
 
-    /// Walks the planned fields of a message of type `id`, leaving out the
-    /// field numbers in `drop`. `None` when the output would equal the input.
+    /// Walks the planned fields of a message of type `id`, applying `edits`
+    /// to the fields they name. `None` when the output would equal the input.
     fn walk(
         &mut self,
         id: MessageId,
         bytes: &[u8],
         depth: u32,
-        drop: &[u32],
+        edits: &[(u32, Edit<'_>)],
     ) -> Result<Option<Vec<u8>>, RewriteError> {
         let plan = self.schema.message(id);
-        self.splice(bytes, depth, drop, plan.name(), |n| {
+        self.splice(bytes, depth, edits, plan.name(), |n| {
             plan.field(n).map(|f| (f.action, &*f.name))
         })
     }
@@ -218,7 +226,7 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         &mut self,
         bytes: &[u8],
         depth: u32,
-        drop: &[u32],
+        edits: &[(u32, Edit<'_>)],
         owner: &str,
         lookup: impl Fn(u32) -> Option<(Action, &'p str)>,
     ) -> Result<Option<Vec<u8>>, RewriteError> {
@@ -229,10 +237,26 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         while pos < bytes.len() {
             let start = pos;
             let tag = wire::read_tag(bytes, &mut pos)?;
-            if drop.contains(&tag.field) {
+            if let Some((_, edit)) = edits.iter().find(|(n, _)| *n == tag.field) {
+                if matches!(edit, Edit::Replace(_)) && tag.wire_type != wire::LEN {
+                    let e = WireError::WrongWireType {
+                        offset: start,
+                        field: tag.field,
+                        found: tag.wire_type,
+                    };
+                    return Err(RewriteError::from(e).within(owner, "(edited field)"));
+                }
+                let key_end = pos;
                 wire::skip_value(bytes, &mut pos, tag, remaining, MAX_DEPTH)?;
                 let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
-                out.extend_from_slice(&bytes[copied..start]);
+                match edit {
+                    Edit::Drop => out.extend_from_slice(&bytes[copied..start]),
+                    Edit::Replace(value) => {
+                        out.extend_from_slice(&bytes[copied..key_end]);
+                        wire::write_varint(value.len() as u64, out);
+                        out.extend_from_slice(value);
+                    }
+                }
                 copied = pos;
                 continue;
             }

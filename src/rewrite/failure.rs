@@ -1,8 +1,12 @@
 //! Optional failure encoding: `Failure.message` and `Failure.stack_trace` move
 //! into `Failure.encoded_attributes` as a `json/plain` payload (the SDKs' own
 //! convention), which is then encoded like any other payload.
+//!
+//! Both fields are rewritten in place (message → `Encoded failure`, stack
+//! trace → empty) and the attributes are appended, so decoding can put the
+//! originals back where they were and the bytes come back exactly.
 
-use super::{FailureMode, PayloadVisitor, RewriteError, Walker, wire};
+use super::{Edit, FailureMode, PayloadVisitor, RewriteError, Walker, wire};
 use crate::{codec::failure as attrs, schema::MessageId};
 
 const MESSAGE: u32 = 1;
@@ -24,6 +28,13 @@ pub(super) fn rewrite<V: PayloadVisitor>(
     }
 }
 
+#[derive(Default)]
+struct Scan<'a> {
+    message: Option<&'a [u8]>,
+    stack_trace: Option<&'a [u8]>,
+    attributes: Option<&'a [u8]>,
+}
+
 /// The last occurrence of each field wins, as in protobuf parsing.
 fn scan(bytes: &[u8]) -> Result<Scan<'_>, RewriteError> {
     let mut s = Scan::default();
@@ -33,20 +44,13 @@ fn scan(bytes: &[u8]) -> Result<Scan<'_>, RewriteError> {
             continue;
         }
         match tag.field {
-            MESSAGE => s.message = value,
-            STACK_TRACE => s.stack_trace = value,
+            MESSAGE => s.message = Some(value),
+            STACK_TRACE => s.stack_trace = Some(value),
             ENCODED_ATTRIBUTES => s.attributes = Some(value),
             _ => {}
         }
     }
     Ok(s)
-}
-
-#[derive(Default)]
-struct Scan<'a> {
-    message: &'a [u8],
-    stack_trace: &'a [u8],
-    attributes: Option<&'a [u8]>,
 }
 
 fn encode<V: PayloadVisitor>(
@@ -57,8 +61,8 @@ fn encode<V: PayloadVisitor>(
 ) -> Result<Option<Vec<u8>>, RewriteError> {
     let s = scan(bytes)?;
     let (Ok(message), Ok(stack_trace)) = (
-        std::str::from_utf8(s.message),
-        std::str::from_utf8(s.stack_trace),
+        std::str::from_utf8(s.message.unwrap_or_default()),
+        std::str::from_utf8(s.stack_trace.unwrap_or_default()),
     ) else {
         // Not valid proto3 strings: leave them for the server to judge.
         return w.walk(id, bytes, depth, &[]);
@@ -67,13 +71,19 @@ fn encode<V: PayloadVisitor>(
         // Already encoded (by an SDK) or nothing to hide.
         return w.walk(id, bytes, depth, &[]);
     }
+    let edits = [
+        (MESSAGE, Edit::Replace(ENCODED_FAILURE.as_bytes())),
+        (STACK_TRACE, Edit::Replace(b"")),
+    ];
     let rest = w
-        .walk(id, bytes, depth, &[MESSAGE, STACK_TRACE])?
+        .walk(id, bytes, depth, &edits)?
         .unwrap_or_else(|| bytes.to_vec());
     let payload = attrs::attributes_payload(message, stack_trace);
     let payload = w.visitor.payload(&payload)?.unwrap_or(payload);
     let mut out = Vec::with_capacity(rest.len() + payload.len() + 32);
-    wire::write_len_field(MESSAGE, ENCODED_FAILURE.as_bytes(), &mut out);
+    if s.message.is_none() {
+        wire::write_len_field(MESSAGE, ENCODED_FAILURE.as_bytes(), &mut out);
+    }
     out.extend_from_slice(&rest);
     wire::write_len_field(ENCODED_ATTRIBUTES, &payload, &mut out);
     Ok(Some(out))
@@ -88,33 +98,26 @@ fn decode<V: PayloadVisitor>(
     let walked = w.walk(id, bytes, depth, &[])?;
     let cur = walked.as_deref().unwrap_or(bytes);
     let s = scan(cur)?;
-    if s.message != ENCODED_FAILURE.as_bytes() {
+    if s.message != Some(ENCODED_FAILURE.as_bytes()) {
         return Ok(walked);
     }
     let Some((message, stack_trace)) = s.attributes.and_then(attrs::parse_attributes) else {
         return Ok(walked);
     };
-    // Put message and stack trace back at their place in field order and
-    // drop the attributes sealgate added; every other field is copied as is.
-    let mut out = Vec::with_capacity(cur.len() + message.len() + stack_trace.len());
-    if !message.is_empty() {
-        wire::write_len_field(MESSAGE, message.as_bytes(), &mut out);
-    }
-    let mut stack_written = stack_trace.is_empty();
-    let mut pos = 0;
-    while pos < cur.len() {
-        let start = pos;
-        let tag = wire::read_tag(cur, &mut pos)?;
-        wire::skip_value(cur, &mut pos, tag, super::MAX_DEPTH, super::MAX_DEPTH)?;
-        if !stack_written && tag.field > STACK_TRACE {
-            wire::write_len_field(STACK_TRACE, stack_trace.as_bytes(), &mut out);
-            stack_written = true;
-        }
-        if !matches!(tag.field, MESSAGE | STACK_TRACE | ENCODED_ATTRIBUTES) {
-            out.extend_from_slice(&cur[start..pos]);
-        }
-    }
-    if !stack_written {
+    let message_edit = if message.is_empty() {
+        Edit::Drop // sealgate added the field; the original had none
+    } else {
+        Edit::Replace(message.as_bytes())
+    };
+    let edits = [
+        (MESSAGE, message_edit),
+        (STACK_TRACE, Edit::Replace(stack_trace.as_bytes())),
+        (ENCODED_ATTRIBUTES, Edit::Drop),
+    ];
+    let mut out = w
+        .splice(cur, depth, &edits, crate::schema::FAILURE, |_| None)?
+        .unwrap_or_else(|| cur.to_vec());
+    if s.stack_trace.is_none() && !stack_trace.is_empty() {
         wire::write_len_field(STACK_TRACE, stack_trace.as_bytes(), &mut out);
     }
     Ok(Some(out))
