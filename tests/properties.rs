@@ -5,6 +5,8 @@
 //! - every generated payload was found (the encoder's count matches);
 //! - decode(encode(m)) == m, byte for byte (unknown fields included).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::{Arc, atomic::Ordering::Relaxed};
