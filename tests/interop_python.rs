@@ -1,0 +1,164 @@
+//! Interoperability with Temporal's Python encryption sample: payloads it
+//! encrypts decode in sealgate, and payloads sealgate encrypts decode there.
+//!
+//! Needs a Python with `cryptography` and `temporalio` (scripts/setup-python
+//! makes `.venv`). Without one the test says so and passes, unless
+//! `SEALGATE_REQUIRE_INTEROP=1` (set by scripts/test), where it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::Arc,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use prost::Message;
+use sealgate::{
+    codec::{Chain, ChainOptions, payload},
+    keys::{Key, Keyring},
+};
+use temporalio_protos::temporal::api::common::v1::Payload;
+
+const KEY: [u8; 32] = *b"interop-key-interop-key-interop!";
+
+fn python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        std::env::var_os("SEALGATE_PYTHON").map(PathBuf::from),
+        Some(root.join(".venv/bin/python")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| {
+        Command::new(p)
+            .args(["-c", "import cryptography, temporalio"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("SEALGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "no Python with cryptography and temporalio: run scripts/setup-python"
+        );
+        eprintln!("SKIPPED: no Python with cryptography+temporalio (run scripts/setup-python)");
+    }
+    found
+}
+
+fn run_sample(
+    py: &PathBuf,
+    encode: &[Vec<u8>],
+    decode: &[Vec<u8>],
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let b64 = |v: &[Vec<u8>]| v.iter().map(|p| STANDARD.encode(p)).collect::<Vec<_>>();
+    let req = serde_json::json!({
+        "key": STANDARD.encode(KEY),
+        "key_id": "interop",
+        "encode": b64(encode),
+        "decode": b64(decode),
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/sample_codec.py");
+    let mut child = Command::new(py)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "sample codec failed");
+    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = |k: &str| {
+        resp[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| STANDARD.decode(s.as_str().unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    (list("encoded"), list("decoded"))
+}
+
+fn chain(compression: bool) -> Chain {
+    let keys = Keyring::new(vec![Key::new("interop", &KEY).unwrap()], Some("interop")).unwrap();
+    let opts = ChainOptions {
+        compression,
+        encryption: true,
+        ..Default::default()
+    };
+    Chain::new(&opts, Arc::new(keys)).unwrap()
+}
+
+fn payloads() -> Vec<Vec<u8>> {
+    ["\"hello\"", "{\"card\":\"4111 1111 1111 1111\"}", ""]
+        .iter()
+        .map(|d| {
+            Payload {
+                metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
+                data: d.as_bytes().to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn python_sample_and_sealgate_read_each_other() {
+    let Some(py) = python() else { return };
+    let originals = payloads();
+    let ours = chain(false);
+    let sealed: Vec<Vec<u8>> = originals
+        .iter()
+        .map(|p| ours.encode_payload(p).unwrap().unwrap())
+        .collect();
+    let (theirs, opened) = run_sample(&py, &originals, &sealed);
+
+    // What we encrypted, the sample decrypts to the same Payload.
+    for (o, d) in originals.iter().zip(&opened) {
+        assert_eq!(
+            Payload::decode(d.as_slice()).unwrap(),
+            Payload::decode(o.as_slice()).unwrap()
+        );
+    }
+    // What the sample encrypted, we decrypt to the same Payload.
+    for (o, t) in originals.iter().zip(&theirs) {
+        let view = payload::PayloadView::parse(t).unwrap();
+        assert_eq!(view.encoding(), Some(&b"binary/encrypted"[..]));
+        assert_eq!(view.metadata("encryption-key-id"), Some(&b"interop"[..]));
+        let back = ours.decode_payload(t).unwrap().unwrap();
+        assert_eq!(
+            Payload::decode(back.as_slice()).unwrap(),
+            Payload::decode(o.as_slice()).unwrap()
+        );
+    }
+}
+
+#[test]
+fn compressed_payloads_reach_the_sample_as_snappy_payloads() {
+    let Some(py) = python() else { return };
+    // With compression on, the sample's decrypt yields our binary/snappy
+    // payload, which a chained snappy codec (as in the Go samples) unwraps.
+    let big = Payload {
+        metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
+        data: "\"repeat\"".repeat(200).into_bytes(),
+        ..Default::default()
+    };
+    let sealed = chain(true)
+        .encode_payload(&big.encode_to_vec())
+        .unwrap()
+        .unwrap();
+    let (_, opened) = run_sample(&py, &[], &[sealed]);
+    let inner = Payload::decode(opened[0].as_slice()).unwrap();
+    assert_eq!(inner.metadata["encoding"], b"binary/snappy");
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&inner.data)
+        .unwrap();
+    assert_eq!(Payload::decode(raw.as_slice()).unwrap(), big);
+}
