@@ -1,1 +1,301 @@
-fn main() {}
+//! Criterion benchmarks of the rewriter and the AEAD choice.
+//!
+//! - `rewrite/<message>/<codec>`: one message through the rewriter, requests
+//!   encoded (towards the server), the poll response decoded (towards the
+//!   worker), with codec off / snappy / AES-256-GCM / both;
+//! - `aead/<impl>/<size>`: AES-256-GCM seal alone, RustCrypto `aes-gcm` vs
+//!   `ring` (the rustls crypto provider sealgate uses).
+//!
+//! Run: `cargo bench --bench rewrite`; numbers go in BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{hint::black_box, sync::Arc, time::Duration};
+
+use aes_gcm::{Aes256Gcm, KeyInit, aead::AeadInPlace};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use sealgate::{
+    codec::{Chain, ChainOptions},
+    keys::{Key, Keyring},
+    rewrite::rewrite,
+    schema::Schema,
+};
+use temporalio_protos::temporal::api::{
+    common::v1::{ActivityType, Payload, Payloads, WorkflowExecution, WorkflowType},
+    enums::v1::EventType,
+    history::v1::{
+        ActivityTaskCompletedEventAttributes, ActivityTaskScheduledEventAttributes, History,
+        HistoryEvent, WorkflowExecutionStartedEventAttributes,
+        WorkflowTaskCompletedEventAttributes, WorkflowTaskScheduledEventAttributes,
+        history_event::Attributes,
+    },
+    workflowservice::v1::{
+        PollWorkflowTaskQueueResponse, RespondActivityTaskCompletedRequest,
+        StartWorkflowExecutionRequest,
+    },
+};
+
+/// JSON of about `size` bytes that looks like business data (compressible
+/// the way real payloads are, not a run of one byte).
+fn json_of(size: usize) -> Vec<u8> {
+    let mut s = String::from("{\"items\":[");
+    let mut i = 0u64;
+    while s.len() < size {
+        let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        s.push_str(&format!(
+            "{{\"sku\":\"SKU-{x:07}\",\"qty\":{},\"price\":{}.{:02},\"note\":\"order {i} for customer c-{}\"}},",
+            x % 9 + 1,
+            x % 500,
+            x % 100,
+            x % 10_000
+        ));
+        i += 1;
+    }
+    s.truncate(size - 2);
+    s.push_str("]}");
+    s.into_bytes()
+}
+
+fn payloads(size: usize) -> Option<Payloads> {
+    Some(Payloads {
+        payloads: vec![Payload {
+            metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
+            data: json_of(size),
+            ..Default::default()
+        }],
+    })
+}
+
+fn start_1k() -> Vec<u8> {
+    StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: "order-12345".into(),
+        workflow_type: Some(WorkflowType {
+            name: "ProcessOrder".into(),
+        }),
+        task_queue: None,
+        input: payloads(1024),
+        identity: "worker-1@host".into(),
+        request_id: "6f1c0a8e-7d0b-4c1e-9b9e-0d7f3c2a1b00".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn activity_completed_64k() -> Vec<u8> {
+    RespondActivityTaskCompletedRequest {
+        task_token: vec![7; 120],
+        result: payloads(64 * 1024),
+        identity: "worker-1@host".into(),
+        namespace: "default".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A workflow task poll response carrying a 100-event history: a start with
+/// a 1 KiB input, then rounds of workflow task / activity scheduled (512 B
+/// input) / activity completed (512 B result).
+fn poll_100_events() -> Vec<u8> {
+    let mut events = Vec::new();
+    fn push(events: &mut Vec<HistoryEvent>, event_type: EventType, attributes: Attributes) {
+        let id = events.len() as i64 + 1;
+        events.push(HistoryEvent {
+            event_id: id,
+            event_type: event_type as i32,
+            task_id: 1_048_576 + id,
+            attributes: Some(attributes),
+            ..Default::default()
+        });
+    }
+    push(
+        &mut events,
+        EventType::WorkflowExecutionStarted,
+        Attributes::WorkflowExecutionStartedEventAttributes(
+            WorkflowExecutionStartedEventAttributes {
+                workflow_type: Some(WorkflowType {
+                    name: "ProcessOrder".into(),
+                }),
+                input: payloads(1024),
+                ..Default::default()
+            },
+        ),
+    );
+    while events.len() < 100 {
+        push(
+            &mut events,
+            EventType::WorkflowTaskScheduled,
+            Attributes::WorkflowTaskScheduledEventAttributes(
+                WorkflowTaskScheduledEventAttributes {
+                    attempt: 1,
+                    ..Default::default()
+                },
+            ),
+        );
+        push(
+            &mut events,
+            EventType::WorkflowTaskCompleted,
+            Attributes::WorkflowTaskCompletedEventAttributes(
+                WorkflowTaskCompletedEventAttributes {
+                    identity: "worker-1@host".into(),
+                    ..Default::default()
+                },
+            ),
+        );
+        push(
+            &mut events,
+            EventType::ActivityTaskScheduled,
+            Attributes::ActivityTaskScheduledEventAttributes(
+                ActivityTaskScheduledEventAttributes {
+                    activity_id: "1".into(),
+                    activity_type: Some(ActivityType {
+                        name: "Charge".into(),
+                    }),
+                    input: payloads(512),
+                    ..Default::default()
+                },
+            ),
+        );
+        push(
+            &mut events,
+            EventType::ActivityTaskCompleted,
+            Attributes::ActivityTaskCompletedEventAttributes(
+                ActivityTaskCompletedEventAttributes {
+                    result: payloads(512),
+                    identity: "worker-1@host".into(),
+                    ..Default::default()
+                },
+            ),
+        );
+    }
+    events.truncate(100);
+    PollWorkflowTaskQueueResponse {
+        task_token: vec![7; 120],
+        workflow_execution: Some(WorkflowExecution {
+            workflow_id: "order-12345".into(),
+            run_id: "0d7f3c2a-1b00-4c1e-9b9e-6f1c0a8e7d0b".into(),
+        }),
+        history: Some(History { events }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn chain(compression: bool, encryption: bool) -> Chain {
+    let keys = Keyring::new(vec![Key::new("bench", &[5; 32]).unwrap()], Some("bench")).unwrap();
+    let opts = ChainOptions {
+        compression,
+        encryption,
+        ..Default::default()
+    };
+    Chain::new(&opts, Arc::new(keys)).unwrap()
+}
+
+const CODECS: [(&str, bool, bool); 4] = [
+    ("off", false, false),
+    ("snappy", true, false),
+    ("aes", false, true),
+    ("snappy+aes", true, true),
+];
+
+fn rewrite_benches(c: &mut Criterion) {
+    let schema = Schema::embedded().unwrap();
+    let ws = "temporal.api.workflowservice.v1.";
+    let cases = [
+        (
+            "start_1k/encode",
+            "StartWorkflowExecutionRequest",
+            start_1k(),
+            true,
+        ),
+        (
+            "activity_completed_64k/encode",
+            "RespondActivityTaskCompletedRequest",
+            activity_completed_64k(),
+            true,
+        ),
+        (
+            "poll_100_events/decode",
+            "PollWorkflowTaskQueueResponse",
+            poll_100_events(),
+            false,
+        ),
+    ];
+    for (label, ty, plain, encode) in cases {
+        let id = schema.message_id(&format!("{ws}{ty}")).unwrap();
+        let mut group = c.benchmark_group(format!("rewrite/{label}"));
+        group.throughput(Throughput::Bytes(plain.len() as u64));
+        for (name, compression, encryption) in CODECS {
+            let chain = chain(compression, encryption);
+            if encode {
+                group.bench_function(name, |b| {
+                    b.iter(|| {
+                        let out =
+                            rewrite(&schema, id, black_box(&plain), &mut chain.encoder()).unwrap();
+                        black_box(out.len())
+                    })
+                });
+            } else {
+                // Decode what this codec setting stored.
+                let stored = rewrite(&schema, id, &plain, &mut chain.encoder())
+                    .unwrap()
+                    .into_owned();
+                group.bench_function(name, |b| {
+                    b.iter(|| {
+                        let out =
+                            rewrite(&schema, id, black_box(&stored), &mut chain.decoder()).unwrap();
+                        black_box(out.len())
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn aead_benches(c: &mut Criterion) {
+    let key = [9u8; 32];
+    let rustcrypto = Aes256Gcm::new(&key.into());
+    let ring_key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+    for size in [1024usize, 64 * 1024] {
+        let mut group = c.benchmark_group("aead");
+        group.throughput(Throughput::Bytes(size as u64));
+        let mut buf = vec![0x42u8; size];
+        group.bench_with_input(BenchmarkId::new("aes-gcm", size), &size, |b, _| {
+            b.iter(|| {
+                let tag = rustcrypto
+                    .encrypt_in_place_detached(&[1u8; 12].into(), b"", black_box(&mut buf))
+                    .unwrap();
+                black_box(tag)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("ring", size), &size, |b, _| {
+            b.iter(|| {
+                let tag = ring_key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([1u8; 12]),
+                        Aad::empty(),
+                        black_box(&mut buf),
+                    )
+                    .unwrap();
+                black_box(tag)
+            })
+        });
+        group.finish();
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = rewrite_benches, aead_benches
+}
+criterion_main!(benches);

@@ -1,6 +1,14 @@
 //! `binary/snappy`: snappy block format of the whole marshaled payload.
 
+use std::cell::RefCell;
+
 use super::{Codec, CodecError, CodecStats, PayloadView, payload};
+
+thread_local! {
+    // The encoder keeps its hash table between calls; making one per payload
+    // costs more than compressing a small payload.
+    static ENCODER: RefCell<snap::raw::Encoder> = RefCell::new(snap::raw::Encoder::new());
+}
 
 pub const ENCODING_SNAPPY: &[u8] = b"binary/snappy";
 
@@ -15,8 +23,8 @@ impl Codec for Snappy {
     }
 
     fn encode(&self, input: &[u8], view: &PayloadView<'_>) -> Result<Option<Vec<u8>>, CodecError> {
-        let compressed = snap::raw::Encoder::new()
-            .compress_vec(input)
+        let compressed = ENCODER
+            .with(|e| e.borrow_mut().compress_vec(input))
             .map_err(CodecError::Compress)?;
         let out = payload::marshal(
             &[(payload::ENCODING, ENCODING_SNAPPY)],

@@ -293,3 +293,14 @@ fn failure_encoding_hides_messages_and_restores_them() {
     let dec = rewrite(&s, id, &enc, &mut c.decoder()).unwrap();
     assert_eq!(dec.as_ref(), sdk.as_slice());
 }
+
+#[test]
+fn nonces_never_repeat_across_batches() {
+    let c = chain(false, true);
+    let input = json("1");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let out = parse(&c.encode_payload(&input).unwrap().unwrap());
+        assert!(seen.insert(out.data[..NONCE_LEN].to_vec()), "nonce reused");
+    }
+}

@@ -79,7 +79,7 @@ fn encode<V: PayloadVisitor>(
         .walk(id, bytes, depth, &edits)?
         .unwrap_or_else(|| bytes.to_vec());
     let payload = attrs::attributes_payload(message, stack_trace);
-    let payload = w.visitor.payload(&payload)?.unwrap_or(payload);
+    let payload = attrs::mark(w.visitor.payload(&payload)?.unwrap_or(payload));
     let mut out = Vec::with_capacity(rest.len() + payload.len() + 32);
     if s.message.is_none() {
         wire::write_len_field(MESSAGE, ENCODED_FAILURE.as_bytes(), &mut out);
@@ -95,10 +95,17 @@ fn decode<V: PayloadVisitor>(
     bytes: &[u8],
     depth: u32,
 ) -> Result<Option<Vec<u8>>, RewriteError> {
+    let before = scan(bytes)?;
+    let ours = before.message == Some(ENCODED_FAILURE.as_bytes())
+        && before.attributes.is_some_and(attrs::is_marked);
     let walked = w.walk(id, bytes, depth, &[])?;
+    if !ours {
+        return Ok(walked);
+    }
     let cur = walked.as_deref().unwrap_or(bytes);
     let s = scan(cur)?;
-    if s.message != Some(ENCODED_FAILURE.as_bytes()) {
+    // Restore only what the codec actually decoded in this pass.
+    if s.attributes == before.attributes {
         return Ok(walked);
     }
     let Some((message, stack_trace)) = s.attributes.and_then(attrs::parse_attributes) else {
