@@ -161,10 +161,7 @@ impl Chain {
                 cur = Cow::Owned(next);
             }
         }
-        Ok(match cur {
-            Cow::Owned(v) => Some(v),
-            Cow::Borrowed(_) => None,
-        })
+        Ok(changed(cur))
     }
 
     /// Decodes one marshaled payload; `None` when it carries none of our
@@ -190,10 +187,7 @@ impl Chain {
                 None => break,
             }
         }
-        Ok(match cur {
-            Cow::Owned(v) => Some(v),
-            Cow::Borrowed(_) => None,
-        })
+        Ok(changed(cur))
     }
 
     fn count(&self, res: &Result<Option<Vec<u8>>, CodecError>, ok: &AtomicU64) {
@@ -212,6 +206,14 @@ impl Chain {
     /// A visitor that decodes every payload the rewriter finds.
     pub fn decoder(&self) -> Decoder<'_> {
         Decoder(self)
+    }
+}
+
+/// The new bytes if any codec produced some, `None` if the input stands.
+fn changed(cur: Cow<'_, [u8]>) -> Option<Vec<u8>> {
+    match cur {
+        Cow::Owned(v) => Some(v),
+        Cow::Borrowed(_) => None,
     }
 }
 
