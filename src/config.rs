@@ -9,11 +9,19 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt, net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use crate::{
     codec::{Chain, ChainOptions, CodecError},
     keys::{self, Key, Keyring},
+    schema::WORKFLOW_SERVICE,
+    upstream::{Pem, TlsSettings, UpstreamSettings},
 };
 use table::{Issues, Table};
 
@@ -27,7 +35,74 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The Temporal frontend sealgate forwards to.
     pub upstream: Upstream,
+    /// How sealgate talks to the upstream (TLS, API key, pool, keepalive).
+    pub upstream_options: UpstreamOptions,
+    pub proxy: ProxyConfig,
     pub codec: CodecConfig,
+}
+
+/// The `[proxy]` section.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Largest gRPC message (request or response) sealgate buffers.
+    pub max_message_bytes: usize,
+    /// gRPC services forwarded; anything else gets UNIMPLEMENTED.
+    pub allowed_services: Vec<String>,
+    /// How long in-flight calls may run after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Forward the caller's `authorization` header upstream.
+    pub forward_authorization: bool,
+}
+
+/// Default bound on one gRPC message (the SDKs' default).
+pub const DEFAULT_MAX_MESSAGE: usize = 128 << 20;
+
+/// Services forwarded by default.
+pub const DEFAULT_SERVICES: [&str; 3] = [
+    WORKFLOW_SERVICE,
+    "temporal.api.operatorservice.v1.OperatorService",
+    "grpc.health.v1.Health",
+];
+
+/// The `[upstream_options]` section, completed from Temporal's environment
+/// variables where the file is silent.
+#[derive(Clone)]
+pub struct UpstreamOptions {
+    pub connections: usize,
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub api_key: Option<String>,
+    pub tls: TlsSettings,
+}
+
+impl fmt::Debug for UpstreamOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamOptions")
+            .field("connections", &self.connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl Config {
+    /// What the upstream pool needs.
+    pub fn upstream_settings(&self) -> UpstreamSettings {
+        let o = &self.upstream_options;
+        UpstreamSettings {
+            authority: self.upstream.authority.clone(),
+            tls: self.upstream.tls.then(|| o.tls.clone()),
+            api_key: o.api_key.clone(),
+            connections: o.connections,
+            connect_timeout: o.connect_timeout,
+            keepalive_interval: o.keepalive_interval,
+            keepalive_timeout: o.keepalive_timeout,
+        }
+    }
 }
 
 /// An upstream address: `http://host:port`, `https://host:port` or `host:port`.
@@ -210,11 +285,10 @@ impl Config {
             )
         });
 
-        let upstream = override_from(
-            env,
-            "SEALGATE_UPSTREAM",
-            root.string("upstream", &mut issues),
-        );
+        // SEALGATE_UPSTREAM, then the file, then Temporal's own TEMPORAL_ADDRESS.
+        let from_file = root.string("upstream", &mut issues);
+        let upstream = override_from(env, "SEALGATE_UPSTREAM", from_file)
+            .or_else(|| env("TEMPORAL_ADDRESS").filter(|s| !s.is_empty()));
         let upstream = match upstream {
             Some(u) => Upstream::parse(&u).map_err(|m| issues.push("upstream", m)),
             None => {
@@ -224,6 +298,34 @@ impl Config {
                 Err(())
             }
         };
+
+        let proxy = match root.table("proxy", &mut issues) {
+            Some(mut t) => proxy_section(&mut t, &mut issues),
+            None => proxy_section(&mut Table::empty("proxy", env), &mut issues),
+        };
+        let upstream_options = match root.table("upstream_options", &mut issues) {
+            Some(mut t) => upstream_section(&mut t, base, env, &mut issues),
+            None => upstream_section(
+                &mut Table::empty("upstream_options", env),
+                base,
+                env,
+                &mut issues,
+            ),
+        };
+        // TLS comes from https://, TEMPORAL_TLS, or TLS material / an API key
+        // given through Temporal's variables (as the SDKs' envconfig does).
+        let upstream = upstream.map(|mut u| {
+            u.tls |= upstream_options.wants_tls(env);
+            u
+        });
+        if let (Ok(l), Ok(u)) = (&listen, &upstream)
+            && u.authority == l.to_string()
+        {
+            issues.push(
+                "upstream",
+                format!("{u} is sealgate's own listen address; point it at the Temporal frontend"),
+            );
+        }
 
         let codec = match root.table("codec", &mut issues) {
             Some(mut t) => codec_section(&mut t, base, &mut issues),
@@ -235,6 +337,8 @@ impl Config {
             (Ok(listen), Ok(upstream), v) if v.is_empty() => Ok(Config {
                 listen,
                 upstream,
+                upstream_options,
+                proxy,
                 codec,
             }),
             (_, _, v) => Err(fail(v)),
@@ -246,6 +350,153 @@ fn override_from<T: From<String>>(env: &dyn Fn(&str) -> Option<String>, var: &st
     match env(var) {
         Some(s) if !s.is_empty() => T::from(s),
         _ => v,
+    }
+}
+
+fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
+    let max = t
+        .integer("max_message_bytes", issues)
+        .unwrap_or(DEFAULT_MAX_MESSAGE as u64);
+    if !(1024..=(u32::MAX as u64)).contains(&max) {
+        issues.push(
+            &t.path("max_message_bytes"),
+            format!("{max} is out of range: between 1024 and 4294967295 (a gRPC frame's limit)"),
+        );
+    }
+    let allowed_services = t
+        .strings("allowed_services", issues)
+        .unwrap_or_else(|| DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect());
+    let shutdown_grace = t
+        .duration("shutdown_grace", issues)
+        .unwrap_or(Duration::from_secs(30));
+    let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
+    t.finish(issues);
+    ProxyConfig {
+        max_message_bytes: max.min(u32::MAX as u64) as usize,
+        allowed_services,
+        shutdown_grace,
+        forward_authorization,
+    }
+}
+
+/// Names of Temporal's client environment variables for upstream settings.
+const TEMPORAL_TLS_VARS: [&str; 7] = [
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+    "TEMPORAL_TLS_SERVER_NAME",
+];
+
+impl UpstreamOptions {
+    fn wants_tls(&self, env: &dyn Fn(&str) -> Option<String>) -> bool {
+        let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+        let explicit = env("TEMPORAL_TLS").map(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        match explicit {
+            Some(on) => on,
+            None => TEMPORAL_TLS_VARS.iter().any(|k| set(k)) || set("TEMPORAL_API_KEY"),
+        }
+    }
+}
+
+fn upstream_section(
+    t: &mut Table<'_>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> UpstreamOptions {
+    let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+    let connections = t.integer("connections", issues).unwrap_or(4);
+    if !(1..=64).contains(&connections) {
+        issues.push(
+            &t.path("connections"),
+            format!("{connections} is out of range: 1 to 64"),
+        );
+    }
+    let connect_timeout = t
+        .duration("connect_timeout", issues)
+        .unwrap_or(Duration::from_secs(10));
+    let keepalive_interval = t
+        .duration("keepalive_interval", issues)
+        .unwrap_or(Duration::from_secs(30));
+    if keepalive_interval < Duration::from_secs(10) {
+        issues.push(
+            &t.path("keepalive_interval"),
+            "must be at least 10s: Temporal's server closes connections that ping more often"
+                .into(),
+        );
+    }
+    let keepalive_timeout = t
+        .duration("keepalive_timeout", issues)
+        .unwrap_or(Duration::from_secs(20));
+    let api_key = t
+        .string("api_key", issues)
+        .or_else(|| nonempty("TEMPORAL_API_KEY"));
+    // Each PEM: file key, inline key, then Temporal's _PATH / _DATA variables.
+    let mut pem = |file_key: &'static str, pem_key: &'static str, var: &str| -> Option<Pem> {
+        let file = t.string(file_key, issues).map(|f| base.join(f));
+        let inline = t.string(pem_key, issues);
+        match (file, inline) {
+            (Some(_), Some(_)) => {
+                issues.push(
+                    &t.path(pem_key),
+                    format!("set {file_key} or {pem_key}, not both"),
+                );
+                None
+            }
+            (Some(f), None) => Some(Pem::File(f)),
+            (None, Some(p)) => Some(Pem::Inline(p)),
+            (None, None) => nonempty(&format!("{var}_PATH"))
+                .map(|p| Pem::File(PathBuf::from(p)))
+                .or_else(|| nonempty(&format!("{var}_DATA")).map(Pem::Inline)),
+        }
+    };
+    let ca = pem("ca_file", "ca_pem", "TEMPORAL_TLS_SERVER_CA_CERT");
+    let client_cert = pem(
+        "client_cert_file",
+        "client_cert_pem",
+        "TEMPORAL_TLS_CLIENT_CERT",
+    );
+    let client_key = pem(
+        "client_key_file",
+        "client_key_pem",
+        "TEMPORAL_TLS_CLIENT_KEY",
+    );
+    let server_name = t
+        .string("server_name", issues)
+        .or_else(|| nonempty("TEMPORAL_TLS_SERVER_NAME"));
+    if client_cert.is_some() != client_key.is_some() {
+        issues.push(
+            &t.path("client_cert_file"),
+            "mTLS needs both a client certificate and its key".into(),
+        );
+    }
+    for (what, p) in [
+        ("ca_file", &ca),
+        ("client_cert_file", &client_cert),
+        ("client_key_file", &client_key),
+    ] {
+        if let Some(Pem::File(f)) = p
+            && !f.is_file()
+        {
+            issues.push(&t.path(what), format!("cannot read {}", f.display()));
+        }
+    }
+    t.finish(issues);
+    UpstreamOptions {
+        connections: connections.clamp(1, 64) as usize,
+        connect_timeout,
+        keepalive_interval,
+        keepalive_timeout,
+        api_key,
+        tls: TlsSettings {
+            ca,
+            client_cert,
+            client_key,
+            server_name,
+        },
     }
 }
 

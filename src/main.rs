@@ -8,9 +8,11 @@ use std::{
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sealgate::{
+    App,
     codec::json,
     config::{Config, EXIT_BAD_CONFIG},
     keys,
+    proxy::server::Drained,
 };
 
 /// sysexits' EX_DATAERR: the input was not usable.
@@ -29,6 +31,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: listen for workers, forward to Temporal.
+    Run {
+        /// The sealgate configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Encode or decode remote-codec JSON ({"payloads":[…]}) from stdin to stdout.
     Payloads {
         #[arg(value_enum)]
@@ -59,6 +70,7 @@ enum Direction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, log_json } => run(&config, log_json),
         Command::Payloads {
             direction,
             config,
@@ -88,6 +100,94 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logs(log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sealgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let app = match App::new(config) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            }
+        };
+        let listener = match app.bind().await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let c = app.config();
+        tracing::info!(
+            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            upstream = %c.upstream,
+            encryption = c.codec.encryption,
+            compression = c.codec.compression,
+            active_key = c.codec.active_key.as_deref().unwrap_or("-"),
+            "sealgate ready"
+        );
+        if !c.codec.encryption {
+            tracing::warn!(
+                "encryption is off: payloads go upstream in clear (decrypt-only posture)"
+            );
+        }
+        match app.serve(listener, shutdown_signal()).await {
+            Drained::Clean => {
+                tracing::info!("drained; bye");
+                ExitCode::SUCCESS
+            }
+            Drained::GraceExpired => {
+                tracing::warn!("grace period over with calls still in flight; exiting");
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only SIGINT stops sealgate");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
 }
 

@@ -1,6 +1,8 @@
 //! A typed walk over a parsed TOML table that records problems instead of
 //! stopping at the first one, and rejects keys nobody asked for.
 
+use std::time::Duration;
+
 use toml::Value;
 
 /// Problems found so far, each with its key path.
@@ -100,6 +102,69 @@ impl<'a> Table<'a> {
             Value::Boolean(b) => Some(*b),
             other => {
                 self.wrong_type(key, "true or false", other, issues);
+                None
+            }
+        }
+    }
+
+    /// A non-negative integer.
+    pub(super) fn integer(&mut self, key: &'static str, issues: &mut Issues) -> Option<u64> {
+        match self.get(key)? {
+            Value::Integer(i) if *i >= 0 => Some(*i as u64),
+            Value::Integer(_) => {
+                issues.push(&self.path(key), "must not be negative".into());
+                None
+            }
+            other => {
+                self.wrong_type(key, "an integer", other, issues);
+                None
+            }
+        }
+    }
+
+    /// A duration: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or whole seconds.
+    pub(super) fn duration(&mut self, key: &'static str, issues: &mut Issues) -> Option<Duration> {
+        let d = match self.get(key)? {
+            Value::Integer(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
+            Value::String(s) => parse_duration(s),
+            other => {
+                self.wrong_type(key, "a duration such as \"30s\"", other, issues);
+                return None;
+            }
+        };
+        d.map_err(|m| issues.push(&self.path(key), m)).ok()
+    }
+
+    /// An array of strings (each `${VAR}`-expanded).
+    pub(super) fn strings(
+        &mut self,
+        key: &'static str,
+        issues: &mut Issues,
+    ) -> Option<Vec<String>> {
+        let path = self.path(key);
+        let env = self.env;
+        match self.get(key)? {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.iter().enumerate() {
+                    match v {
+                        Value::String(s) => match expand(s, env) {
+                            Ok(s) => out.push(s),
+                            Err(var) => issues.push(
+                                &format!("{path}[{i}]"),
+                                format!("environment variable {var} is not set"),
+                            ),
+                        },
+                        other => issues.push(
+                            &format!("{path}[{i}]"),
+                            format!("expected a string, found {}", other.type_str()),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.wrong_type(key, "an array of strings", other, issues);
                 None
             }
         }
@@ -211,4 +276,21 @@ pub(super) fn expand(s: &str, env: Env<'_>) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Parses `"500ms"`, `"30s"`, `"2m"`, `"1h"`.
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. \"30s\", \"500ms\", \"2m\""))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    }
 }

@@ -1,0 +1,99 @@
+//! Length-prefixed message framing: 1 byte compressed flag, 4 bytes big-endian
+//! length, then the message. Parsing is a bounded walk over a buffered body.
+
+use std::io::Read;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flate2::read::GzDecoder;
+use thiserror::Error;
+
+const HEADER: usize = 5;
+
+/// One framed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub compressed: bool,
+    pub message: Bytes,
+}
+
+/// The body is not valid gRPC framing, or breaks a limit.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("gRPC message of {len} bytes exceeds the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
+    #[error("body ends inside a gRPC frame ({missing} more bytes expected)")]
+    Truncated { missing: usize },
+    #[error("gRPC frame has compressed flag {0}; only 0 and 1 exist")]
+    BadFlag(u8),
+    #[error("compressed gRPC message with encoding {0:?}; sealgate reads gzip and identity")]
+    UnsupportedEncoding(String),
+    #[error("compressed gRPC message without a grpc-encoding header")]
+    MissingEncoding,
+    #[error("gzip message does not decompress: {0}")]
+    Gzip(String),
+}
+
+/// Splits a buffered body into frames, each at most `limit` bytes.
+pub fn split(mut body: Bytes, limit: usize) -> Result<Vec<Frame>, FrameError> {
+    let mut frames = Vec::with_capacity(1);
+    while !body.is_empty() {
+        if body.len() < HEADER {
+            return Err(FrameError::Truncated {
+                missing: HEADER - body.len(),
+            });
+        }
+        let flag = body[0];
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        if flag > 1 {
+            return Err(FrameError::BadFlag(flag));
+        }
+        if len > limit {
+            return Err(FrameError::TooLarge { len, limit });
+        }
+        if body.len() - HEADER < len {
+            return Err(FrameError::Truncated {
+                missing: len - (body.len() - HEADER),
+            });
+        }
+        let _ = body.split_to(HEADER);
+        frames.push(Frame {
+            compressed: flag == 1,
+            message: body.split_to(len),
+        });
+    }
+    Ok(frames)
+}
+
+/// The plain message of a frame, decompressing with `encoding` when the
+/// frame says it is compressed. The result is bounded by `limit` too.
+pub fn plain(frame: &Frame, encoding: Option<&str>, limit: usize) -> Result<Bytes, FrameError> {
+    if !frame.compressed {
+        return Ok(frame.message.clone());
+    }
+    match encoding {
+        Some("gzip") => {
+            let mut out = Vec::new();
+            let mut reader = GzDecoder::new(frame.message.as_ref()).take(limit as u64 + 1);
+            reader
+                .read_to_end(&mut out)
+                .map_err(|e| FrameError::Gzip(e.to_string()))?;
+            if out.len() > limit {
+                return Err(FrameError::TooLarge {
+                    len: out.len(),
+                    limit,
+                });
+            }
+            Ok(out.into())
+        }
+        Some(other) => Err(FrameError::UnsupportedEncoding(other.to_string())),
+        None => Err(FrameError::MissingEncoding),
+    }
+}
+
+/// Appends one uncompressed frame carrying `message`.
+pub fn push(out: &mut BytesMut, message: &[u8]) {
+    out.reserve(HEADER + message.len());
+    out.put_u8(0);
+    out.put_u32(message.len() as u32);
+    out.put_slice(message);
+}

@@ -1,0 +1,100 @@
+//! Why a call failed, and the one place that turns it into a gRPC status.
+
+use std::time::Duration;
+
+use http::Response;
+use thiserror::Error;
+
+use crate::{
+    grpc::{self, Code, frame::FrameError},
+    rewrite::RewriteError,
+    upstream::{Body, UpstreamError},
+};
+
+/// Whose fault a failure is, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller sent something sealgate cannot accept.
+    Downstream,
+    /// The upstream could not be reached or answered badly.
+    Upstream,
+    /// sealgate itself could not do its job (codec, keys).
+    Internal,
+}
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error(
+        "service {service:?} is not forwarded by this gateway (proxy.allowed_services: {allowed})"
+    )]
+    ServiceNotAllowed { service: String, allowed: String },
+    #[error("request: {0}")]
+    RequestFrame(FrameError),
+    #[error("request body is over the {limit}-byte limit (proxy.max_message_bytes)")]
+    RequestTooLarge { limit: usize },
+    #[error("reading the request body: {0}")]
+    RequestBody(String),
+    #[error("request is not a valid {message}: {source}")]
+    MalformedRequest {
+        message: String,
+        #[source]
+        source: RewriteError,
+    },
+    #[error("cannot encode the request's payloads, so nothing was sent upstream: {0}")]
+    Encode(RewriteError),
+    #[error(
+        "encoded request is {len} bytes, over the {limit}-byte limit (proxy.max_message_bytes)"
+    )]
+    EncodedTooLarge { len: usize, limit: usize },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("deadline of {deadline:?} (grpc-timeout) passed waiting for upstream {upstream}")]
+    Deadline {
+        deadline: Duration,
+        upstream: String,
+    },
+    #[error("response from upstream {upstream}: {reason}")]
+    Response { upstream: String, reason: String },
+    #[error("cannot decode the response's payloads: {0}")]
+    Decode(RewriteError),
+}
+
+impl ProxyError {
+    /// The gRPC status the caller sees.
+    pub fn code(&self) -> Code {
+        match self {
+            ProxyError::ServiceNotAllowed { .. } => Code::Unimplemented,
+            ProxyError::RequestFrame(FrameError::TooLarge { .. })
+            | ProxyError::RequestTooLarge { .. }
+            | ProxyError::EncodedTooLarge { .. } => Code::ResourceExhausted,
+            ProxyError::RequestFrame(_) | ProxyError::MalformedRequest { .. } => {
+                Code::InvalidArgument
+            }
+            ProxyError::RequestBody(_) => Code::Cancelled,
+            ProxyError::Encode(_) | ProxyError::Decode(_) => Code::Internal,
+            ProxyError::Upstream(_) => Code::Unavailable,
+            ProxyError::Deadline { .. } => Code::DeadlineExceeded,
+            ProxyError::Response { .. } => Code::Internal,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::ServiceNotAllowed { .. }
+            | ProxyError::RequestFrame(_)
+            | ProxyError::RequestTooLarge { .. }
+            | ProxyError::RequestBody(_)
+            | ProxyError::MalformedRequest { .. }
+            | ProxyError::EncodedTooLarge { .. }
+            | ProxyError::Deadline { .. } => Side::Downstream,
+            ProxyError::Upstream(_) | ProxyError::Response { .. } => Side::Upstream,
+            ProxyError::Encode(_) | ProxyError::Decode(_) => Side::Internal,
+        }
+    }
+
+    /// A trailers-only response with the status and a message saying what
+    /// went wrong, prefixed so operators know the gateway said it.
+    pub fn into_response(self) -> Response<Body> {
+        grpc::status_response(self.code(), &format!("sealgate: {self}"))
+    }
+}

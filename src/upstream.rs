@@ -1,0 +1,275 @@
+//! The upstream Temporal frontend: TCP or TLS (rustls, optional client
+//! certificate), HTTP/2 with keepalive, a fixed number of connections used
+//! round-robin and re-dialled when they drop, and an optional API key.
+
+mod tls;
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, uri::Scheme};
+use http_body_util::combinators::BoxBody;
+use hyper::{body::Incoming, client::conn::http2::SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use thiserror::Error;
+use tokio::{net::TcpStream, sync::Mutex};
+
+pub use tls::{Pem, TlsError, TlsSettings};
+
+/// Request bodies sent upstream: buffered (rewritten) or streamed through.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How to reach and talk to the upstream.
+#[derive(Clone)]
+pub struct UpstreamSettings {
+    /// `host:port`.
+    pub authority: String,
+    /// TLS settings; `None` means plaintext h2c.
+    pub tls: Option<TlsSettings>,
+    /// Sent as `authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// HTTP/2 connections kept open, used round-robin.
+    pub connections: usize,
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval; Temporal's server rejects pings under 10 s apart.
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is dropped.
+    pub keepalive_timeout: Duration,
+}
+
+impl fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("authority", &self.authority)
+            .field("tls", &self.tls)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("connections", &self.connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .finish()
+    }
+}
+
+/// Reaching the upstream failed.
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    #[error("upstream {upstream} is unreachable: {reason}")]
+    Connect { upstream: String, reason: String },
+    #[error("upstream {upstream} did not accept a connection within {timeout:?}")]
+    ConnectTimeout { upstream: String, timeout: Duration },
+    #[error("TLS handshake with upstream {upstream} failed: {reason}")]
+    Handshake { upstream: String, reason: String },
+    #[error("upstream {upstream} failed the request: {reason}")]
+    Request { upstream: String, reason: String },
+}
+
+/// Connection counters, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+/// A pool of HTTP/2 connections to one upstream.
+pub struct Upstream {
+    settings: UpstreamSettings,
+    /// `http://authority` or `https://authority`, for messages.
+    display: String,
+    scheme: Scheme,
+    tls: Option<tls::Connector>,
+    api_key: Option<HeaderValue>,
+    slots: Vec<Mutex<Option<SendRequest<Body>>>>,
+    next: AtomicUsize,
+    stats: UpstreamStats,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("upstream", &self.display)
+            .field("connections", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// Prepares the pool (TLS material is loaded now; nothing is dialled).
+    pub fn new(settings: UpstreamSettings) -> Result<Upstream, TlsError> {
+        let (scheme, tls) = match &settings.tls {
+            Some(t) => (
+                Scheme::HTTPS,
+                Some(tls::Connector::new(t, &settings.authority)?),
+            ),
+            None => (Scheme::HTTP, None),
+        };
+        let api_key = match &settings.api_key {
+            Some(k) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                    TlsError::Config("the API key has characters a header cannot carry".into())
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let display = format!("{scheme}://{}", settings.authority);
+        let slots = (0..settings.connections.max(1))
+            .map(|_| Mutex::new(None))
+            .collect();
+        Ok(Upstream {
+            settings,
+            display,
+            scheme,
+            tls,
+            api_key,
+            slots,
+            next: AtomicUsize::new(0),
+            stats: UpstreamStats::default(),
+        })
+    }
+
+    /// `http(s)://host:port`.
+    pub fn name(&self) -> &str {
+        &self.display
+    }
+
+    pub fn stats(&self) -> &UpstreamStats {
+        &self.stats
+    }
+
+    /// Points `req` at this upstream and adds its credentials.
+    pub fn prepare<B>(&self, req: &mut Request<B>) {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        if let Ok(uri) = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.settings.authority.as_str())
+            .path_and_query(path)
+            .build()
+        {
+            *req.uri_mut() = uri;
+        }
+        if let Some(key) = &self.api_key {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, key.clone());
+        }
+    }
+
+    /// Sends a request on the next connection, dialling it when needed.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        let mut sender = self.sender().await?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| UpstreamError::Request {
+                upstream: self.display.clone(),
+                reason: error_chain(&e),
+            })
+    }
+
+    async fn sender(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        let i = self.next.fetch_add(1, Relaxed) % self.slots.len();
+        let mut slot = self.slots[i].lock().await;
+        if let Some(s) = slot.as_mut() {
+            // A live connection that can take another stream.
+            if !s.is_closed() && s.ready().await.is_ok() {
+                return Ok(s.clone());
+            }
+            *slot = None;
+        }
+        let s = self.connect().await.inspect_err(|_| {
+            self.stats.connect_failures.fetch_add(1, Relaxed);
+        })?;
+        self.stats.connects.fetch_add(1, Relaxed);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        let upstream = || self.display.clone();
+        let timeout = self.settings.connect_timeout;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(&self.settings.authority))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout {
+                upstream: upstream(),
+                timeout,
+            })?
+            .map_err(|e| UpstreamError::Connect {
+                upstream: upstream(),
+                reason: e.to_string(),
+            })?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(tcp).await,
+            Some(connector) => {
+                let stream = tokio::time::timeout(timeout, connector.connect(tcp))
+                    .await
+                    .map_err(|_| UpstreamError::Handshake {
+                        upstream: upstream(),
+                        reason: format!("no answer within {timeout:?}"),
+                    })?
+                    .map_err(|e| UpstreamError::Handshake {
+                        upstream: upstream(),
+                        reason: error_chain(&e),
+                    })?;
+                self.handshake(stream).await
+            }
+        }
+    }
+
+    async fn handshake<S>(&self, io: S) -> Result<SendRequest<Body>, UpstreamError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.settings.keepalive_interval)
+            .keep_alive_timeout(self.settings.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .adaptive_window(true)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| UpstreamError::Handshake {
+                upstream: self.display.clone(),
+                reason: error_chain(&e),
+            })?;
+        let name = self.display.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::info!(upstream = %name, error = %error_chain(&e), "upstream connection closed");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// An error and its sources, joined: hyper's top-level messages alone
+/// ("connection error") do not say what went wrong.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Shared handle.
+pub type SharedUpstream = Arc<Upstream>;

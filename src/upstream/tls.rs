@@ -1,0 +1,151 @@
+//! rustls client configuration for the upstream: CA bundle or system roots,
+//! optional client certificate (mTLS), SNI / verification name override.
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+};
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+/// PEM from a file or given inline (Temporal's `_PATH` / `_DATA` settings).
+#[derive(Clone)]
+pub enum Pem {
+    File(PathBuf),
+    Inline(String),
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pem::File(p) => write!(f, "File({})", p.display()),
+            Pem::Inline(_) => write!(f, "Inline(<redacted>)"),
+        }
+    }
+}
+
+/// Upstream TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Trusted CAs; system roots when absent.
+    pub ca: Option<Pem>,
+    /// Client certificate chain and key, for mTLS.
+    pub client_cert: Option<Pem>,
+    pub client_key: Option<Pem>,
+    /// Name to send as SNI and to verify; the upstream host when absent.
+    pub server_name: Option<String>,
+}
+
+/// TLS material could not be loaded.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{what}: {reason}")]
+    Load { what: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn certs(pem: &Pem, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let fail = |reason: String| TlsError::Load {
+        what: what.to_string(),
+        reason,
+    };
+    let certs: Result<Vec<_>, _> = match pem {
+        Pem::File(p) => CertificateDer::pem_file_iter(p)
+            .map_err(|e| fail(format!("{}: {e}", p.display())))?
+            .collect(),
+        Pem::Inline(s) => CertificateDer::pem_slice_iter(s.as_bytes()).collect(),
+    };
+    let certs = certs.map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+fn key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let what = "client key";
+    match pem {
+        Pem::File(p) => PrivateKeyDer::from_pem_file(p).map_err(|e| TlsError::Load {
+            what: what.into(),
+            reason: format!("{}: {e}", p.display()),
+        }),
+        Pem::Inline(s) => PrivateKeyDer::from_pem_slice(s.as_bytes()).map_err(|e| TlsError::Load {
+            what: what.into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// A ready TLS connector for one upstream.
+pub(super) struct Connector {
+    inner: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl Connector {
+    pub(super) fn new(s: &TlsSettings, authority: &str) -> Result<Connector, TlsError> {
+        let mut roots = RootCertStore::empty();
+        match &s.ca {
+            Some(ca) => {
+                for c in certs(ca, "server CA")? {
+                    roots.add(c).map_err(|e| TlsError::Load {
+                        what: "server CA".into(),
+                        reason: e.to_string(),
+                    })?;
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                for c in native.certs {
+                    let _ = roots.add(c);
+                }
+                if roots.is_empty() {
+                    return Err(TlsError::Config(
+                        "no system CA certificates found; set a CA bundle for the upstream".into(),
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match (&s.client_cert, &s.client_key) {
+            (Some(c), Some(k)) => builder
+                .with_client_auth_cert(certs(c, "client certificate")?, key(k)?)
+                .map_err(|e| TlsError::Config(format!("client certificate and key: {e}")))?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(TlsError::Config(
+                    "a client certificate needs its key and a key needs its certificate".into(),
+                ));
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let host = match &s.server_name {
+            Some(n) => n.clone(),
+            None => host_of(authority).to_string(),
+        };
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| TlsError::Config(format!("{host:?} is not a valid TLS server name")))?;
+        Ok(Connector {
+            inner: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+
+    pub(super) async fn connect(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        self.inner.connect(self.name.clone(), tcp).await
+    }
+}
+
+/// `host` of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(authority: &str) -> &str {
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
