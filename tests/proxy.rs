@@ -1,0 +1,659 @@
+//! The data plane against an in-process fake upstream that records the exact
+//! bytes it receives.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use prost::Message;
+use sealgate::{codec::Chain, proxy::server::Drained, rewrite::rewrite, schema::Schema};
+use support::{
+    contains,
+    generate::{CANARY, Gen, Options},
+    net::{Client, FakeUpstream, Gateway, Reply, config_text, parse_config},
+};
+use temporalio_protos::temporal::api::{
+    common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType},
+    errordetails::v1::QueryFailedFailure,
+    failure::v1::Failure,
+    query::v1::WorkflowQuery,
+    workflowservice::v1::{
+        QueryWorkflowRequest, QueryWorkflowResponse, StartWorkflowExecutionRequest,
+        StartWorkflowExecutionResponse,
+    },
+};
+
+const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService/";
+
+fn json(data: &str) -> Payload {
+    Payload {
+        metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
+        data: data.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+fn start_request(secret: &str) -> Vec<u8> {
+    StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: "wf-1".into(),
+        workflow_type: Some(WorkflowType {
+            name: "Greet".into(),
+        }),
+        input: Some(Payloads {
+            payloads: vec![json(&format!("\"{secret}\""))],
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn start_response() -> Vec<u8> {
+    StartWorkflowExecutionResponse {
+        run_id: "run-1".into(),
+        started: true,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A gateway in front of a fake upstream, plus the codec chain both share.
+struct Rig {
+    upstream: FakeUpstream,
+    gateway: Gateway,
+    client: Client,
+    chain: Arc<Chain>,
+    schema: Schema,
+}
+
+async fn rig_with(
+    extra: &str,
+    handler: impl Fn(&support::net::Recorded) -> Reply + Send + Sync + 'static,
+) -> Rig {
+    let upstream = FakeUpstream::start(handler).await;
+    let config = parse_config(&config_text(upstream.addr, extra));
+    let chain = Arc::new(config.codec.chain().unwrap());
+    let gateway = Gateway::start(config).await;
+    let client = Client::connect(gateway.addr).await;
+    Rig {
+        upstream,
+        gateway,
+        client,
+        chain,
+        schema: Schema::embedded().unwrap(),
+    }
+}
+
+async fn rig(handler: impl Fn(&support::net::Recorded) -> Reply + Send + Sync + 'static) -> Rig {
+    rig_with("", handler).await
+}
+
+impl Rig {
+    fn id(&self, ty: &str) -> sealgate::schema::MessageId {
+        self.schema.message_id(ty).unwrap()
+    }
+
+    /// What the worker sent, recovered from what the upstream received.
+    fn decode(&self, ty: &str, bytes: &[u8]) -> Vec<u8> {
+        rewrite(&self.schema, self.id(ty), bytes, &mut self.chain.decoder())
+            .unwrap()
+            .into_owned()
+    }
+
+    fn encode(&self, ty: &str, bytes: &[u8]) -> Vec<u8> {
+        rewrite(&self.schema, self.id(ty), bytes, &mut self.chain.encoder())
+            .unwrap()
+            .into_owned()
+    }
+
+    /// A start call that must succeed: the proxy is still serving.
+    async fn still_serving(&self) {
+        let a = self
+            .client
+            .call(
+                &format!("{WS}StartWorkflowExecution"),
+                &start_request("ok"),
+                &[],
+                false,
+            )
+            .await;
+        assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    }
+}
+
+#[tokio::test]
+async fn start_workflow_reaches_upstream_encrypted_and_metadata_is_forwarded() {
+    let r = rig(|_| Reply::message(start_response())).await;
+    let request = start_request("card 4111-1111");
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &request,
+            &[
+                ("temporal-namespace", "default"),
+                ("client-name", "temporal-python"),
+                ("client-version", "1.35.0"),
+                ("x-custom", "kept"),
+                ("authorization", "Bearer worker-credential"),
+                ("grpc-timeout", "5S"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    assert_eq!(a.message().as_ref(), start_response().as_slice());
+
+    let seen = r.upstream.last();
+    assert_eq!(seen.path, format!("{WS}StartWorkflowExecution"));
+    assert!(
+        !contains(&seen.body, b"4111"),
+        "plaintext reached the upstream"
+    );
+    let on_wire = seen.message();
+    let stored = StartWorkflowExecutionRequest::decode(on_wire.as_ref()).unwrap();
+    assert_eq!(
+        stored.input.unwrap().payloads[0].metadata["encoding"],
+        b"binary/encrypted"
+    );
+    assert_eq!(
+        r.decode(
+            "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest",
+            &on_wire
+        ),
+        request
+    );
+    for (h, v) in [
+        ("temporal-namespace", "default"),
+        ("client-name", "temporal-python"),
+        ("client-version", "1.35.0"),
+        ("x-custom", "kept"),
+        ("grpc-timeout", "5S"),
+        ("te", "trailers"),
+    ] {
+        assert_eq!(
+            seen.headers.get(h).map(|v| v.to_str().unwrap()),
+            Some(v),
+            "{h}"
+        );
+    }
+    assert!(
+        seen.headers.get("authorization").is_none(),
+        "caller credentials must not go upstream"
+    );
+}
+
+#[tokio::test]
+async fn every_method_round_trips_with_no_canary_upstream() {
+    // Each WorkflowService method: a generated request with canaries on every
+    // payload path goes up; the upstream answers a generated response it
+    // encoded with the same keys; the worker gets the plaintext back.
+    let schema = Schema::embedded().unwrap();
+    let pool = support::pool();
+    let methods: Vec<(String, String, String)> = schema
+        .methods()
+        .filter(|m| &*m.service == sealgate::schema::WORKFLOW_SERVICE)
+        .map(|m| {
+            (
+                m.path.to_string(),
+                schema.message(m.input).name().to_string(),
+                schema.message(m.output).name().to_string(),
+            )
+        })
+        .collect();
+    let responses: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
+        Arc::default();
+    let replies = responses.clone();
+    let r = rig(move |rec| Reply::message(replies.lock().unwrap()[&rec.path].clone())).await;
+    let opts = Options {
+        max_depth: 4,
+        ..Options::default()
+    };
+    for (i, (path, input, output)) in methods.iter().enumerate() {
+        let req = Gen::new(&pool, i as u64, opts).message(input);
+        let resp = Gen::new(&pool, 1000 + i as u64, opts).message(output);
+        responses
+            .lock()
+            .unwrap()
+            .insert(path.clone(), r.encode(output, &resp.bytes));
+        let a = r.client.call(path, &req.bytes, &[], i % 2 == 0).await;
+        assert_eq!(a.status(), 0, "{path}: {}", a.grpc_message());
+        let seen = r.upstream.last();
+        assert!(
+            !contains(&seen.body, CANARY),
+            "{path}: canary on the upstream wire"
+        );
+        assert_eq!(
+            r.decode(input, &seen.message()),
+            req.bytes,
+            "{path}: request"
+        );
+        assert_eq!(
+            a.message().as_ref(),
+            resp.bytes.as_slice(),
+            "{path}: response"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gzip_requests_and_responses() {
+    let r = rig(|_| Reply {
+        gzip: true,
+        ..Reply::message(start_response())
+    })
+    .await;
+    let request = start_request("gzipped secret");
+    let a = r
+        .client
+        .call(&format!("{WS}StartWorkflowExecution"), &request, &[], true)
+        .await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    assert_eq!(a.message().as_ref(), start_response().as_slice());
+    let seen = r.upstream.last();
+    assert!(!contains(&seen.body, b"gzipped secret"));
+    assert_eq!(
+        r.decode(
+            "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest",
+            &seen.message()
+        ),
+        request
+    );
+}
+
+#[tokio::test]
+async fn query_results_and_status_details_are_decoded() {
+    let ty = "temporal.api.workflowservice.v1.QueryWorkflowResponse";
+    let schema = Schema::embedded().unwrap();
+    let response = QueryWorkflowResponse {
+        query_result: Some(Payloads {
+            payloads: vec![json("\"the answer\"")],
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // A failed query: google.rpc.Status { code 3, details: [Any(QueryFailedFailure)] }.
+    let failure = QueryFailedFailure {
+        failure: Some(Failure {
+            message: "query failed".into(),
+            encoded_attributes: Some(json("{\"detail\":\"secret detail\"}")),
+            ..Default::default()
+        }),
+    }
+    .encode_to_vec();
+    let mut any = Vec::new();
+    support::generate::len_field(
+        1,
+        b"type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure",
+        &mut any,
+    );
+    support::generate::len_field(2, &failure, &mut any);
+    let mut status = vec![0x08, 0x03]; // code = 3
+    support::generate::len_field(2, b"query failed", &mut status);
+    support::generate::len_field(3, &any, &mut status);
+    let status_plain = status.clone();
+
+    let upstream_chain: Arc<std::sync::Mutex<Option<Arc<Chain>>>> = Arc::default();
+    let chain_slot = upstream_chain.clone();
+    let r = rig(move |rec| {
+        let chain = chain_slot.lock().unwrap().clone().unwrap();
+        let schema = Schema::embedded().unwrap();
+        let enc = |ty: &str, b: &[u8]| {
+            rewrite(
+                &schema,
+                schema.message_id(ty).unwrap(),
+                b,
+                &mut chain.encoder(),
+            )
+            .unwrap()
+            .into_owned()
+        };
+        let q = QueryWorkflowRequest::decode(rec.message()).unwrap();
+        if q.query.unwrap().query_type == "fail" {
+            let details = enc("google.rpc.Status", &status);
+            let b64 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, details);
+            Reply {
+                trailers_only: Some(vec![
+                    ("grpc-status", "3".into()),
+                    ("grpc-message", "query failed".into()),
+                    ("grpc-status-details-bin", b64),
+                ]),
+                ..Reply::default()
+            }
+        } else {
+            Reply::message(enc(
+                "temporal.api.workflowservice.v1.QueryWorkflowResponse",
+                &response,
+            ))
+        }
+    })
+    .await;
+    *upstream_chain.lock().unwrap() = Some(r.chain.clone());
+    let query = |t: &str| {
+        QueryWorkflowRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "wf-1".into(),
+                run_id: String::new(),
+            }),
+            query: Some(WorkflowQuery {
+                query_type: t.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let ok = r
+        .client
+        .call(&format!("{WS}QueryWorkflow"), &query("state"), &[], false)
+        .await;
+    assert_eq!(ok.status(), 0);
+    let got = QueryWorkflowResponse::decode(ok.message()).unwrap();
+    assert_eq!(
+        got.query_result.unwrap().payloads[0].data,
+        b"\"the answer\""
+    );
+    let _ = (ty, schema);
+
+    // Trailers-only error: status and message pass back, details decoded.
+    let failed = r
+        .client
+        .call(&format!("{WS}QueryWorkflow"), &query("fail"), &[], false)
+        .await;
+    assert_eq!(failed.status(), 3);
+    assert_eq!(failed.grpc_message(), "query failed");
+    assert!(failed.messages.is_empty());
+    let details = failed.header("grpc-status-details-bin").unwrap().as_bytes();
+    let details =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD_NO_PAD, details).unwrap();
+    assert_eq!(
+        details, status_plain,
+        "details come back as the server's plaintext"
+    );
+}
+
+#[tokio::test]
+async fn deadlines_are_forwarded_and_enforced() {
+    let r = rig(|_| Reply {
+        delay: Duration::from_secs(3),
+        ..Reply::message(start_response())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &start_request("x"),
+            &[("grpc-timeout", "300m")],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 4, "DEADLINE_EXCEEDED: {}", a.grpc_message());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.upstream.last().headers["grpc-timeout"], "300m");
+}
+
+#[tokio::test]
+async fn upstream_down_then_up_without_restarting_the_gateway() {
+    let mut r = rig(|_| Reply::message(start_response())).await;
+    r.still_serving().await;
+    r.upstream.stop().await;
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &start_request("x"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 14, "UNAVAILABLE: {}", a.grpc_message());
+    assert!(
+        a.grpc_message().contains(&r.upstream.addr.to_string()),
+        "names the upstream: {}",
+        a.grpc_message()
+    );
+    r.upstream.restart().await;
+    // Every pooled connection re-dials on its next use.
+    for _ in 0..8 {
+        r.still_serving().await;
+    }
+}
+
+#[tokio::test]
+async fn oversize_messages_are_resource_exhausted() {
+    let r = rig_with("[proxy]\nmax_message_bytes = 4096\n", |_| {
+        Reply::message(start_response())
+    })
+    .await;
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &start_request(&"x".repeat(10_000)),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 8, "RESOURCE_EXHAUSTED: {}", a.grpc_message());
+    assert!(a.grpc_message().contains("4096"), "{}", a.grpc_message());
+    assert!(r.upstream.requests().is_empty());
+    r.still_serving().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_argument_and_never_forwarded() {
+    let r = rig(|_| Reply::message(start_response())).await;
+    let path = format!("{WS}StartWorkflowExecution");
+    // Truncated protobuf.
+    let a = r.client.call(&path, &[0x2a, 0x10, 0x01], &[], false).await;
+    assert_eq!(a.status(), 3, "{}", a.grpc_message());
+    assert!(
+        a.grpc_message().contains("StartWorkflowExecutionRequest"),
+        "{}",
+        a.grpc_message()
+    );
+    // A payload field holding something that is not a Payload: fail closed.
+    let mut bad = Vec::new();
+    support::generate::len_field(1, &[0x0a, 0x05, 0x01], &mut bad); // Payloads.payloads = garbage
+    let mut msg = Vec::new();
+    support::generate::len_field(5, &bad, &mut msg);
+    let a = r.client.call(&path, &msg, &[], false).await;
+    assert_eq!(a.status(), 3, "{}", a.grpc_message());
+    // Broken framing.
+    let a = r
+        .client
+        .call_raw(
+            &path,
+            bytes::Bytes::from_static(&[0, 0, 0, 0, 9, 1]),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 3, "{}", a.grpc_message());
+    // Compressed flag without an encoding.
+    let a = r
+        .client
+        .call_raw(
+            &path,
+            bytes::Bytes::from_static(&[1, 0, 0, 0, 1, 0]),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 3, "{}", a.grpc_message());
+    assert!(
+        r.upstream.requests().is_empty(),
+        "nothing malformed was forwarded"
+    );
+    r.still_serving().await;
+}
+
+#[tokio::test]
+async fn other_services_stream_through_and_unknown_ones_are_refused() {
+    let r = rig(|rec| Reply::message(rec.body.slice(5..))).await;
+    // OperatorService is allowed and passed through byte for byte.
+    let body = b"\x0a\x07default\x99\x01\x00".to_vec(); // includes an odd unknown field
+    let a = r
+        .client
+        .call(
+            "/temporal.api.operatorservice.v1.OperatorService/ListSearchAttributes",
+            &body,
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 0);
+    assert_eq!(a.message().as_ref(), body.as_slice());
+    assert_eq!(&r.upstream.last().body[5..], body.as_slice());
+    // Health too.
+    let a = r
+        .client
+        .call("/grpc.health.v1.Health/Check", b"", &[], false)
+        .await;
+    assert_eq!(a.status(), 0);
+    // Not on the allowlist.
+    let a = r
+        .client
+        .call("/some.other.Service/Do", b"", &[], false)
+        .await;
+    assert_eq!(a.status(), 12, "UNIMPLEMENTED: {}", a.grpc_message());
+    assert!(a.grpc_message().contains("some.other.Service"));
+    assert_eq!(r.upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_fields_survive_both_ways() {
+    let r = rig(|_| {
+        let mut resp = start_response();
+        resp.extend_from_slice(b"\xc2\x3e\x03new"); // field 1000, from a newer server
+        Reply::message(resp)
+    })
+    .await;
+    let mut request = start_request("x");
+    request.extend_from_slice(b"\xc2\x3e\x06future"); // field 1000, from a newer SDK
+    let a = r
+        .client
+        .call(&format!("{WS}StartWorkflowExecution"), &request, &[], false)
+        .await;
+    assert!(a.message().ends_with(b"\xc2\x3e\x03new"));
+    let seen = r.upstream.last().message();
+    assert!(seen.ends_with(b"\xc2\x3e\x06future"));
+    assert_eq!(
+        r.decode(
+            "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest",
+            &seen
+        ),
+        request
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_calls() {
+    let r = rig(|rec| {
+        // Echo the workflow id back as the run id, so answers are matched.
+        let req = StartWorkflowExecutionRequest::decode(rec.message()).unwrap();
+        Reply::message(
+            StartWorkflowExecutionResponse {
+                run_id: req.workflow_id,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    })
+    .await;
+    let clients = [
+        r.client.clone(),
+        Client::connect(r.gateway.addr).await,
+        Client::connect(r.gateway.addr).await,
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let client = clients[i % clients.len()].clone();
+        tasks.spawn(async move {
+            let req = StartWorkflowExecutionRequest {
+                workflow_id: format!("wf-{i}"),
+                input: Some(Payloads {
+                    payloads: vec![json(&format!("\"secret {i}\""))],
+                }),
+                ..Default::default()
+            };
+            let a = client
+                .call(
+                    &format!("{WS}StartWorkflowExecution"),
+                    &req.encode_to_vec(),
+                    &[],
+                    i % 3 == 0,
+                )
+                .await;
+            assert_eq!(a.status(), 0, "{}", a.grpc_message());
+            let resp = StartWorkflowExecutionResponse::decode(a.message()).unwrap();
+            assert_eq!(resp.run_id, format!("wf-{i}"));
+        });
+    }
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(res) = tasks.join_next().await {
+            res.unwrap();
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "1000 calls did not finish in 60 s");
+    assert_eq!(r.upstream.requests().len(), 1000);
+    assert!(
+        r.upstream
+            .requests()
+            .iter()
+            .all(|s| !contains(&s.body, b"secret"))
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_calls_finish() {
+    let mut r = rig_with("[proxy]\nshutdown_grace = \"5s\"\n", |_| Reply {
+        delay: Duration::from_millis(700),
+        ..Reply::message(start_response())
+    })
+    .await;
+    let client = r.client.clone();
+    let call = tokio::spawn(async move {
+        client
+            .call(
+                &format!("{WS}StartWorkflowExecution"),
+                &start_request("x"),
+                &[],
+                false,
+            )
+            .await
+    });
+    // Let the call reach the upstream, then ask the gateway to stop.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while r.upstream.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let drained = r.gateway.shutdown().await;
+    let a = call.await.unwrap();
+    assert_eq!(
+        a.status(),
+        0,
+        "in-flight call finished: {}",
+        a.grpc_message()
+    );
+    assert_eq!(drained, Drained::Clean);
+    assert!(
+        tokio::net::TcpStream::connect(r.gateway.addr)
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+}

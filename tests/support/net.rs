@@ -1,0 +1,387 @@
+//! A fake Temporal frontend that records the exact bytes it receives, a
+//! minimal gRPC client, and a gateway started on ephemeral ports.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sealgate::{App, config::Config, proxy::server::Drained};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// One request as the fake upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    /// The body exactly as received: gRPC frames.
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The single message of a unary request (frames must be uncompressed).
+    pub fn message(&self) -> Bytes {
+        let frames = sealgate::grpc::frame::split(self.body.clone(), usize::MAX >> 1).unwrap();
+        assert_eq!(frames.len(), 1, "one message per unary call");
+        assert!(!frames[0].compressed);
+        frames[0].message.clone()
+    }
+}
+
+/// What the fake upstream answers.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// Messages in the body (framed by the fake).
+    pub messages: Vec<Bytes>,
+    /// Compress frames with gzip.
+    pub gzip: bool,
+    /// Extra trailers; grpc-status 0 is added unless set.
+    pub trailers: Vec<(&'static str, String)>,
+    /// Status in the headers and no body at all.
+    pub trailers_only: Option<Vec<(&'static str, String)>>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn message(m: impl Into<Bytes>) -> Reply {
+        Reply {
+            messages: vec![m.into()],
+            ..Reply::default()
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// A fake WorkflowService frontend on 127.0.0.1.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+    handler: Handler,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    pub async fn start(
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut f = FakeUpstream {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::default(),
+            handler: Arc::new(handler),
+            stop: None,
+            task: None,
+        };
+        f.serve(listener);
+        f
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (tx, mut rx) = oneshot::channel();
+        let seen = self.seen.clone();
+        let handler = self.handler.clone();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                tokio::select! {
+                    Ok((stream, _)) = listener.accept() => {
+                        let seen = seen.clone();
+                        let handler = handler.clone();
+                        let svc = service_fn(move |req| answer(req, seen.clone(), handler.clone()));
+                        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .timer(TokioTimer::new())
+                            .max_concurrent_streams(10_000)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        conns.push(tokio::spawn(conn));
+                    }
+                    _ = &mut rx => break,
+                }
+            }
+            // Going down: drop every connection, as a crashed server would.
+            for c in conns {
+                c.abort();
+            }
+        }));
+    }
+
+    /// Stops listening and drops every connection.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw a request")
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    handler: Handler,
+) -> Result<
+    Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
+    std::convert::Infallible,
+> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let rec = Recorded {
+        path: parts.uri.path().to_string(),
+        headers: parts.headers,
+        body,
+    };
+    seen.lock().unwrap().push(rec.clone());
+    let reply = handler(&rec);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc");
+    if let Some(status) = reply.trailers_only {
+        for (k, v) in status {
+            resp = resp.header(k, v);
+        }
+        return Ok(resp.body(Full::new(Bytes::new()).boxed()).unwrap());
+    }
+    if reply.gzip {
+        resp = resp.header("grpc-encoding", "gzip");
+    }
+    let mut body = BytesMut::new();
+    for m in &reply.messages {
+        frame_into(&mut body, m, reply.gzip);
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    for (k, v) in reply.trailers {
+        trailers.insert(k, HeaderValue::from_str(&v).unwrap());
+    }
+    let body = Full::new(body.freeze()).with_trailers(async move { Some(Ok(trailers)) });
+    Ok(resp.body(body.boxed()).unwrap())
+}
+
+/// Appends one gRPC frame, gzip-compressed when asked.
+pub fn frame_into(out: &mut BytesMut, message: &[u8], gzip: bool) {
+    use std::io::Write;
+    let payload = if gzip {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(message).unwrap();
+        e.finish().unwrap()
+    } else {
+        message.to_vec()
+    };
+    out.extend_from_slice(&[u8::from(gzip)]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// What a client got back.
+#[derive(Debug)]
+pub struct Answer {
+    pub headers: HeaderMap,
+    pub messages: Vec<Bytes>,
+    pub trailers: HeaderMap,
+}
+
+impl Answer {
+    /// grpc-status from trailers, or from headers for trailers-only.
+    pub fn status(&self) -> u16 {
+        let v = self
+            .trailers
+            .get("grpc-status")
+            .or_else(|| self.headers.get("grpc-status"))
+            .expect("a grpc-status");
+        v.to_str().unwrap().parse().unwrap()
+    }
+
+    pub fn grpc_message(&self) -> String {
+        let v = self
+            .trailers
+            .get("grpc-message")
+            .or_else(|| self.headers.get("grpc-message"));
+        v.map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.trailers.get(name).or_else(|| self.headers.get(name))
+    }
+
+    pub fn message(&self) -> Bytes {
+        assert_eq!(
+            self.messages.len(),
+            1,
+            "status {} {}",
+            self.status(),
+            self.grpc_message()
+        );
+        self.messages[0].clone()
+    }
+}
+
+/// An h2c gRPC client connection.
+#[derive(Clone)]
+pub struct Client {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Client { sender }
+    }
+
+    /// A unary call with the given raw message bytes and extra headers.
+    pub async fn call(
+        &self,
+        path: &str,
+        message: &[u8],
+        headers: &[(&str, &str)],
+        gzip: bool,
+    ) -> Answer {
+        let mut body = BytesMut::new();
+        frame_into(&mut body, message, gzip);
+        self.call_raw(path, body.freeze(), headers, gzip).await
+    }
+
+    /// A call with an arbitrary body (for malformed framing).
+    pub async fn call_raw(
+        &self,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+        gzip: bool,
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(format!("http://sealgate{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if gzip {
+            req = req.header("grpc-encoding", "gzip");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body)).unwrap();
+        let mut sender = self.sender.clone();
+        sender.ready().await.unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let gz = parts
+            .headers
+            .get("grpc-encoding")
+            .is_some_and(|v| v == "gzip");
+        let frames = sealgate::grpc::frame::split(collected.to_bytes(), usize::MAX >> 1).unwrap();
+        let messages = frames
+            .iter()
+            .map(|f| {
+                sealgate::grpc::frame::plain(f, gz.then_some("gzip"), usize::MAX >> 1).unwrap()
+            })
+            .collect();
+        Answer {
+            headers: parts.headers,
+            messages,
+            trailers,
+        }
+    }
+}
+
+/// A running gateway on an ephemeral port in front of `upstream`.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub app: Arc<sealgate::proxy::Proxy>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Drained>>,
+}
+
+/// Config text for a gateway in front of `upstream`, with extra top-level
+/// settings or sections in `extra`. The key is generated for each call.
+pub fn config_text(upstream: SocketAddr, extra: &str) -> String {
+    let (_, key) = sealgate::keys::generate().unwrap();
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+{extra}
+[codec]
+compression = true
+encryption = true
+active_key = "k1"
+[[codec.keys]]
+id = "k1"
+material = "{key}"
+"#
+    )
+}
+
+pub fn parse_config(text: &str) -> Config {
+    Config::parse(text, "test.toml", std::path::Path::new("."), &|_| None).unwrap()
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> Gateway {
+        let app = App::new(config).unwrap();
+        let listener = app.bind().await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = app.proxy().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Gateway {
+            addr,
+            app: proxy,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Signals shutdown and waits for the drain.
+    pub async fn shutdown(&mut self) -> Drained {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+}
