@@ -61,14 +61,36 @@ impl fmt::Debug for UpstreamSettings {
 /// Reaching the upstream failed.
 #[derive(Debug, Error)]
 pub enum UpstreamError {
-    #[error("upstream {upstream} is unreachable: {reason}")]
+    #[error("upstream {upstream} is unreachable: {reason}{}", advice(reason))]
     Connect { upstream: String, reason: String },
-    #[error("upstream {upstream} did not accept a connection within {timeout:?}")]
+    #[error(
+        "upstream {upstream} did not accept a connection within {timeout:?}; check the address and any firewall in between"
+    )]
     ConnectTimeout { upstream: String, timeout: Duration },
-    #[error("TLS handshake with upstream {upstream} failed: {reason}")]
+    #[error(
+        "TLS handshake with upstream {upstream} failed: {reason}{}",
+        advice(reason)
+    )]
     Handshake { upstream: String, reason: String },
-    #[error("upstream {upstream} failed the request: {reason}")]
+    #[error("upstream {upstream} failed the request: {reason}{}", advice(reason))]
     Request { upstream: String, reason: String },
+}
+
+/// What to do about the usual causes, appended to the error.
+fn advice(reason: &str) -> &'static str {
+    if reason.contains("CertificateRequired") || reason.contains("BadCertificate") {
+        " (the upstream wants a client certificate it trusts: set upstream_options.client_cert_file \
+         and client_key_file, or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
+    } else if reason.contains("UnknownIssuer") || reason.contains("invalid peer certificate") {
+        " (the upstream's certificate does not verify: check upstream_options.ca_file / \
+         TEMPORAL_TLS_SERVER_CA_CERT_PATH and server_name / TEMPORAL_TLS_SERVER_NAME)"
+    } else if reason.contains("Connection refused") {
+        " (is the Temporal frontend running at that address?)"
+    } else if reason.contains("frame with invalid size") || reason.contains("InvalidContentType") {
+        " (does the upstream speak TLS? use https:// for TLS and http:// for plaintext)"
+    } else {
+        ""
+    }
 }
 
 /// Connection counters, for metrics and tests.

@@ -5,6 +5,7 @@
 
 pub mod generate;
 pub mod net;
+pub mod pki;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -64,6 +64,7 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Recorded>>>,
     handler: Handler,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -77,6 +78,51 @@ impl FakeUpstream {
             addr: listener.local_addr().unwrap(),
             seen: Arc::default(),
             handler: Arc::new(handler),
+            tls: None,
+            stop: None,
+            task: None,
+        };
+        f.serve(listener);
+        f
+    }
+
+    /// Like `start`, behind TLS that requires a client certificate signed by
+    /// `client_ca` (as Temporal Cloud's mTLS does).
+    pub async fn start_tls(
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> FakeUpstream {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut f = FakeUpstream {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::default(),
+            handler: Arc::new(handler),
+            tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
             stop: None,
             task: None,
         };
@@ -88,6 +134,7 @@ impl FakeUpstream {
         let (tx, mut rx) = oneshot::channel();
         let seen = self.seen.clone();
         let handler = self.handler.clone();
+        let tls = self.tls.clone();
         self.stop = Some(tx);
         self.task = Some(tokio::spawn(async move {
             let mut conns = Vec::new();
@@ -96,12 +143,25 @@ impl FakeUpstream {
                     Ok((stream, _)) = listener.accept() => {
                         let seen = seen.clone();
                         let handler = handler.clone();
-                        let svc = service_fn(move |req| answer(req, seen.clone(), handler.clone()));
-                        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .timer(TokioTimer::new())
-                            .max_concurrent_streams(10_000)
-                            .serve_connection(TokioIo::new(stream), svc);
-                        conns.push(tokio::spawn(conn));
+                        let tls = tls.clone();
+                        conns.push(tokio::spawn(async move {
+                            let svc = service_fn(move |req| answer(req, seen.clone(), handler.clone()));
+                            let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                .timer(TokioTimer::new())
+                                .max_concurrent_streams(10_000)
+                                .clone();
+                            match tls {
+                                None => {
+                                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                                Some(acceptor) => {
+                                    // A refused handshake just drops the connection.
+                                    if let Ok(s) = acceptor.accept(stream).await {
+                                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                                    }
+                                }
+                            }
+                        }));
                     }
                     _ = &mut rx => break,
                 }
