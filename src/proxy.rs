@@ -102,3 +102,6 @@ fn service_of(path: &str) -> &str {
     let p = path.strip_prefix('/').unwrap_or(path);
     p.split_once('/').map_or(p, |(s, _)| s)
 }
+
+#[cfg(test)]
+mod tests;

@@ -54,15 +54,24 @@ fn shipped_configs_are_valid() {
     assert_eq!(dev.codec.active_key.as_deref(), Some("dev-key-1"));
     // The reference file documents every key; it needs its secrets supplied.
     let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
-    let text = text.replace("/run/secrets/sealgate/key-2026-05", "key.b64");
+    let text = text
+        .replace("/run/secrets/sealgate/key-2026-05", "key.b64")
+        .replace("/run/secrets/sealgate/client.pem", "key.b64")
+        .replace("/run/secrets/sealgate/client.key", "key.b64");
     let tmp = std::env::temp_dir().join(format!("sealgate-ref-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("key.b64"), format!("{KEY}\n")).unwrap();
-    let vars = |k: &str| (k == "SEALGATE_KEY_2026_11").then(|| KEY.to_string());
+    let vars = |k: &str| match k {
+        "SEALGATE_KEY_2026_11" => Some(KEY.to_string()),
+        "TEMPORAL_CLOUD_API_KEY" => Some("api-key".to_string()),
+        _ => None,
+    };
     let c = Config::parse(&text, "reference.toml", &tmp, &vars).unwrap();
     std::fs::remove_dir_all(&tmp).unwrap();
     assert_eq!(c.codec.keys.len(), 2);
     assert!(c.upstream.tls);
+    assert_eq!(c.upstream_options.api_key.as_deref(), Some("api-key"));
+    assert_eq!(c.proxy.allowed_services.len(), 3);
 }
 
 #[test]
@@ -208,4 +217,100 @@ fn upstream_forms() {
     ] {
         assert!(Upstream::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn proxy_and_upstream_sections_have_defaults_and_limits() {
+    let c = parse_with(&minimal(KEY), &[]).unwrap();
+    assert_eq!(c.proxy.max_message_bytes, 128 << 20);
+    assert_eq!(c.proxy.allowed_services.len(), 3);
+    assert_eq!(c.proxy.shutdown_grace, std::time::Duration::from_secs(30));
+    assert!(!c.proxy.forward_authorization);
+    assert_eq!(c.upstream_options.connections, 4);
+    assert_eq!(
+        c.upstream_options.keepalive_interval,
+        std::time::Duration::from_secs(30)
+    );
+    assert!(!c.upstream.tls);
+
+    let text = format!(
+        "{}\n[proxy]\nmax_message_bytes = 10\nshutdown_grace = \"soon\"\n[upstream_options]\nconnections = 0\nkeepalive_interval = \"5s\"\nclient_cert_pem = \"x\"\n",
+        minimal(KEY)
+    );
+    let err = parse_with(&text, &[]).unwrap_err();
+    let p = paths(&err);
+    for want in [
+        "proxy.max_message_bytes",
+        "proxy.shutdown_grace",
+        "upstream_options.connections",
+        "upstream_options.keepalive_interval",
+        "upstream_options.client_cert_file",
+    ] {
+        assert!(p.contains(&want), "{want} missing from {p:?}");
+    }
+    assert!(
+        err.to_string().contains("10s"),
+        "explains the ping floor: {err}"
+    );
+}
+
+#[test]
+fn temporal_client_variables_fill_what_the_file_leaves_out() {
+    let text = minimal(KEY).replace("upstream = \"http://127.0.0.1:7234\"", "");
+    let c = parse_with(
+        &text,
+        &[
+            ("TEMPORAL_ADDRESS", "ns.acct.tmprl.cloud:7233"),
+            ("TEMPORAL_API_KEY", "k"),
+            ("TEMPORAL_TLS_SERVER_NAME", "ns.acct.tmprl.cloud"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.upstream.to_string(),
+        "https://ns.acct.tmprl.cloud:7233",
+        "an API key implies TLS"
+    );
+    assert_eq!(c.upstream_options.api_key.as_deref(), Some("k"));
+    assert!(
+        !format!("{c:?}").contains("\"k\""),
+        "the API key never shows in Debug"
+    );
+    let settings = c.upstream_settings();
+    assert_eq!(
+        settings.tls.unwrap().server_name.as_deref(),
+        Some("ns.acct.tmprl.cloud")
+    );
+    // TEMPORAL_TLS=false wins over the implication.
+    let c = parse_with(
+        &text,
+        &[
+            ("TEMPORAL_ADDRESS", "h:1"),
+            ("TEMPORAL_API_KEY", "k"),
+            ("TEMPORAL_TLS", "false"),
+        ],
+    )
+    .unwrap();
+    assert!(!c.upstream.tls);
+    // The file's upstream wins over TEMPORAL_ADDRESS (a worker's own setting
+    // must not make the gateway point at itself).
+    let c = parse_with(&minimal(KEY), &[("TEMPORAL_ADDRESS", "elsewhere:7233")]).unwrap();
+    assert_eq!(c.upstream.authority, "127.0.0.1:7234");
+    // ...and pointing at itself is refused.
+    let err = parse_with(&minimal(KEY), &[("SEALGATE_UPSTREAM", "127.0.0.1:7233")]).unwrap_err();
+    assert_eq!(paths(&err), ["upstream"]);
+}
+
+#[test]
+fn durations() {
+    use std::time::Duration;
+    assert_eq!(
+        table::parse_duration("500ms"),
+        Ok(Duration::from_millis(500))
+    );
+    assert_eq!(table::parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(table::parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(table::parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    assert!(table::parse_duration("1d").is_err());
+    assert!(table::parse_duration("s").is_err());
 }

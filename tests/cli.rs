@@ -1,0 +1,187 @@
+//! The `sealgate` binary as an operator uses it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn dev_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/dev.toml")
+}
+
+#[test]
+fn check_config_accepts_the_dev_config_and_lists_every_problem_with_exit_64() {
+    let ok = bin()
+        .arg("check-config")
+        .arg(dev_config())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let d = tmp("check");
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = 5\nupstream = \"ftp://x\"\nbogus = true\n[codec]\nencryption = true\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in ["listen", "upstream", "bogus", "codec.active_key"] {
+        assert!(
+            err.contains(&format!("- {path}:")),
+            "{path} missing in:\n{err}"
+        );
+    }
+    // `run` refuses the same file the same way.
+    let out = bin().args(["run", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn payloads_encode_and_decode_round_trip_and_keygen_makes_usable_keys() {
+    let keygen = bin().arg("keygen").output().unwrap();
+    assert!(keygen.status.success());
+    let entry = String::from_utf8(keygen.stdout).unwrap();
+    let d = tmp("payloads");
+    let config = d.join("c.toml");
+    let entry_id = entry
+        .lines()
+        .next()
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &config,
+        format!("upstream = \"127.0.0.1:1\"\n[codec]\nactive_key = \"{entry_id}\"\n[[codec.keys]]\n{entry}"),
+    )
+    .unwrap();
+    let input = r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlY3JldCI="},{"metadata":{"encoding":"YmluYXJ5L251bGw="}}]}"#;
+    let run = |dir: &str, stdin: &str| {
+        let mut child = bin()
+            .args(["payloads", dir, "--config"])
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let encoded = run("encode", input);
+    assert!(
+        encoded.contains("YmluYXJ5L2VuY3J5cHRlZA=="),
+        "binary/encrypted: {encoded}"
+    );
+    assert!(!encoded.contains("InNlY3JldCI="));
+    let decoded = run("decode", &encoded);
+    let v: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+    let want: serde_json::Value = serde_json::from_str(input).unwrap();
+    assert_eq!(v, want);
+    // Bad JSON is a clear error, exit 65.
+    let mut child = bin()
+        .args(["payloads", "decode", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"payload\":1}")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("payloads"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Kills the child if the test fails half-way, so nothing outlives it.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_serves_and_exits_zero_on_sigterm() {
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(dev_config())
+        .env("SEALGATE_LISTEN", "127.0.0.1:0")
+        .env("SEALGATE_UPSTREAM", "http://127.0.0.1:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaper(child);
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "sealgate exited early"
+        );
+        if line.contains("sealgate ready") {
+            let at = line.find("listen=").unwrap() + "listen=".len();
+            break line[at..].split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no ready line");
+    };
+    assert!(
+        std::net::TcpStream::connect(&addr).is_ok(),
+        "listening on {addr}"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
