@@ -141,6 +141,7 @@ impl FakeUpstream {
             loop {
                 tokio::select! {
                     Ok((stream, _)) = listener.accept() => {
+                        stream.set_nodelay(true).unwrap();
                         let seen = seen.clone();
                         let handler = handler.clone();
                         let tls = tls.clone();
@@ -320,6 +321,7 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(tcp))
