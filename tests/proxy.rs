@@ -657,3 +657,55 @@ async fn shutdown_lets_in_flight_calls_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn plain_http_answers_become_clear_grpc_statuses() {
+    let r = rig(|rec| {
+        let start = StartWorkflowExecutionRequest::decode(rec.message()).unwrap();
+        let (status, text) = match start.workflow_id.as_str() {
+            "401" => (401, "<html>401 Authorization Required</html>"),
+            _ => (
+                400,
+                "<html><center>No required SSL certificate was sent</center></html>",
+            ),
+        };
+        Reply {
+            http_error: Some((status, text)),
+            ..Reply::default()
+        }
+    })
+    .await;
+    let call = |id: &str| {
+        StartWorkflowExecutionRequest {
+            workflow_id: id.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &call("401"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 16, "UNAUTHENTICATED: {}", a.grpc_message());
+    assert!(a.grpc_message().contains("api_key"), "{}", a.grpc_message());
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &call("400"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 13, "{}", a.grpc_message());
+    assert!(
+        a.grpc_message().contains("No required SSL certificate"),
+        "{}",
+        a.grpc_message()
+    );
+}

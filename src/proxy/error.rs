@@ -57,6 +57,23 @@ pub enum ProxyError {
     Response { upstream: String, reason: String },
     #[error("cannot decode the response's payloads: {0}")]
     Decode(RewriteError),
+    #[error("upstream {upstream} answered HTTP {status}, not gRPC: {body:?}{}", http_advice(*status))]
+    NotGrpc {
+        upstream: String,
+        status: u16,
+        body: String,
+    },
+}
+
+fn http_advice(status: u16) -> &'static str {
+    match status {
+        400 | 495 | 496 => {
+            " (a TLS proxy in front of Temporal may want a client certificate: check the TEMPORAL_TLS_CLIENT_* settings)"
+        }
+        401 | 403 => " (check the API key: upstream_options.api_key or TEMPORAL_API_KEY)",
+        404 => " (is the upstream a Temporal frontend?)",
+        _ => "",
+    }
 }
 
 impl ProxyError {
@@ -75,6 +92,14 @@ impl ProxyError {
             ProxyError::Upstream(_) => Code::Unavailable,
             ProxyError::Deadline { .. } => Code::DeadlineExceeded,
             ProxyError::Response { .. } => Code::Internal,
+            // The gRPC spec's mapping of HTTP statuses.
+            ProxyError::NotGrpc { status, .. } => match status {
+                401 => Code::Unauthenticated,
+                403 => Code::PermissionDenied,
+                404 => Code::Unimplemented,
+                429 | 502 | 503 | 504 => Code::Unavailable,
+                _ => Code::Internal,
+            },
         }
     }
 
@@ -87,7 +112,9 @@ impl ProxyError {
             | ProxyError::MalformedRequest { .. }
             | ProxyError::EncodedTooLarge { .. }
             | ProxyError::Deadline { .. } => Side::Downstream,
-            ProxyError::Upstream(_) | ProxyError::Response { .. } => Side::Upstream,
+            ProxyError::Upstream(_) | ProxyError::Response { .. } | ProxyError::NotGrpc { .. } => {
+                Side::Upstream
+            }
             ProxyError::Encode(_) | ProxyError::Decode(_) => Side::Internal,
         }
     }

@@ -190,7 +190,20 @@ pub(super) async fn unary(
         let resp = p.upstream.send(up).await?;
         let (parts, body) = resp.into_parts();
         if !grpc::is_grpc(&parts.headers) {
-            return Ok((parts, None));
+            // An HTTP answer from something in front of Temporal (a load
+            // balancer, nginx refusing a certificate or an API key).
+            let text = collect(body, 1024)
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(ProxyError::NotGrpc {
+                upstream: p.upstream.name().to_string(),
+                status: parts.status.as_u16(),
+                body: String::from_utf8_lossy(&text[..text.len().min(200)])
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            });
         }
         let collected = collect(body, limit)
             .await
@@ -201,7 +214,7 @@ pub(super) async fn unary(
                     CollectError::Read(r) => r,
                 },
             })?;
-        Ok::<_, ProxyError>((parts, Some(collected)))
+        Ok::<_, ProxyError>((parts, collected))
     };
     let (mut parts, collected) = match deadline {
         Some(d) => {
@@ -217,11 +230,6 @@ pub(super) async fn unary(
     clean_response(&mut parts.headers);
     // Trailers-only responses carry the status (and details) in the headers.
     decode_details(p, &mut parts.headers)?;
-    let Some(collected) = collected else {
-        // Not gRPC (e.g. an HTTP error page from a load balancer): the
-        // client maps the HTTP status itself.
-        return Ok(Response::from_parts(parts, full(Bytes::new())));
-    };
     let mut trailers = collected.trailers().cloned();
     if let Some(t) = trailers.as_mut() {
         decode_details(p, t)?;

@@ -45,6 +45,8 @@ pub struct Reply {
     pub trailers: Vec<(&'static str, String)>,
     /// Status in the headers and no body at all.
     pub trailers_only: Option<Vec<(&'static str, String)>>,
+    /// A plain HTTP answer instead of gRPC (status, text body).
+    pub http_error: Option<(u16, &'static str)>,
     pub delay: Duration,
 }
 
@@ -227,6 +229,13 @@ async fn answer(
     let reply = handler(&rec);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
+    }
+    if let Some((status, text)) = reply.http_error {
+        let resp = Response::builder()
+            .status(status)
+            .header("content-type", "text/html")
+            .body(Full::new(Bytes::from_static(text.as_bytes())).boxed());
+        return Ok(resp.unwrap());
     }
     let mut resp = Response::builder()
         .status(200)
