@@ -1,0 +1,55 @@
+"""The Python SDK (gzip on, its default) through sealgate to a real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import scenario
+from temporalio.client import Client
+
+
+def assert_ciphertext_only(stored: dict, secrets: list[str]) -> None:
+    for wid, s in stored.items():
+        for secret in secrets:
+            for what in ("history_bytes", "describe_bytes"):
+                assert secret.encode() not in s[what], f"{secret} stored in clear in {wid} {what}"
+
+
+def test_worker_sees_plaintext_and_server_stores_ciphertext(sealgate, temporal):
+    outcome = asyncio.run(scenario.run(sealgate.address))
+    secret = outcome.secrets[0]
+    seen = outcome.seen
+    # The worker and client saw every value in clear.
+    arg = f"{secret}-input"  # what the workflow was started with
+    assert seen["charged"] == f"charged {arg}-card"
+    assert seen["child"] == f"child got {arg}-child-input"
+    assert seen["failure_detail"] == f"{arg}-failure-detail"
+    assert seen["signal"] == f"{secret}-signal"
+    assert seen["update"] == f"{secret}-update"
+    assert seen["update_result"] == f"accepted {secret}-update"
+    assert seen["memo"] == f"{secret}-memo"
+    assert seen["query"] == f"waiting with {arg}-query-state"
+
+    # The server, read directly, holds none of it.
+    stored = asyncio.run(scenario.stored(temporal.address, outcome.workflow_id))
+    assert_ciphertext_only(stored, outcome.secrets)
+    main = stored[outcome.workflow_id]
+    started = main["history"].events[0].workflow_execution_started_event_attributes
+    assert started.input.payloads[0].metadata["encoding"] == b"binary/encrypted"
+    assert started.memo.fields["note"].metadata["encoding"] == b"binary/encrypted"
+    # Search attributes stay plaintext, so the server can index them...
+    assert outcome.search_attribute.encode() in main["describe_bytes"]
+    # ...and failure messages too (failure encoding is off here).
+    assert scenario.FAILURE_MESSAGE.encode() in main["history_bytes"]
+
+    async def listed() -> list[str]:
+        client = await Client.connect(temporal.address)
+        query = f'{scenario.SEARCH_ATTRIBUTE} = "{outcome.search_attribute}"'
+        for _ in range(100):  # visibility is eventually consistent
+            ids = [w.id async for w in client.list_workflows(query)]
+            if ids:
+                return ids
+            await asyncio.sleep(0.2)
+        return []
+
+    assert asyncio.run(listed()) == [outcome.workflow_id]
