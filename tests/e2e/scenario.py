@@ -52,6 +52,7 @@ class ScenarioWorkflow:
             ChildWorkflow.run, f"{secret}-child-input", id=f"{workflow.info().workflow_id}-child"
         )
         detail = None
+        message = None
         try:
             await workflow.execute_activity(
                 fail_with_details,
@@ -60,14 +61,16 @@ class ScenarioWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError as e:
-            if isinstance(e.cause, ApplicationError) and e.cause.details:
-                detail = e.cause.details[0]
+            if isinstance(e.cause, ApplicationError):
+                message = e.cause.message
+                detail = e.cause.details[0] if e.cause.details else None
         self.stage = f"waiting with {secret}-query-state"
         await workflow.wait_condition(lambda: self.signal is not None and self.update is not None)
         return {
             "charged": charged,
             "child": child,
             "failure_detail": detail,
+            "failure_message": message,
             "signal": self.signal,
             "update": self.update,
             "memo": workflow.memo_value("note", type_hint=str),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import harness
+import pytest
 import scenario
 from temporalio.client import Client
 
@@ -24,6 +26,7 @@ def test_worker_sees_plaintext_and_server_stores_ciphertext(sealgate, temporal):
     assert seen["charged"] == f"charged {arg}-card"
     assert seen["child"] == f"child got {arg}-child-input"
     assert seen["failure_detail"] == f"{arg}-failure-detail"
+    assert seen["failure_message"] == scenario.FAILURE_MESSAGE
     assert seen["signal"] == f"{secret}-signal"
     assert seen["update"] == f"{secret}-update"
     assert seen["update_result"] == f"accepted {secret}-update"
@@ -53,3 +56,26 @@ def test_worker_sees_plaintext_and_server_stores_ciphertext(sealgate, temporal):
         return []
 
     assert asyncio.run(listed()) == [outcome.workflow_id]
+
+
+@pytest.fixture(scope="module")
+def sealgate_failures(workdir, temporal):
+    d = workdir / "sealgate-failures"
+    config = harness.sealgate_config(d, harness.generated_codec_section(encode_failures=True))
+    gate = harness.start_sealgate(d, config, upstream=f"http://{temporal.address}")
+    yield gate
+    assert gate.proc.stop() == 0
+
+
+def test_failure_encoding_hides_failure_messages_too(sealgate_failures, temporal):
+    outcome = asyncio.run(scenario.run(sealgate_failures.address))
+    # The worker still sees the message and details...
+    assert outcome.seen["failure_message"] == scenario.FAILURE_MESSAGE
+    assert outcome.seen["failure_detail"].endswith("-failure-detail")
+    # ...the server sees neither.
+    stored = asyncio.run(scenario.stored(temporal.address, outcome.workflow_id))
+    assert_ciphertext_only(stored, outcome.secrets + [scenario.FAILURE_MESSAGE])
+    failed = [e for e in stored[outcome.workflow_id]["history"].events if e.HasField("activity_task_failed_event_attributes")]
+    failure = failed[0].activity_task_failed_event_attributes.failure
+    assert failure.message == "Encoded failure"
+    assert failure.encoded_attributes.metadata["encoding"] == b"binary/encrypted"
