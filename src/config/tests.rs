@@ -12,6 +12,13 @@ fn parse_with(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> 
     Config::parse(text, "test.toml", Path::new("."), &|k| vars.get(k).cloned())
 }
 
+/// A scratch directory inside the repository's ignored `.work/`.
+fn scratch(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".work/unit")
+        .join(format!("{name}-{}", std::process::id()))
+}
+
 fn minimal(key: &str) -> String {
     format!(
         r#"
@@ -58,7 +65,7 @@ fn shipped_configs_are_valid() {
         .replace("/run/secrets/sealgate/key-2026-05", "key.b64")
         .replace("/run/secrets/sealgate/client.pem", "key.b64")
         .replace("/run/secrets/sealgate/client.key", "key.b64");
-    let tmp = std::env::temp_dir().join(format!("sealgate-ref-{}", std::process::id()));
+    let tmp = scratch("ref");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("key.b64"), format!("{KEY}\n")).unwrap();
     let vars = |k: &str| match k {
@@ -177,7 +184,7 @@ fn expansion_rules() {
 
 #[test]
 fn material_files_are_read_relative_to_the_config() {
-    let dir = std::env::temp_dir().join(format!("sealgate-cfg-{}", std::process::id()));
+    let dir = scratch("cfg");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("k.b64"), format!("{KEY}\n")).unwrap();
     let text = minimal(KEY).replace(
