@@ -19,6 +19,25 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// Runs sealgate with `args`, then `path`, feeding `stdin`.
+fn pipe(args: &[&str], path: &std::path::Path, stdin: &str) -> std::process::Output {
+    let mut child = bin()
+        .args(args)
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn dev_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/dev.toml")
 }
@@ -79,20 +98,7 @@ fn payloads_encode_and_decode_round_trip_and_keygen_makes_usable_keys() {
     .unwrap();
     let input = r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlY3JldCI="},{"metadata":{"encoding":"YmluYXJ5L251bGw="}}]}"#;
     let run = |dir: &str, stdin: &str| {
-        let mut child = bin()
-            .args(["payloads", dir, "--config"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = pipe(&["payloads", dir, "--config"], &config, stdin);
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };
@@ -107,20 +113,11 @@ fn payloads_encode_and_decode_round_trip_and_keygen_makes_usable_keys() {
     let want: serde_json::Value = serde_json::from_str(input).unwrap();
     assert_eq!(v, want);
     // Bad JSON is a clear error, exit 65.
-    let mut child = bin()
-        .args(["payloads", "decode", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"payload\":1}")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = pipe(
+        &["payloads", "decode", "--config"],
+        &config,
+        "{\"payload\":1}",
+    );
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("payloads"));
     std::fs::remove_dir_all(&d).unwrap();

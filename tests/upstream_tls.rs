@@ -64,17 +64,22 @@ async fn call(gw: &Gateway) -> support::net::Answer {
     .expect("a clear answer, not a hang")
 }
 
-#[tokio::test]
-async fn mtls_with_server_name_override_and_api_key_from_the_file() {
-    let d = dir("mtls-file");
-    let pki = pki::generate(&d, &["temporal.test"]);
-    let up = FakeUpstream::start_tls(
+/// A fake Temporal behind TLS that requires a client certificate from `pki`'s CA.
+async fn tls_upstream(pki: &pki::Pki) -> FakeUpstream {
+    FakeUpstream::start_tls(
         &pki.server_cert_pem,
         &pki.server_key_pem,
         &pki.ca_pem,
         |_| reply(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn mtls_with_server_name_override_and_api_key_from_the_file() {
+    let d = dir("mtls-file");
+    let pki = pki::generate(&d, &["temporal.test"]);
+    let up = tls_upstream(&pki).await;
     let text = format!(
         r#"
 listen = "127.0.0.1:0"
@@ -109,13 +114,7 @@ api_key = "${{KEY}}"
 async fn temporal_environment_variables_alone_configure_the_upstream() {
     let d = dir("mtls-env");
     let pki = pki::generate(&d, &["temporal.test"]);
-    let up = FakeUpstream::start_tls(
-        &pki.server_cert_pem,
-        &pki.server_key_pem,
-        &pki.ca_pem,
-        |_| reply(),
-    )
-    .await;
+    let up = tls_upstream(&pki).await;
     let text = format!("listen = \"127.0.0.1:0\"\n{}", codec());
     let env = [
         ("TEMPORAL_ADDRESS", up.addr.to_string()),
@@ -142,13 +141,7 @@ async fn missing_client_certificate_and_wrong_ca_are_clear_errors() {
     let d = dir("mtls-bad");
     let pki = pki::generate(&d, &["temporal.test"]);
     let other = pki::generate(&d.join("other"), &["temporal.test"]);
-    let up = FakeUpstream::start_tls(
-        &pki.server_cert_pem,
-        &pki.server_key_pem,
-        &pki.ca_pem,
-        |_| reply(),
-    )
-    .await;
+    let up = tls_upstream(&pki).await;
     let base = |ca: &PathBuf, client: bool| {
         let client = if client {
             format!(
