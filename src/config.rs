@@ -2,8 +2,8 @@
 //! with its key path.
 //!
 //! Strings may use `${VAR}` to pull secrets from the environment (`$${`
-//! writes a literal `${`). `SEALGATE_LISTEN` and `SEALGATE_UPSTREAM` override
-//! the two addresses of any file.
+//! writes a literal `${`). `SEALGATE_LISTEN`, `SEALGATE_UPSTREAM` and
+//! `SEALGATE_CODEC_SERVER_LISTEN` override the addresses of any file.
 
 mod table;
 #[cfg(test)]
@@ -39,6 +39,56 @@ pub struct Config {
     pub upstream_options: UpstreamOptions,
     pub proxy: ProxyConfig,
     pub codec: CodecConfig,
+    /// The remote-codec HTTP endpoint for the Web UI and CLI; off when absent.
+    pub codec_server: Option<CodecServerConfig>,
+}
+
+/// The `[codec_server]` section.
+#[derive(Debug, Clone)]
+pub struct CodecServerConfig {
+    pub listen: SocketAddr,
+    /// Origins allowed by CORS (`"*"` allows any, without credentials).
+    pub cors_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (explicit origins only).
+    pub cors_allow_credentials: bool,
+    pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate chain and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub auth: CodecServerAuth,
+}
+
+/// Who may call the codec server.
+#[derive(Clone)]
+pub enum CodecServerAuth {
+    /// Anyone who can reach it (loopback listeners only, unless allowed).
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: String },
+    /// A JWT verified against a JWKS.
+    Jwt(JwtConfig),
+}
+
+impl fmt::Debug for CodecServerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecServerAuth::None => write!(f, "None"),
+            CodecServerAuth::Bearer { .. } => write!(f, "Bearer(<redacted>)"),
+            CodecServerAuth::Jwt(j) => f.debug_tuple("Jwt").field(j).finish(),
+        }
+    }
+}
+
+/// JWT validation settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub jwks_url: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// How often the JWKS is fetched again (also on an unknown `kid`).
+    pub refresh_interval: Duration,
+    /// Claim rules: `(claim, value)` a token must carry to decode / encode.
+    pub decode_requires: Option<(String, String)>,
+    pub encode_requires: Option<(String, String)>,
 }
 
 /// The `[proxy]` section.
@@ -327,6 +377,10 @@ impl Config {
             );
         }
 
+        let codec_server = root
+            .table("codec_server", &mut issues)
+            .map(|mut t| codec_server_section(&mut t, base, env, &mut issues));
+
         let codec = match root.table("codec", &mut issues) {
             Some(mut t) => codec_section(&mut t, base, &mut issues),
             None => codec_section(&mut Table::empty("codec", env), base, &mut issues),
@@ -340,6 +394,7 @@ impl Config {
                 upstream_options,
                 proxy,
                 codec,
+                codec_server,
             }),
             (_, _, v) => Err(fail(v)),
         }
@@ -350,6 +405,146 @@ fn override_from<T: From<String>>(env: &dyn Fn(&str) -> Option<String>, var: &st
     match env(var) {
         Some(s) if !s.is_empty() => T::from(s),
         _ => v,
+    }
+}
+
+fn codec_server_section(
+    t: &mut Table<'_>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> CodecServerConfig {
+    let listen = t
+        .string("listen", issues)
+        .unwrap_or_else(|| "127.0.0.1:8081".into());
+    let listen = override_from(env, "SEALGATE_CODEC_SERVER_LISTEN", listen);
+    let listen = match listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(e) => {
+            issues.push(
+                &t.path("listen"),
+                format!("{listen:?} is not an ip:port address ({e})"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8081))
+        }
+    };
+    let cors_origins = t.strings("cors_origins", issues).unwrap_or_default();
+    let cors_allow_credentials = t.bool("cors_allow_credentials", issues).unwrap_or(false);
+    if cors_allow_credentials && cors_origins.iter().any(|o| o == "*") {
+        issues.push(
+            &t.path("cors_allow_credentials"),
+            "credentials need explicit origins, not \"*\" (browsers refuse the combination)".into(),
+        );
+    }
+    let max_body = t.integer("max_body_bytes", issues).unwrap_or(16 << 20);
+    let cert = t.string("tls_cert_file", issues).map(|f| base.join(f));
+    let key = t.string("tls_key_file", issues).map(|f| base.join(f));
+    let tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            issues.push(
+                &t.path("tls_cert_file"),
+                "HTTPS needs both tls_cert_file and tls_key_file".into(),
+            );
+            None
+        }
+    };
+    let allow_open = t
+        .bool("allow_unauthenticated_remote", issues)
+        .unwrap_or(false);
+    let auth = match t.table("auth", issues) {
+        Some(mut a) => {
+            let auth = codec_server_auth(&mut a, issues);
+            a.finish(issues);
+            auth
+        }
+        None => CodecServerAuth::None,
+    };
+    if matches!(auth, CodecServerAuth::None) && !listen.ip().is_loopback() && !allow_open {
+        issues.push(
+            &t.path("listen"),
+            format!(
+                "{listen} is reachable from other hosts and [codec_server.auth] is off: anyone who \
+                 reaches it can decrypt payloads. Configure auth, or set allow_unauthenticated_remote = true"
+            ),
+        );
+    }
+    t.finish(issues);
+    CodecServerConfig {
+        listen,
+        cors_origins,
+        cors_allow_credentials,
+        max_body_bytes: max_body as usize,
+        tls,
+        auth,
+    }
+}
+
+fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth {
+    let mode = t.string("mode", issues).unwrap_or_else(|| "none".into());
+    let rule = |t: &mut Table<'_>, key: &'static str, issues: &mut Issues| {
+        let v = t.string(key, issues)?;
+        match v.split_once('=') {
+            Some((c, val)) if !c.is_empty() => Some((c.to_string(), val.to_string())),
+            _ => {
+                issues.push(
+                    &t.path(key),
+                    format!("{v:?}: write claim=value, e.g. \"permissions=codec:decode\""),
+                );
+                None
+            }
+        }
+    };
+    match mode.as_str() {
+        "none" => CodecServerAuth::None,
+        "bearer" => match t.string("token", issues) {
+            Some(token) if token.len() >= 16 => CodecServerAuth::Bearer { token },
+            Some(_) => {
+                issues.push(&t.path("token"), "use at least 16 characters".into());
+                CodecServerAuth::None
+            }
+            None => {
+                issues.push(
+                    &t.path("token"),
+                    "missing: the bearer token callers must send (e.g. \"${CODEC_TOKEN}\")".into(),
+                );
+                CodecServerAuth::None
+            }
+        },
+        "jwt" => {
+            let jwks_url = t.string("jwks_url", issues).unwrap_or_else(|| {
+                issues.push(
+                    &t.path("jwks_url"),
+                    "missing: where the signing keys (JWKS) are published".into(),
+                );
+                String::new()
+            });
+            let is_url = jwks_url.starts_with("https://") || jwks_url.starts_with("http://");
+            if !jwks_url.is_empty() && !is_url {
+                issues.push(
+                    &t.path("jwks_url"),
+                    format!("{jwks_url:?} must be an http(s):// URL"),
+                );
+            }
+            CodecServerAuth::Jwt(JwtConfig {
+                jwks_url,
+                issuer: t.string("issuer", issues),
+                audience: t.string("audience", issues),
+                refresh_interval: t
+                    .duration("refresh_interval", issues)
+                    .unwrap_or(Duration::from_secs(600)),
+                decode_requires: rule(t, "decode_requires", issues),
+                encode_requires: rule(t, "encode_requires", issues),
+            })
+        }
+        other => {
+            issues.push(
+                &t.path("mode"),
+                format!("{other:?}: use \"none\", \"bearer\" or \"jwt\""),
+            );
+            CodecServerAuth::None
+        }
     }
 }
 

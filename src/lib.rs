@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod codec_server;
 pub mod config;
 pub mod grpc;
 pub mod keys;
@@ -35,6 +36,8 @@ pub enum AppError {
     Codec(#[from] config::ChainError),
     #[error("upstream TLS: {0}")]
     Tls(#[from] upstream::TlsError),
+    #[error(transparent)]
+    CodecServer(#[from] codec_server::CodecServerError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -46,7 +49,15 @@ pub enum AppError {
 #[derive(Debug)]
 pub struct App {
     proxy: Arc<proxy::Proxy>,
+    codec_server: Option<Arc<codec_server::CodecServer>>,
     config: config::Config,
+}
+
+/// The bound sockets: the gRPC listener and, when configured, the codec server's.
+#[derive(Debug)]
+pub struct Listeners {
+    pub proxy: tokio::net::TcpListener,
+    pub codec_server: Option<tokio::net::TcpListener>,
 }
 
 impl App {
@@ -56,13 +67,21 @@ impl App {
         let schema = Arc::new(schema::Schema::embedded()?);
         let chain = Arc::new(config.codec.chain()?);
         let upstream = Arc::new(upstream::Upstream::new(config.upstream_settings())?);
+        let codec_server = match &config.codec_server {
+            Some(c) => Some(Arc::new(codec_server::CodecServer::new(c, chain.clone())?)),
+            None => None,
+        };
         let proxy = Arc::new(proxy::Proxy::new(
             schema,
             chain,
             upstream,
             config.proxy.clone(),
         ));
-        Ok(App { proxy, config })
+        Ok(App {
+            proxy,
+            codec_server,
+            config,
+        })
     }
 
     pub fn proxy(&self) -> &Arc<proxy::Proxy> {
@@ -73,21 +92,53 @@ impl App {
         &self.config
     }
 
-    /// Binds the configured listen address.
-    pub async fn bind(&self) -> Result<tokio::net::TcpListener, AppError> {
-        let addr = self.config.listen;
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Listen { addr, source })
+    /// Binds the configured listen addresses.
+    pub async fn bind(&self) -> Result<Listeners, AppError> {
+        let bind = |addr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AppError::Listen { addr, source })
+        };
+        let proxy = bind(self.config.listen).await?;
+        let codec_server = match &self.config.codec_server {
+            Some(c) => Some(bind(c.listen).await?),
+            None => None,
+        };
+        Ok(Listeners {
+            proxy,
+            codec_server,
+        })
     }
 
-    /// Serves on `listener` until `shutdown`, then drains for the configured grace.
+    /// Serves until `shutdown`, then drains the proxy for the configured grace.
     pub async fn serve(
         self,
-        listener: tokio::net::TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> proxy::server::Drained {
         let grace = self.config.proxy.shutdown_grace;
-        proxy::server::serve(listener, self.proxy, shutdown, grace).await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let codec = match (self.codec_server, listeners.codec_server) {
+            (Some(server), Some(listener)) => Some(tokio::spawn(codec_server::serve(
+                listener,
+                server,
+                wait(stopped.clone()),
+            ))),
+            _ => None,
+        };
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        // Serving ends only after the signal, so both finish.
+        let serve = proxy::server::serve(listeners.proxy, self.proxy, wait(stopped.clone()), grace);
+        let (drained, ()) = tokio::join!(serve, signal);
+        if let Some(task) = codec {
+            let _ = task.await;
+        }
+        drained
     }
 }

@@ -143,7 +143,7 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG as u8);
             }
         };
-        let listener = match app.bind().await {
+        let listeners = match app.bind().await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("sealgate: {e}");
@@ -152,7 +152,12 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
         };
         let c = app.config();
         tracing::info!(
-            listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            listen = %listeners.proxy.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            codec_server = %listeners
+                .codec_server
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
             upstream = %c.upstream,
             encryption = c.codec.encryption,
             compression = c.codec.compression,
@@ -164,7 +169,7 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
                 "encryption is off: payloads go upstream in clear (decrypt-only posture)"
             );
         }
-        match app.serve(listener, shutdown_signal()).await {
+        match app.serve(listeners, shutdown_signal()).await {
             Drained::Clean => {
                 tracing::info!("drained; bye");
                 ExitCode::SUCCESS

@@ -2,7 +2,7 @@
 //! certificate), HTTP/2 with keepalive, a fixed number of connections used
 //! round-robin and re-dialled when they drop, and an optional API key.
 
-mod tls;
+pub(crate) mod tls;
 
 use std::{
     fmt,
@@ -128,7 +128,7 @@ impl Upstream {
         let (scheme, tls) = match &settings.tls {
             Some(t) => (
                 Scheme::HTTPS,
-                Some(tls::Connector::new(t, &settings.authority)?),
+                Some(tls::Connector::new(t, &settings.authority, &[b"h2"])?),
             ),
             None => (Scheme::HTTP, None),
         };

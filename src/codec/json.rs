@@ -16,6 +16,8 @@ use crate::rewrite::wire;
 pub enum JsonError {
     #[error("body is not remote-codec JSON ({{\"payloads\":[…]}}): {0}")]
     Parse(#[from] serde_json::Error),
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
     #[error("payload {index}: {source}")]
     Codec {
         index: usize,
@@ -162,7 +164,20 @@ pub fn transform(
     body: &[u8],
     mut f: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, CodecError>,
 ) -> Result<Vec<u8>, JsonError> {
-    let input: PayloadsJson = serde_json::from_slice(body)?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let input: PayloadsJson = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if field.is_empty() || field == "." {
+            JsonError::Parse(inner)
+        } else {
+            JsonError::Field {
+                field,
+                message: inner.to_string(),
+            }
+        }
+    })?;
+    de.end()?;
     let mut output = PayloadsJson {
         payloads: Vec::with_capacity(input.payloads.len()),
     };

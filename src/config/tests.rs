@@ -321,3 +321,51 @@ fn durations() {
     assert!(table::parse_duration("1d").is_err());
     assert!(table::parse_duration("s").is_err());
 }
+
+#[test]
+fn codec_server_section() {
+    let c = parse_with(&minimal(KEY), &[]).unwrap();
+    assert!(c.codec_server.is_none(), "off unless configured");
+    let text = format!(
+        "{}\n[codec_server]\ncors_origins = [\"http://localhost:8233\"]\n",
+        minimal(KEY)
+    );
+    let cs = parse_with(&text, &[]).unwrap().codec_server.unwrap();
+    assert_eq!(cs.listen.to_string(), "127.0.0.1:8081");
+    assert!(matches!(cs.auth, CodecServerAuth::None));
+    // Open to the network without auth: refused unless explicitly allowed.
+    let open = format!(
+        "{}\n[codec_server]\nlisten = \"0.0.0.0:8081\"\n",
+        minimal(KEY)
+    );
+    assert_eq!(
+        paths(&parse_with(&open, &[]).unwrap_err()),
+        ["codec_server.listen"]
+    );
+    let allowed = format!("{open}allow_unauthenticated_remote = true\n");
+    assert!(parse_with(&allowed, &[]).is_ok());
+    // Bad auth settings are each named.
+    let bad = format!(
+        "{}\n[codec_server]\ncors_origins = [\"*\"]\ncors_allow_credentials = true\n[codec_server.auth]\nmode = \"jwt\"\ndecode_requires = \"nope\"\n",
+        minimal(KEY)
+    );
+    let err = parse_with(&bad, &[]).unwrap_err();
+    let p = paths(&err);
+    for want in [
+        "codec_server.cors_allow_credentials",
+        "codec_server.auth.jwks_url",
+        "codec_server.auth.decode_requires",
+    ] {
+        assert!(p.contains(&want), "{want} missing from {p:?}");
+    }
+    let bearer = format!(
+        "{}\n[codec_server.auth]\nmode = \"bearer\"\ntoken = \"${{T}}\"\n",
+        minimal(KEY)
+    )
+    .replace("[codec_server.auth]", "[codec_server]\n[codec_server.auth]");
+    let c = parse_with(&bearer, &[("T", "a-long-enough-token")]).unwrap();
+    assert!(
+        !format!("{c:?}").contains("a-long-enough-token"),
+        "tokens never show in Debug"
+    );
+}

@@ -81,13 +81,18 @@ fn key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// A ready TLS connector for one upstream.
-pub(super) struct Connector {
+pub(crate) struct Connector {
     inner: TlsConnector,
     name: ServerName<'static>,
 }
 
 impl Connector {
-    pub(super) fn new(s: &TlsSettings, authority: &str) -> Result<Connector, TlsError> {
+    /// A connector offering `alpn` (e.g. `h2`, `http/1.1`).
+    pub(crate) fn new(
+        s: &TlsSettings,
+        authority: &str,
+        alpn: &[&[u8]],
+    ) -> Result<Connector, TlsError> {
         let mut roots = RootCertStore::empty();
         match &s.ca {
             Some(ca) => {
@@ -126,7 +131,7 @@ impl Connector {
                 ));
             }
         };
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let host = match &s.server_name {
             Some(n) => n.clone(),
             None => host_of(authority).to_string(),
@@ -139,7 +144,7 @@ impl Connector {
         })
     }
 
-    pub(super) async fn connect(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    pub(crate) async fn connect(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         self.inner.connect(self.name.clone(), tcp).await
     }
 }

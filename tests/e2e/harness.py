@@ -154,7 +154,11 @@ def generated_codec_section(encode_failures: bool = False) -> str:
 
 def start_sealgate(workdir: Path, config: Path, env: dict | None = None, upstream: str | None = None) -> Sealgate:
     port = free_port()
-    e = {"SEALGATE_LISTEN": f"127.0.0.1:{port}", "SEALGATE_LOG": "info"}
+    e = {
+        "SEALGATE_LISTEN": f"127.0.0.1:{port}",
+        "SEALGATE_CODEC_SERVER_LISTEN": f"127.0.0.1:{free_port()}",
+        "SEALGATE_LOG": "info",
+    }
     if upstream is not None:
         e["SEALGATE_UPSTREAM"] = upstream
     if env:

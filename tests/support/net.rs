@@ -401,6 +401,8 @@ impl Client {
 /// A running gateway on an ephemeral port in front of `upstream`.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The codec server's address, when configured.
+    pub codec_addr: Option<SocketAddr>,
     pub app: Arc<sealgate::proxy::Proxy>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Drained>>,
@@ -433,15 +435,20 @@ pub fn parse_config(text: &str) -> Config {
 impl Gateway {
     pub async fn start(config: Config) -> Gateway {
         let app = App::new(config).unwrap();
-        let listener = app.bind().await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listeners = app.bind().await.unwrap();
+        let addr = listeners.proxy.local_addr().unwrap();
+        let codec_addr = listeners
+            .codec_server
+            .as_ref()
+            .map(|l| l.local_addr().unwrap());
         let proxy = app.proxy().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.serve(listener, async move {
+        let task = tokio::spawn(app.serve(listeners, async move {
             let _ = rx.await;
         }));
         Gateway {
             addr,
+            codec_addr,
             app: proxy,
             stop: Some(tx),
             task: Some(task),

@@ -1,0 +1,271 @@
+//! The built-in Codec Server: Temporal's remote-codec HTTP API
+//! (`POST /encode`, `POST /decode`, also under `/{namespace}/…`) for the Web
+//! UI and the CLI, with CORS and optional bearer or JWT auth.
+
+mod auth;
+mod cors;
+mod fetch;
+#[cfg(test)]
+mod tests;
+
+use std::{convert::Infallible, future::Future, sync::Arc};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use auth::{Auth, AuthError};
+pub use cors::Cors;
+
+use crate::{
+    codec::{Chain, json as codec_json},
+    config::CodecServerConfig,
+};
+
+/// Which way a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Encode,
+    Decode,
+}
+
+/// The codec server could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecServerError {
+    #[error("codec_server TLS: {0}")]
+    Tls(String),
+}
+
+/// Everything a codec-server request needs.
+pub struct CodecServer {
+    chain: Arc<Chain>,
+    cors: Cors,
+    auth: Auth,
+    max_body: usize,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for CodecServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodecServer")
+            .field("cors", &self.cors)
+            .field("auth", &self.auth)
+            .field("max_body", &self.max_body)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `{"error": message}` with `status`.
+fn error(status: StatusCode, message: impl Into<String>) -> Resp {
+    json_response(status, json!({ "error": message.into() }))
+}
+
+impl CodecServer {
+    pub fn new(
+        config: &CodecServerConfig,
+        chain: Arc<Chain>,
+    ) -> Result<CodecServer, CodecServerError> {
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        Ok(CodecServer {
+            chain,
+            cors: Cors::new(&config.cors_origins, config.cors_allow_credentials),
+            auth: Auth::new(&config.auth),
+            max_body: config.max_body_bytes,
+            tls,
+        })
+    }
+
+    /// Serves one request; every failure is a JSON error with a status.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let mut resp = if req.method() == Method::OPTIONS {
+            self.cors.preflight(origin.as_ref())
+        } else {
+            self.route(req).await
+        };
+        self.cors.decorate(origin.as_ref(), resp.headers_mut());
+        Ok(resp)
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Resp {
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let (namespace, op) = match parse_path(&path) {
+            Some(x) => x,
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no route {path:?}: use POST /encode, /decode, /{{namespace}}/encode or /{{namespace}}/decode"
+                    ),
+                );
+            }
+        };
+        if req.method() != Method::POST {
+            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+            return r;
+        }
+        // The namespace picks the key policy; with one [codec] policy every
+        // namespace shares it, but it is still checked and logged.
+        let namespace = namespace
+            .map(str::to_string)
+            .or_else(|| {
+                req.headers()
+                    .get("x-namespace")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "default".into());
+        if let Err(e) = self.auth.check(req.headers(), op).await {
+            tracing::info!(%namespace, ?op, error = %e, "codec server refused a request");
+            return e.response();
+        }
+        let body = match Limited::new(req.into_body(), self.max_body).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "body over the {}-byte limit (codec_server.max_body_bytes)",
+                        self.max_body
+                    ),
+                );
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+        };
+        let result = match op {
+            Op::Encode => codec_json::transform(&body, |p| self.chain.encode_payload(p)),
+            Op::Decode => codec_json::transform(&body, |p| {
+                // What cannot be decoded comes back unchanged.
+                Ok(self.chain.decode_payload(p).unwrap_or_else(|e| {
+                    tracing::warn!(%namespace, error = %e, "payload left as it is");
+                    None
+                }))
+            }),
+        };
+        match result {
+            Ok(out) => {
+                let mut r = Response::new(Full::new(Bytes::from(out)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            Err(codec_json::JsonError::Codec { index, source }) => error(
+                StatusCode::BAD_REQUEST,
+                format!("payloads[{index}] cannot be encoded: {source}"),
+            ),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+}
+
+/// `/encode`, `/decode`, `/{ns}/encode`, `/{ns}/decode`.
+fn parse_path(path: &str) -> Option<(Option<&str>, Op)> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (ns, last) = match segments.as_slice() {
+        [op] => (None, *op),
+        [ns, op] if !ns.is_empty() => (Some(*ns), *op),
+        _ => return None,
+    };
+    let op = match last {
+        "encode" => Op::Encode,
+        "decode" => Op::Decode,
+        _ => return None,
+    };
+    Some((ns, op))
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, CodecServerError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| CodecServerError::Tls(format!("{what}: {e}"));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| fail(&cert.display().to_string(), &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(&cert.display().to_string(), &e))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| fail(&key.display().to_string(), &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| fail("certificate and key", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves HTTP/1.1 (plain or TLS) until `shutdown`, then drains briefly.
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<CodecServer>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    server.auth.warm_up();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let s = server.clone();
+                let service = service_fn(move |req| s.clone().handle(req));
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new());
+                match &server.tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move { let _ = conn.await; });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            match acceptor.accept(stream).await {
+                                Ok(tls) => {
+                                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                                    let _ = watcher.watch(conn).await;
+                                }
+                                Err(e) => tracing::debug!(%peer, error = %e, "codec server TLS handshake failed"),
+                            }
+                        });
+                    }
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+}

@@ -1,0 +1,217 @@
+//! Who may use the codec server: nobody checked (loopback), a static bearer
+//! token, or a JWT verified against a JWKS with optional claim rules.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+use serde_json::Value;
+use tokio::sync::RwLock;
+
+use super::{Op, Resp, error, fetch};
+use crate::config::{CodecServerAuth, JwtConfig};
+
+/// A refused request: 401 (who are you?) or 403 (not allowed).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AuthError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl AuthError {
+    fn unauthenticated(message: impl Into<String>) -> Self {
+        AuthError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        AuthError {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
+    pub fn response(&self) -> Resp {
+        let mut r = error(self.status, self.message.clone());
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+#[derive(Debug)]
+pub enum Auth {
+    None,
+    Bearer(Box<[u8]>),
+    Jwt(Arc<Jwt>),
+}
+
+impl Auth {
+    pub fn new(config: &CodecServerAuth) -> Auth {
+        match config {
+            CodecServerAuth::None => Auth::None,
+            CodecServerAuth::Bearer { token } => Auth::Bearer(token.as_bytes().into()),
+            CodecServerAuth::Jwt(j) => Auth::Jwt(Arc::new(Jwt::new(j.clone()))),
+        }
+    }
+
+    /// Fetches the JWKS in the background so the first call does not wait.
+    pub fn warm_up(&self) {
+        if let Auth::Jwt(j) = self {
+            let j = j.clone();
+            tokio::spawn(async move {
+                let _ = j.keys(None).await;
+            });
+        }
+    }
+
+    pub async fn check(&self, headers: &HeaderMap, op: Op) -> Result<(), AuthError> {
+        let token = || {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .ok_or_else(|| AuthError::unauthenticated("missing Authorization: Bearer <token>"))
+        };
+        match self {
+            Auth::None => Ok(()),
+            Auth::Bearer(want) => {
+                let got = token()?;
+                if ring_eq(got.as_bytes(), want) {
+                    Ok(())
+                } else {
+                    Err(AuthError::unauthenticated("the bearer token is not valid"))
+                }
+            }
+            Auth::Jwt(jwt) => jwt.check(token()?, op).await,
+        }
+    }
+}
+
+/// Constant-time comparison.
+fn ring_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// JWT verification against a cached JWKS.
+#[derive(Debug)]
+pub struct Jwt {
+    config: JwtConfig,
+    cache: RwLock<Option<(Arc<JwkSet>, Instant)>>,
+}
+
+/// An unknown `kid` refetches the JWKS at most this often.
+const MIN_REFETCH: Duration = Duration::from_secs(10);
+
+impl Jwt {
+    fn new(config: JwtConfig) -> Jwt {
+        Jwt {
+            config,
+            cache: RwLock::new(None),
+        }
+    }
+
+    /// The key set, fetched when absent, stale, or missing `kid`.
+    async fn keys(&self, kid: Option<&str>) -> Result<Arc<JwkSet>, AuthError> {
+        if let Some((set, at)) = self.cache.read().await.as_ref() {
+            let fresh = at.elapsed() < self.config.refresh_interval;
+            let has_kid = kid.is_none_or(|k| set.find(k).is_some());
+            if fresh && (has_kid || at.elapsed() < MIN_REFETCH) {
+                return Ok(set.clone());
+            }
+        }
+        let mut slot = self.cache.write().await;
+        match fetch::get(&self.config.jwks_url).await.and_then(|body| {
+            serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("not a JWKS: {e}"))
+        }) {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *slot = Some((set.clone(), Instant::now()));
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.config.jwks_url, error = %e, "cannot fetch the JWKS");
+                // Keep serving with the keys we had.
+                match slot.as_ref() {
+                    Some((set, _)) => Ok(set.clone()),
+                    None => Err(AuthError {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        message: format!(
+                            "cannot fetch signing keys from {}: {e}",
+                            self.config.jwks_url
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn check(&self, token: &str, op: Op) -> Result<(), AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::unauthenticated(format!("not a JWT: {e}")))?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(AuthError::unauthenticated(format!(
+                "JWT algorithm {:?} is not accepted; use RS256 or ES256",
+                header.alg
+            )));
+        }
+        let keys = self.keys(header.kid.as_deref()).await?;
+        let jwk = match &header.kid {
+            Some(kid) => keys.find(kid),
+            None => keys.keys.first(),
+        }
+        .ok_or_else(|| {
+            AuthError::unauthenticated(format!("JWT signed with unknown key id {:?}", header.kid))
+        })?;
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| AuthError::unauthenticated(format!("unusable key in the JWKS: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        match &self.config.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &self.config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| AuthError::unauthenticated(format!("JWT rejected: {e}")))?;
+        let rule = match op {
+            Op::Encode => &self.config.encode_requires,
+            Op::Decode => &self.config.decode_requires,
+        };
+        if let Some((claim, value)) = rule
+            && !claim_has(data.claims.get(claim), value)
+        {
+            return Err(AuthError::forbidden(format!(
+                "this token may not {}: it needs claim {claim} containing {value:?}",
+                match op {
+                    Op::Encode => "encode",
+                    Op::Decode => "decode",
+                }
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A claim holds `value`: equal, in an array, or in a space-separated list (OAuth scopes).
+pub(super) fn claim_has(claim: Option<&Value>, value: &str) -> bool {
+    match claim {
+        Some(Value::String(s)) => s == value || s.split_whitespace().any(|x| x == value),
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(value)),
+        _ => false,
+    }
+}

@@ -1,0 +1,383 @@
+//! The built-in Codec Server over HTTP: routes, namespaces, CORS, limits,
+//! bearer and JWT auth (keys generated here, JWKS served by the test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use support::net::{FakeUpstream, Gateway, Reply, config_text, parse_config};
+
+const PLAIN: &str =
+    r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlY3JldCI="}]}"#;
+
+async fn gateway(codec_server: &str) -> Gateway {
+    let up = FakeUpstream::start(|_| Reply::default()).await;
+    let text = config_text(
+        up.addr,
+        &format!("[codec_server]\nlisten = \"127.0.0.1:0\"\n{codec_server}\n"),
+    );
+    let g = Gateway::start(parse_config(&text)).await;
+    std::mem::forget(up); // keep the fake upstream for the test's life
+    g
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "codec");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    request(addr, "POST", path, headers, body).await
+}
+
+#[tokio::test]
+async fn encode_and_decode_under_every_route() {
+    let g = gateway("cors_origins = [\"http://localhost:8233\"]").await;
+    let addr = g.codec_addr.unwrap();
+    let enc = post(
+        addr,
+        "/encode",
+        &[("content-type", "application/json")],
+        PLAIN,
+    )
+    .await;
+    assert_eq!(enc.status, StatusCode::OK);
+    let p = &enc.body["payloads"][0];
+    assert_eq!(p["metadata"]["encoding"], "YmluYXJ5L2VuY3J5cHRlZA==");
+    let encoded = enc.body.to_string();
+    for path in ["/decode", "/default/decode", "/my-namespace/decode/"] {
+        let dec = post(addr, path, &[("x-namespace", "default")], &encoded).await;
+        assert_eq!(dec.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            dec.body,
+            serde_json::from_str::<Value>(PLAIN).unwrap(),
+            "{path}"
+        );
+    }
+    // Not ours, or broken: back unchanged.
+    let foreign = r#"{"payloads":[{"metadata":{"encoding":"YmluYXJ5L2VuY3J5cHRlZA==","encryption-key-id":"b3RoZXI="},"data":"AAAA"}]}"#;
+    let dec = post(addr, "/decode", &[], foreign).await;
+    assert_eq!(dec.body, serde_json::from_str::<Value>(foreign).unwrap());
+    let mut tampered: Value = enc.body.clone();
+    tampered["payloads"][0]["data"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let dec = post(addr, "/decode", &[], &tampered.to_string()).await;
+    assert_eq!(dec.status, StatusCode::OK);
+    assert_eq!(dec.body, tampered);
+}
+
+#[tokio::test]
+async fn bad_requests_say_what_is_wrong() {
+    let g = gateway("max_body_bytes = 2000").await;
+    let addr = g.codec_addr.unwrap();
+    let a = post(addr, "/decode", &[], r#"{"payloads":[{"data":"!!"}]}"#).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("payloads[0].data"),
+        "{}",
+        a.body
+    );
+    let a = post(addr, "/decode", &[], "not json").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = post(
+        addr,
+        "/decode",
+        &[],
+        &format!("{{\"payloads\":[{{\"data\":\"{}\"}}]}}", "A".repeat(4000)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(a.body["error"].as_str().unwrap().contains("max_body_bytes"));
+    let a = post(addr, "/decrypt", &[], PLAIN).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = request(addr, "GET", "/decode", &[], "").await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn cors_for_configured_origins_only() {
+    let g = gateway("cors_origins = [\"http://localhost:8233\", \"https://cloud.temporal.io\"]\ncors_allow_credentials = true").await;
+    let addr = g.codec_addr.unwrap();
+    let pre = request(
+        addr,
+        "OPTIONS",
+        "/decode",
+        &[
+            ("origin", "https://cloud.temporal.io"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type,x-namespace,authorization",
+            ),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    let h = &pre.headers;
+    assert_eq!(
+        h["access-control-allow-origin"],
+        "https://cloud.temporal.io"
+    );
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for need in ["content-type", "x-namespace", "authorization"] {
+        assert!(allowed.contains(need), "{allowed}");
+    }
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let post_resp = post(
+        addr,
+        "/decode",
+        &[("origin", "http://localhost:8233")],
+        PLAIN,
+    )
+    .await;
+    assert_eq!(
+        post_resp.headers["access-control-allow-origin"],
+        "http://localhost:8233"
+    );
+    let evil = request(
+        addr,
+        "OPTIONS",
+        "/decode",
+        &[("origin", "https://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(evil.status, StatusCode::FORBIDDEN);
+    assert!(evil.headers.get("access-control-allow-origin").is_none());
+
+    // "*" allows any origin, never with credentials.
+    let g = gateway("cors_origins = [\"*\"]").await;
+    let a = post(
+        g.codec_addr.unwrap(),
+        "/decode",
+        &[("origin", "https://anywhere.example")],
+        PLAIN,
+    )
+    .await;
+    assert_eq!(a.headers["access-control-allow-origin"], "*");
+    assert!(a.headers.get("access-control-allow-credentials").is_none());
+}
+
+#[tokio::test]
+async fn bearer_token_auth() {
+    let g =
+        gateway("[codec_server.auth]\nmode = \"bearer\"\ntoken = \"0123456789abcdef-token\"").await;
+    let addr = g.codec_addr.unwrap();
+    let a = post(addr, "/decode", &[], PLAIN).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.headers["www-authenticate"], "Bearer");
+    assert!(a.body["error"].as_str().unwrap().contains("Authorization"));
+    let a = post(addr, "/decode", &[("authorization", "Bearer wrong")], PLAIN).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = post(
+        addr,
+        "/decode",
+        &[("authorization", "Bearer 0123456789abcdef-token")],
+        PLAIN,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+/// A JWKS server whose key set the test can swap.
+async fn jwks_server(keys: Arc<Mutex<Value>>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let body = keys.lock().unwrap().to_string();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(body),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Signer {
+    kid: String,
+    key: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+fn signer(kid: &str) -> Signer {
+    let kp = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
+    let raw = kp.public_key_raw(); // 0x04 ‖ X ‖ Y
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+    });
+    Signer {
+        kid: kid.into(),
+        key: jsonwebtoken::EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
+        jwk,
+    }
+}
+
+fn token(s: &Signer, claims: Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(s.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &s.key).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn jwt_auth_with_jwks_claim_rules_and_key_refresh() {
+    let first = signer("key-1");
+    let keys = Arc::new(Mutex::new(json!({ "keys": [first.jwk.clone()] })));
+    let jwks = jwks_server(keys.clone()).await;
+    let g = gateway(&format!(
+        "[codec_server.auth]\nmode = \"jwt\"\njwks_url = \"http://{jwks}/.well-known/jwks.json\"\n\
+         issuer = \"https://idp.test\"\naudience = \"sealgate\"\nrefresh_interval = \"1s\"\n\
+         decode_requires = \"permissions=codec:decode\"\nencode_requires = \"permissions=codec:encode\"\n"
+    ))
+    .await;
+    let addr = g.codec_addr.unwrap();
+    let claims = |perms: Value, exp: u64| json!({"iss": "https://idp.test", "aud": "sealgate", "sub": "ui-user", "exp": exp, "permissions": perms});
+    let bearer = |t: &str| format!("Bearer {t}");
+    let reader = token(&first, claims(json!(["codec:decode"]), now() + 300));
+    let h = bearer(&reader);
+    let a = post(addr, "/decode", &[("authorization", &h)], PLAIN).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    // Allowed to decode, not to encode.
+    let a = post(addr, "/encode", &[("authorization", &h)], PLAIN).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.body["error"].as_str().unwrap().contains("codec:encode"),
+        "{}",
+        a.body
+    );
+    // Expired, wrong issuer, wrong audience, no token, not a JWT.
+    for (t, why) in [
+        (
+            token(&first, claims(json!(["codec:decode"]), now() - 600)),
+            "expired",
+        ),
+        (
+            token(
+                &first,
+                json!({"iss": "https://other", "aud": "sealgate", "exp": now() + 300, "permissions": ["codec:decode"]}),
+            ),
+            "issuer",
+        ),
+        (
+            token(
+                &first,
+                json!({"iss": "https://idp.test", "aud": "other", "exp": now() + 300, "permissions": ["codec:decode"]}),
+            ),
+            "audience",
+        ),
+        ("garbage".to_string(), "not a JWT"),
+    ] {
+        let a = post(addr, "/decode", &[("authorization", &bearer(&t))], PLAIN).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{why}: {}", a.body);
+    }
+    // A symmetric token is refused whatever its signature.
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims(json!(["codec:decode"]), now() + 300),
+        &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+    )
+    .unwrap();
+    let a = post(addr, "/decode", &[("authorization", &bearer(&hs))], PLAIN).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.body["error"].as_str().unwrap().contains("RS256 or ES256"));
+
+    // Key rotation: the IdP publishes a new key; after the refresh interval
+    // tokens signed with it are accepted.
+    let second = signer("key-2");
+    *keys.lock().unwrap() = json!({ "keys": [first.jwk.clone(), second.jwk.clone()] });
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let rotated = token(
+        &second,
+        claims(json!("codec:decode codec:encode"), now() + 300),
+    );
+    let a = post(
+        addr,
+        "/encode",
+        &[("authorization", &bearer(&rotated))],
+        PLAIN,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
