@@ -90,11 +90,21 @@ class TemporalServer:
         return f"127.0.0.1:{self.port}"
 
 
-def start_temporal(workdir: Path, search_attributes: dict[str, str] | None = None) -> TemporalServer:
+def start_temporal(
+    workdir: Path,
+    search_attributes: dict[str, str] | None = None,
+    ui_port: int | None = None,
+    codec_endpoint: str | None = None,
+) -> TemporalServer:
+    """A dev server; headless unless `ui_port` is given (then the Web UI
+    listens there, using `codec_endpoint` as its remote codec if given)."""
     port = free_port()
+    ui = ["--headless"] if ui_port is None else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
+    if codec_endpoint:
+        ui += ["--ui-codec-endpoint", codec_endpoint]
     cmd = [
         temporal_cli(), "server", "start-dev",
-        "--headless",
+        *ui,
         "--ip", "127.0.0.1",
         "--port", str(port),
         "--db-filename", str(workdir / "temporal.db"),
@@ -152,11 +162,17 @@ def generated_codec_section(encode_failures: bool = False) -> str:
     )
 
 
-def start_sealgate(workdir: Path, config: Path, env: dict | None = None, upstream: str | None = None) -> Sealgate:
+def start_sealgate(
+    workdir: Path,
+    config: Path,
+    env: dict | None = None,
+    upstream: str | None = None,
+    codec_port: int | None = None,
+) -> Sealgate:
     port = free_port()
     e = {
         "SEALGATE_LISTEN": f"127.0.0.1:{port}",
-        "SEALGATE_CODEC_SERVER_LISTEN": f"127.0.0.1:{free_port()}",
+        "SEALGATE_CODEC_SERVER_LISTEN": f"127.0.0.1:{codec_port or free_port()}",
         "SEALGATE_LOG": "info",
     }
     if upstream is not None:
@@ -165,6 +181,8 @@ def start_sealgate(workdir: Path, config: Path, env: dict | None = None, upstrea
         e.update(env)
     proc = start("sealgate", [str(sealgate_bin()), "run", "--config", str(config)], workdir, e)
     wait_for_port(port, proc, timeout=30)
+    if codec_port:
+        wait_for_port(codec_port, proc, timeout=30)
     return Sealgate(proc, port, config)
 
 
