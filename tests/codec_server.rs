@@ -381,3 +381,61 @@ async fn jwt_auth_with_jwks_claim_rules_and_key_refresh() {
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
+
+#[tokio::test]
+async fn serves_https_when_given_a_certificate() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("codec-tls-{}", std::process::id()));
+    let pki = support::pki::generate(&dir, &["localhost"]);
+    let g = gateway(&format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+        pki.file("server.pem").display(),
+        pki.file("server-key.pem").display()
+    ))
+    .await;
+    let addr = g.codec_addr.unwrap();
+    // A client that trusts the test CA.
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/encode")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(PLAIN)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["payloads"][0]["metadata"]["encoding"],
+        "YmluYXJ5L2VuY3J5cHRlZA=="
+    );
+    // Plain HTTP to the TLS port gets nowhere.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut plain, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/encode")
+        .body(Full::new(Bytes::from(PLAIN)))
+        .unwrap();
+    assert!(plain.send_request(req).await.is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
