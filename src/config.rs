@@ -21,7 +21,7 @@ use crate::{
     codec::{Chain, ChainOptions, CodecError},
     keys::{self, Key, Keyring},
     schema::WORKFLOW_SERVICE,
-    upstream::{Pem, TlsSettings, UpstreamSettings},
+    upstream::{Pem, TlsSettings},
 };
 use table::{Issues, Table};
 
@@ -115,14 +115,19 @@ pub const DEFAULT_SERVICES: [&str; 3] = [
 ];
 
 /// The `[upstream_options]` section, completed from Temporal's environment
-/// variables where the file is silent.
+/// variables where the file is silent: how sealgate talks to the upstream.
 #[derive(Clone)]
 pub struct UpstreamOptions {
+    /// HTTP/2 connections kept open, used round-robin.
     pub connections: usize,
     pub connect_timeout: Duration,
+    /// HTTP/2 PING interval; Temporal's server rejects pings under 10 s apart.
     pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is dropped.
     pub keepalive_timeout: Duration,
+    /// Sent as `authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// Used when the upstream is TLS.
     pub tls: TlsSettings,
 }
 
@@ -136,22 +141,6 @@ impl fmt::Debug for UpstreamOptions {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .finish()
-    }
-}
-
-impl Config {
-    /// What the upstream pool needs.
-    pub fn upstream_settings(&self) -> UpstreamSettings {
-        let o = &self.upstream_options;
-        UpstreamSettings {
-            authority: self.upstream.authority.clone(),
-            tls: self.upstream.tls.then(|| o.tls.clone()),
-            api_key: o.api_key.clone(),
-            connections: o.connections,
-            connect_timeout: o.connect_timeout,
-            keepalive_interval: o.keepalive_interval,
-            keepalive_timeout: o.keepalive_timeout,
-        }
     }
 }
 

@@ -66,7 +66,10 @@ impl App {
     pub fn new(config: config::Config) -> Result<App, AppError> {
         let schema = Arc::new(schema::Schema::embedded()?);
         let chain = Arc::new(config.codec.chain()?);
-        let upstream = Arc::new(upstream::Upstream::new(config.upstream_settings())?);
+        let upstream = Arc::new(upstream::Upstream::new(
+            &config.upstream,
+            &config.upstream_options,
+        )?);
         let codec_server = match &config.codec_server {
             Some(c) => Some(Arc::new(codec_server::CodecServer::new(c, chain.clone())?)),
             None => None,

@@ -21,42 +21,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use thiserror::Error;
 use tokio::{net::TcpStream, sync::Mutex};
 
+use crate::config::{self, UpstreamOptions};
+
 pub use tls::{Pem, TlsError, TlsSettings};
 
 /// Request bodies sent upstream: buffered (rewritten) or streamed through.
 pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// How to reach and talk to the upstream.
-#[derive(Clone)]
-pub struct UpstreamSettings {
-    /// `host:port`.
-    pub authority: String,
-    /// TLS settings; `None` means plaintext h2c.
-    pub tls: Option<TlsSettings>,
-    /// Sent as `authorization: Bearer <key>`.
-    pub api_key: Option<String>,
-    /// HTTP/2 connections kept open, used round-robin.
-    pub connections: usize,
-    pub connect_timeout: Duration,
-    /// HTTP/2 PING interval; Temporal's server rejects pings under 10 s apart.
-    pub keepalive_interval: Duration,
-    /// How long a PING may go unanswered before the connection is dropped.
-    pub keepalive_timeout: Duration,
-}
-
-impl fmt::Debug for UpstreamSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamSettings")
-            .field("authority", &self.authority)
-            .field("tls", &self.tls)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("connections", &self.connections)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("keepalive_interval", &self.keepalive_interval)
-            .field("keepalive_timeout", &self.keepalive_timeout)
-            .finish()
-    }
-}
 
 /// Reaching the upstream failed.
 #[derive(Debug, Error)]
@@ -102,7 +72,9 @@ pub struct UpstreamStats {
 
 /// A pool of HTTP/2 connections to one upstream.
 pub struct Upstream {
-    settings: UpstreamSettings,
+    /// `host:port`.
+    authority: String,
+    options: UpstreamOptions,
     /// `http://authority` or `https://authority`, for messages.
     display: String,
     scheme: Scheme,
@@ -124,15 +96,19 @@ impl fmt::Debug for Upstream {
 
 impl Upstream {
     /// Prepares the pool (TLS material is loaded now; nothing is dialled).
-    pub fn new(settings: UpstreamSettings) -> Result<Upstream, TlsError> {
-        let (scheme, tls) = match &settings.tls {
-            Some(t) => (
-                Scheme::HTTPS,
-                Some(tls::Connector::new(t, &settings.authority, &[b"h2"])?),
-            ),
-            None => (Scheme::HTTP, None),
+    /// TLS is used when the address says so; `options.tls` says how.
+    pub fn new(
+        address: &config::Upstream,
+        options: &UpstreamOptions,
+    ) -> Result<Upstream, TlsError> {
+        let authority = address.authority.clone();
+        let (scheme, tls) = if address.tls {
+            let connector = tls::Connector::new(&options.tls, &authority, &[b"h2"])?;
+            (Scheme::HTTPS, Some(connector))
+        } else {
+            (Scheme::HTTP, None)
         };
-        let api_key = match &settings.api_key {
+        let api_key = match &options.api_key {
             Some(k) => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
                     TlsError::Config("the API key has characters a header cannot carry".into())
@@ -142,12 +118,13 @@ impl Upstream {
             }
             None => None,
         };
-        let display = format!("{scheme}://{}", settings.authority);
-        let slots = (0..settings.connections.max(1))
+        let display = format!("{scheme}://{authority}");
+        let slots = (0..options.connections.max(1))
             .map(|_| Mutex::new(None))
             .collect();
         Ok(Upstream {
-            settings,
+            authority,
+            options: options.clone(),
             display,
             scheme,
             tls,
@@ -177,7 +154,7 @@ impl Upstream {
             .to_string();
         if let Ok(uri) = Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.settings.authority.as_str())
+            .authority(self.authority.as_str())
             .path_and_query(path)
             .build()
         {
@@ -221,8 +198,8 @@ impl Upstream {
 
     async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
         let upstream = || self.display.clone();
-        let timeout = self.settings.connect_timeout;
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(&self.settings.authority))
+        let timeout = self.options.connect_timeout;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(&self.authority))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout {
                 upstream: upstream(),
@@ -257,8 +234,8 @@ impl Upstream {
     {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .keep_alive_interval(self.settings.keepalive_interval)
-            .keep_alive_timeout(self.settings.keepalive_timeout)
+            .keep_alive_interval(self.options.keepalive_interval)
+            .keep_alive_timeout(self.options.keepalive_timeout)
             .keep_alive_while_idle(true)
             .adaptive_window(true)
             .handshake(TokioIo::new(io))

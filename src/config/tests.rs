@@ -283,9 +283,8 @@ fn temporal_client_variables_fill_what_the_file_leaves_out() {
         !format!("{c:?}").contains("\"k\""),
         "the API key never shows in Debug"
     );
-    let settings = c.upstream_settings();
     assert_eq!(
-        settings.tls.unwrap().server_name.as_deref(),
+        c.upstream_options.tls.server_name.as_deref(),
         Some("ns.acct.tmprl.cloud")
     );
     // TEMPORAL_TLS=false wins over the implication.
