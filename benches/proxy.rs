@@ -46,7 +46,7 @@ fn request() -> Vec<u8> {
 fn config(upstream: std::net::SocketAddr, codec: &str) -> String {
     let (_, key) = sealgate::keys::generate().unwrap();
     format!(
-        "listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[codec]\n{codec}\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"{key}\"\n"
+        "listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[telemetry]\nadmin_listen = \"off\"\n[codec]\n{codec}\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"{key}\"\n"
     )
 }
 

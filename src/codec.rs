@@ -88,6 +88,12 @@ pub struct CodecStats {
     /// Encrypted payloads whose key id this keyring does not know.
     pub unknown_key: AtomicU64,
     pub failed: AtomicU64,
+    /// Bytes into and out of encoding (compression savings show here).
+    pub encode_bytes_in: AtomicU64,
+    pub encode_bytes_out: AtomicU64,
+    /// Bytes into and out of decoding.
+    pub decode_bytes_in: AtomicU64,
+    pub decode_bytes_out: AtomicU64,
 }
 
 /// What to build a chain from.
@@ -108,6 +114,7 @@ pub struct Chain {
     decoders: Vec<Box<dyn Codec>>,
     encode_failures: bool,
     stats: Arc<CodecStats>,
+    keyring: Arc<Keyring>,
 }
 
 impl Chain {
@@ -138,7 +145,13 @@ impl Chain {
             decoders,
             encode_failures: opts.encode_failures,
             stats: Arc::default(),
+            keyring,
         })
+    }
+
+    /// The keyring (for per-key operation counts).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// The chain's counters.
@@ -150,6 +163,14 @@ impl Chain {
     pub fn encode_payload(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.encode_inner(payload);
         self.count(&res, &self.stats.encoded);
+        if let Ok(Some(out)) = &res {
+            self.stats
+                .encode_bytes_in
+                .fetch_add(payload.len() as u64, Relaxed);
+            self.stats
+                .encode_bytes_out
+                .fetch_add(out.len() as u64, Relaxed);
+        }
         res
     }
 
@@ -169,6 +190,14 @@ impl Chain {
     pub fn decode_payload(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.decode_inner(payload);
         self.count(&res, &self.stats.decoded);
+        if let Ok(Some(out)) = &res {
+            self.stats
+                .decode_bytes_in
+                .fetch_add(payload.len() as u64, Relaxed);
+            self.stats
+                .decode_bytes_out
+                .fetch_add(out.len() as u64, Relaxed);
+        }
         res
     }
 

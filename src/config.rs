@@ -41,6 +41,20 @@ pub struct Config {
     pub codec: CodecConfig,
     /// The remote-codec HTTP endpoint for the Web UI and CLI; off when absent.
     pub codec_server: Option<CodecServerConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[telemetry]` section.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `/metrics`, `/live`, `/ready`; `None` turns the admin listener off.
+    pub admin_listen: Option<SocketAddr>,
+    /// OTLP/gRPC collector for traces and metrics; off when absent.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (a caller's sampled flag is followed).
+    pub trace_sampling: f64,
+    /// `service.name` of exported telemetry.
+    pub service_name: String,
 }
 
 /// The `[codec_server]` section.
@@ -366,6 +380,10 @@ impl Config {
             );
         }
 
+        let telemetry = match root.table("telemetry", &mut issues) {
+            Some(mut t) => telemetry_section(&mut t, env, &mut issues),
+            None => telemetry_section(&mut Table::empty("telemetry", env), env, &mut issues),
+        };
         let codec_server = root
             .table("codec_server", &mut issues)
             .map(|mut t| codec_server_section(&mut t, base, env, &mut issues));
@@ -384,6 +402,7 @@ impl Config {
                 proxy,
                 codec,
                 codec_server,
+                telemetry,
             }),
             (_, _, v) => Err(fail(v)),
         }
@@ -394,6 +413,61 @@ fn override_from<T: From<String>>(env: &dyn Fn(&str) -> Option<String>, var: &st
     match env(var) {
         Some(s) if !s.is_empty() => T::from(s),
         _ => v,
+    }
+}
+
+fn telemetry_section(
+    t: &mut Table<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> TelemetryConfig {
+    let admin = t
+        .string("admin_listen", issues)
+        .unwrap_or_else(|| "127.0.0.1:9090".into());
+    let admin = override_from(env, "SEALGATE_ADMIN_LISTEN", admin);
+    let admin_listen = match admin.as_str() {
+        "off" => None,
+        a => a
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                issues.push(
+                    &t.path("admin_listen"),
+                    format!("{a:?} is not an ip:port address or \"off\" ({e})"),
+                )
+            })
+            .ok(),
+    };
+    let otlp_endpoint = t
+        .string("otlp_endpoint", issues)
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|s| !s.is_empty()));
+    if let Some(e) = &otlp_endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        issues.push(
+            &t.path("otlp_endpoint"),
+            format!("{e:?}: write http://host:4317"),
+        );
+    }
+    let trace_sampling = match t.float("trace_sampling", issues) {
+        Some(r) if (0.0..=1.0).contains(&r) => r,
+        Some(r) => {
+            issues.push(
+                &t.path("trace_sampling"),
+                format!("{r} is not between 0 and 1"),
+            );
+            1.0
+        }
+        None => 1.0,
+    };
+    let service_name = t
+        .string("service_name", issues)
+        .unwrap_or_else(|| "sealgate".into());
+    t.finish(issues);
+    TelemetryConfig {
+        admin_listen,
+        otlp_endpoint,
+        trace_sampling,
+        service_name,
     }
 }
 

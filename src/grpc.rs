@@ -28,6 +28,25 @@ pub enum Code {
     Unauthenticated = 16,
 }
 
+impl Code {
+    /// The numeric code as a static string (for metric labels).
+    pub fn label(self) -> &'static str {
+        match self {
+            Code::Ok => "0",
+            Code::Cancelled => "1",
+            Code::Unknown => "2",
+            Code::InvalidArgument => "3",
+            Code::DeadlineExceeded => "4",
+            Code::PermissionDenied => "7",
+            Code::ResourceExhausted => "8",
+            Code::Unimplemented => "12",
+            Code::Internal => "13",
+            Code::Unavailable => "14",
+            Code::Unauthenticated => "16",
+        }
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)

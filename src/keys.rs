@@ -1,7 +1,14 @@
 //! Data-encryption keys: a keyring of AES-256-GCM keys by id, one of them
 //! active for encryption, all of them usable for decryption.
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ring::{
@@ -34,6 +41,8 @@ pub enum KeyError {
 pub struct Key {
     id: Box<str>,
     aead: LessSafeKey,
+    encrypts: AtomicU64,
+    decrypts: AtomicU64,
 }
 
 impl Key {
@@ -50,6 +59,8 @@ impl Key {
         Ok(Key {
             id: id.into(),
             aead: LessSafeKey::new(unbound),
+            encrypts: AtomicU64::new(0),
+            decrypts: AtomicU64::new(0),
         })
     }
 
@@ -60,6 +71,19 @@ impl Key {
 
     pub(crate) fn aead(&self) -> &LessSafeKey {
         &self.aead
+    }
+
+    pub(crate) fn count_encrypt(&self) {
+        self.encrypts.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_decrypt(&self) {
+        self.decrypts.fetch_add(1, Relaxed);
+    }
+
+    /// Payloads encrypted and decrypted with this key so far.
+    pub fn operations(&self) -> (u64, u64) {
+        (self.encrypts.load(Relaxed), self.decrypts.load(Relaxed))
     }
 }
 
@@ -128,6 +152,11 @@ impl Keyring {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<Key>> {
+        self.by_id.values()
     }
 }
 

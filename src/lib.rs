@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod codec;
 pub mod codec_server;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod proxy;
 pub mod rewrite;
 pub mod schema;
+pub mod telemetry;
 pub mod upstream;
 
 use std::{future::Future, sync::Arc};
@@ -38,6 +40,8 @@ pub enum AppError {
     Tls(#[from] upstream::TlsError),
     #[error(transparent)]
     CodecServer(#[from] codec_server::CodecServerError),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -49,6 +53,7 @@ pub enum AppError {
 #[derive(Debug)]
 pub struct App {
     proxy: Arc<proxy::Proxy>,
+    telemetry: Arc<telemetry::Telemetry>,
     codec_server: Option<Arc<codec_server::CodecServer>>,
     config: config::Config,
 }
@@ -58,12 +63,23 @@ pub struct App {
 pub struct Listeners {
     pub proxy: tokio::net::TcpListener,
     pub codec_server: Option<tokio::net::TcpListener>,
+    pub admin: Option<tokio::net::TcpListener>,
 }
 
 impl App {
     /// Builds the schema plan, codec chain and upstream pool. Nothing is
     /// dialled yet: an upstream that is down now is retried per call.
     pub fn new(config: config::Config) -> Result<App, AppError> {
+        let telemetry = Arc::new(telemetry::Telemetry::new(&config.telemetry)?);
+        App::with_telemetry(config, telemetry)
+    }
+
+    /// Like [`App::new`], with metrics set up by the caller (`sealgate run`
+    /// builds them inside its runtime, next to the trace pipeline).
+    pub fn with_telemetry(
+        config: config::Config,
+        telemetry: Arc<telemetry::Telemetry>,
+    ) -> Result<App, AppError> {
         let schema = Arc::new(schema::Schema::embedded()?);
         let chain = Arc::new(config.codec.chain()?);
         let upstream = Arc::new(upstream::Upstream::new(
@@ -74,14 +90,18 @@ impl App {
             Some(c) => Some(Arc::new(codec_server::CodecServer::new(c, chain.clone())?)),
             None => None,
         };
+        telemetry.observe_codec(chain.stats().clone(), chain.keyring().clone());
+        telemetry.observe_upstream(upstream.clone());
         let proxy = Arc::new(proxy::Proxy::new(
             schema,
             chain,
             upstream,
             config.proxy.clone(),
+            telemetry.metrics.clone(),
         ));
         Ok(App {
             proxy,
+            telemetry,
             codec_server,
             config,
         })
@@ -93,6 +113,10 @@ impl App {
 
     pub fn config(&self) -> &config::Config {
         &self.config
+    }
+
+    pub fn telemetry(&self) -> &Arc<telemetry::Telemetry> {
+        &self.telemetry
     }
 
     /// Binds the configured listen addresses.
@@ -107,9 +131,14 @@ impl App {
             Some(c) => Some(bind(c.listen).await?),
             None => None,
         };
+        let admin = match self.config.telemetry.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Listeners {
             proxy,
             codec_server,
+            admin,
         })
     }
 
@@ -132,6 +161,13 @@ impl App {
             ))),
             _ => None,
         };
+        let admin = listeners.admin.map(|listener| {
+            let admin = Arc::new(admin::Admin {
+                telemetry: self.telemetry.clone(),
+                upstream: self.proxy.upstream().clone(),
+            });
+            tokio::spawn(admin::serve(listener, admin, wait(stopped.clone())))
+        });
         let signal = async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -139,9 +175,10 @@ impl App {
         // Serving ends only after the signal, so both finish.
         let serve = proxy::server::serve(listeners.proxy, self.proxy, wait(stopped.clone()), grace);
         let (drained, ()) = tokio::join!(serve, signal);
-        if let Some(task) = codec {
+        for task in [codec, admin].into_iter().flatten() {
             let _ = task.await;
         }
+        self.telemetry.shutdown();
         drained
     }
 }

@@ -103,20 +103,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(json: bool) {
+/// Logs to stderr (human text, or JSON lines), plus spans to OTLP when a
+/// trace pipeline is configured.
+fn init_logs(json: bool, tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>) {
+    use std::io::IsTerminal;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
     // Colours only for a person at a terminal, never into log files.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let ansi = std::io::stderr().is_terminal();
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+    });
+    let json_lines = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t.tracer("sealgate")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json_lines)
+        .with(otel)
+        .init();
 }
 
 fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
@@ -124,7 +139,6 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logs(log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +150,36 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let app = match App::new(config) {
+        let tracer = match sealgate::telemetry::tracer_provider(&config.telemetry) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            }
+        };
+        init_logs(log_json, tracer.as_ref());
+        let telemetry = match sealgate::telemetry::Telemetry::new(&config.telemetry) {
+            Ok(t) => std::sync::Arc::new(t),
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            }
+        };
+        let code = serve(config, telemetry).await;
+        if let Some(t) = tracer {
+            // Flush the spans still in the batch.
+            let _ = t.shutdown();
+        }
+        code
+    })
+}
+
+async fn serve(
+    config: Config,
+    telemetry: std::sync::Arc<sealgate::telemetry::Telemetry>,
+) -> ExitCode {
+    {
+        let app = match App::with_telemetry(config, telemetry) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("sealgate: {e}");
@@ -151,13 +194,14 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
             }
         };
         let c = app.config();
+        let addr = |l: Option<&tokio::net::TcpListener>| {
+            l.and_then(|l| l.local_addr().ok())
+                .map_or_else(|| "off".to_string(), |a| a.to_string())
+        };
         tracing::info!(
-            listen = %listeners.proxy.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            codec_server = %listeners
-                .codec_server
-                .as_ref()
-                .and_then(|l| l.local_addr().ok())
-                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+            listen = %addr(Some(&listeners.proxy)),
+            admin = %addr(listeners.admin.as_ref()),
+            codec_server = %addr(listeners.codec_server.as_ref()),
             upstream = %c.upstream,
             encryption = c.codec.encryption,
             compression = c.codec.compression,
@@ -179,7 +223,7 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-    })
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

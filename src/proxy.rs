@@ -10,10 +10,12 @@ mod error;
 mod forward;
 pub mod server;
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use opentelemetry::KeyValue;
+use tracing::Instrument;
 
 pub use error::{ProxyError, Side};
 
@@ -22,6 +24,7 @@ use crate::{
     config::ProxyConfig,
     grpc,
     schema::{Schema, WORKFLOW_SERVICE},
+    telemetry::{self, Metrics},
     upstream::{Body, Upstream},
 };
 
@@ -32,6 +35,7 @@ pub struct Proxy {
     pub(crate) chain: Arc<Chain>,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) config: ProxyConfig,
+    pub(crate) metrics: Metrics,
 }
 
 impl Proxy {
@@ -40,12 +44,14 @@ impl Proxy {
         chain: Arc<Chain>,
         upstream: Arc<Upstream>,
         config: ProxyConfig,
+        metrics: Metrics,
     ) -> Self {
         Proxy {
             schema,
             chain,
             upstream,
             config,
+            metrics,
         }
     }
 
@@ -57,28 +63,79 @@ impl Proxy {
         &self.chain
     }
 
-    /// Serves one request; failures become gRPC statuses here and only here.
+    /// Serves one request in its own span, records its metrics, and turns
+    /// failures into gRPC statuses here and only here.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let path = req.uri().path().to_string();
-        let result = self.route(&path, req).await;
-        Ok(result.unwrap_or_else(|e| {
-            match e.side() {
-                Side::Downstream => tracing::info!(%path, error = %e, "call refused"),
-                Side::Upstream => tracing::warn!(%path, upstream = %self.upstream.name(), error = %e, "call failed upstream"),
-                Side::Internal => tracing::error!(%path, error = %e, "call failed in sealgate"),
+        let service = service_of(&path).to_string();
+        // Bounded labels: method names come from the schema, others are "other".
+        let method = self
+            .schema
+            .method(&path)
+            .map_or_else(|| "other".to_string(), |m| m.name.to_string());
+        let namespace = req
+            .headers()
+            .get("temporal-namespace")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let span = tracing::info_span!(
+            "grpc.call",
+            otel.name = %path,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            namespace = %namespace,
+            upstream = %self.upstream.name(),
+            rpc.grpc.status_code = tracing::field::Empty,
+            payloads = tracing::field::Empty,
+        );
+        telemetry::extract_parent(&span, req.headers());
+        let started = Instant::now();
+        let service_kv = KeyValue::new("service", service.clone());
+        self.metrics
+            .in_flight
+            .add(1, std::slice::from_ref(&service_kv));
+        let result = self.route(&path, req).instrument(span.clone()).await;
+        let (resp, code) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _enter = span.enter();
+                match e.side() {
+                    Side::Downstream => tracing::info!(%path, error = %e, "call refused"),
+                    Side::Upstream => {
+                        tracing::warn!(%path, upstream = %self.upstream.name(), error = %e, "call failed upstream")
+                    }
+                    Side::Internal => tracing::error!(%path, error = %e, "call failed in sealgate"),
+                }
+                let code = e.code().label();
+                (e.into_response(), code)
             }
-            e.into_response()
-        }))
+        };
+        span.record("rpc.grpc.status_code", code);
+        let labels = [
+            service_kv.clone(),
+            KeyValue::new("method", method),
+            KeyValue::new("code", code),
+            KeyValue::new("upstream", self.upstream.name().to_string()),
+        ];
+        self.metrics.calls.add(1, &labels);
+        self.metrics
+            .call_duration
+            .record(started.elapsed().as_secs_f64(), &labels[..3]);
+        self.metrics.in_flight.add(-1, &[service_kv]);
+        Ok(resp)
     }
 
     async fn route(
         &self,
         path: &str,
         req: Request<Incoming>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<(Response<Body>, forward::Code), ProxyError> {
         let service = service_of(path);
         if !self.config.allowed_services.iter().any(|s| s == service) {
             return Err(ProxyError::ServiceNotAllowed {

@@ -144,6 +144,28 @@ impl Upstream {
         &self.stats
     }
 
+    /// Connections currently open (best effort: a busy slot is not counted).
+    pub fn open_connections(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.try_lock()
+                    .is_ok_and(|g| g.as_ref().is_some_and(|c| !c.is_closed()))
+            })
+            .count()
+    }
+
+    /// True when a connection to the upstream is open or can be opened now.
+    pub async fn reachable(&self, within: Duration) -> Result<(), UpstreamError> {
+        match tokio::time::timeout(within, self.sender()).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(UpstreamError::ConnectTimeout {
+                upstream: self.display.clone(),
+                timeout: within,
+            }),
+        }
+    }
+
     /// Points `req` at this upstream and adds its credentials.
     pub fn prepare<B>(&self, req: &mut Request<B>) {
         let path = req

@@ -140,6 +140,7 @@ fn run_serves_and_exits_zero_on_sigterm() {
         .arg(dev_config())
         .env("SEALGATE_LISTEN", "127.0.0.1:0")
         .env("SEALGATE_CODEC_SERVER_LISTEN", "127.0.0.1:0")
+        .env("SEALGATE_ADMIN_LISTEN", "127.0.0.1:0")
         .env("SEALGATE_UPSTREAM", "http://127.0.0.1:1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

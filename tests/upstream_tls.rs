@@ -46,7 +46,9 @@ fn config(text: &str, env: &[(&str, String)]) -> Config {
 
 fn codec() -> String {
     let (_, key) = sealgate::keys::generate().unwrap();
-    format!("[codec]\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"{key}\"\n")
+    format!(
+        "[telemetry]\nadmin_listen = \"off\"\n[codec]\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"{key}\"\n"
+    )
 }
 
 async fn call(gw: &Gateway) -> support::net::Answer {

@@ -95,6 +95,7 @@ impl Codec for Aead {
             out.extend_from_slice(tag.as_ref());
             Ok(())
         })?;
+        key.count_encrypt();
         Ok(Some(out))
     }
 
@@ -132,6 +133,7 @@ impl Codec for Aead {
             })?
             .len();
         buf.truncate(plain_len);
+        key.count_decrypt();
         Ok(Some(buf))
     }
 }

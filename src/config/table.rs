@@ -122,6 +122,18 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// A number (integers accepted).
+    pub(super) fn float(&mut self, key: &'static str, issues: &mut Issues) -> Option<f64> {
+        match self.get(key)? {
+            Value::Float(f) => Some(*f),
+            Value::Integer(i) => Some(*i as f64),
+            other => {
+                self.wrong_type(key, "a number", other, issues);
+                None
+            }
+        }
+    }
+
     /// A duration: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or whole seconds.
     pub(super) fn duration(&mut self, key: &'static str, issues: &mut Issues) -> Option<Duration> {
         let d = match self.get(key)? {

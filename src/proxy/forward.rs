@@ -6,13 +6,54 @@ use http::{HeaderMap, Request, Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+
 use super::{Proxy, ProxyError};
 use crate::{
-    grpc::{self, GRPC_ENCODING, GRPC_TIMEOUT, frame},
-    rewrite::rewrite,
+    codec::CodecError,
+    grpc::{self, GRPC_ENCODING, GRPC_STATUS, GRPC_TIMEOUT, frame},
+    rewrite::{FailureMode, PayloadVisitor, rewrite},
     schema::{MessageId, Method, RPC_STATUS},
+    telemetry,
     upstream::Body,
 };
+
+/// The status a call ended with, as a metric label: the gRPC code, or
+/// `stream` for a streamed response whose status arrives later.
+pub(super) type Code = &'static str;
+
+/// A visitor that counts the payloads it changed (for the call's span).
+struct Counting<V> {
+    inner: V,
+    changed: u64,
+}
+
+impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
+    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        let r = self.inner.payload(payload)?;
+        self.changed += u64::from(r.is_some());
+        Ok(r)
+    }
+
+    fn failure_mode(&self) -> FailureMode {
+        self.inner.failure_mode()
+    }
+}
+
+/// `grpc-status` as a bounded label value.
+fn code_label(headers: Option<&HeaderMap>) -> Code {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    headers
+        .and_then(|h| h.get(GRPC_STATUS))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok())
+        .and_then(|i| CODES.get(i).copied())
+        .unwrap_or("2") // a response without a readable status is UNKNOWN
+}
 
 /// Headers that belong to one hop (RFC 9110 §7.6.1) or that sealgate sets.
 const HOP_BY_HOP: [&str; 8] = [
@@ -50,15 +91,21 @@ fn full(bytes: Bytes) -> Body {
 pub(super) async fn stream(
     p: &Proxy,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<(Response<Body>, Code), ProxyError> {
     let (mut parts, body) = req.into_parts();
     clean_request(&mut parts.headers, p.config.forward_authorization);
+    telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, body.boxed());
     p.upstream.prepare(&mut up);
     let resp = p.upstream.send(up).await?;
     let (mut parts, body) = resp.into_parts();
     clean_response(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+    let code = if parts.headers.contains_key(GRPC_STATUS) {
+        code_label(Some(&parts.headers))
+    } else {
+        "stream"
+    };
+    Ok((Response::from_parts(parts, body.boxed()), code))
 }
 
 /// Reads a whole body, at most `limit` bytes of frames.
@@ -84,7 +131,8 @@ enum CollectError {
     Read(String),
 }
 
-/// Rewrites each frame of a buffered body as message `id`.
+/// Rewrites each frame of a buffered body as message `id`; returns the new
+/// body and how many payloads changed, and records the codec time.
 fn rewrite_frames<E>(
     p: &Proxy,
     body: Bytes,
@@ -93,16 +141,30 @@ fn rewrite_frames<E>(
     encode: bool,
     frame_err: impl Fn(frame::FrameError) -> E,
     rewrite_err: impl Fn(crate::rewrite::RewriteError) -> E,
-) -> Result<Bytes, E> {
+) -> Result<(Bytes, u64), E> {
     let limit = p.config.max_message_bytes;
     let frames = frame::split(body, limit).map_err(&frame_err)?;
     let mut out = BytesMut::new();
+    let started = Instant::now();
+    let mut changed = 0;
     for f in &frames {
         let message = frame::plain(f, encoding, limit).map_err(&frame_err)?;
         let new = if encode {
-            rewrite(&p.schema, id, &message, &mut p.chain.encoder())
+            let mut v = Counting {
+                inner: p.chain.encoder(),
+                changed: 0,
+            };
+            let r = rewrite(&p.schema, id, &message, &mut v);
+            changed += v.changed;
+            r
         } else {
-            rewrite(&p.schema, id, &message, &mut p.chain.decoder())
+            let mut v = Counting {
+                inner: p.chain.decoder(),
+                changed: 0,
+            };
+            let r = rewrite(&p.schema, id, &message, &mut v);
+            changed += v.changed;
+            r
         }
         .map_err(&rewrite_err)?;
         if new.len() > limit {
@@ -113,7 +175,12 @@ fn rewrite_frames<E>(
         }
         frame::push(&mut out, &new);
     }
-    Ok(out.freeze())
+    let direction = if encode { "encode" } else { "decode" };
+    p.metrics.codec_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[KeyValue::new("direction", direction)],
+    );
+    Ok((out.freeze(), changed))
 }
 
 /// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status
@@ -146,7 +213,7 @@ pub(super) async fn unary(
     p: &Proxy,
     method: &Method,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<(Response<Body>, Code), ProxyError> {
     let limit = p.config.max_message_bytes;
     let (mut parts, body) = req.into_parts();
     let deadline = parts
@@ -160,7 +227,7 @@ pub(super) async fn unary(
         Err(CollectError::Read(e)) => return Err(ProxyError::RequestBody(e)),
     };
     let input = p.schema.message(method.input).name().to_string();
-    let body = rewrite_frames(
+    let (body, encoded) = rewrite_frames(
         p,
         body,
         encoding(&parts.headers).as_deref(),
@@ -183,9 +250,11 @@ pub(super) async fn unary(
     // Frames now go out uncompressed (flag 0), so no encoding is declared.
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
+    telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, full(body));
     p.upstream.prepare(&mut up);
 
+    let sent = Instant::now();
     let exchange = async {
         let resp = p.upstream.send(up).await?;
         let (parts, body) = resp.into_parts();
@@ -227,6 +296,10 @@ pub(super) async fn unary(
         }
         None => exchange.await?,
     };
+    p.metrics.upstream_duration.record(
+        sent.elapsed().as_secs_f64(),
+        &[KeyValue::new("method", method.name.to_string())],
+    );
     clean_response(&mut parts.headers);
     // Trailers-only responses carry the status (and details) in the headers.
     decode_details(p, &mut parts.headers)?;
@@ -235,7 +308,7 @@ pub(super) async fn unary(
         decode_details(p, t)?;
     }
     let upstream = p.upstream.name().to_string();
-    let body = rewrite_frames(
+    let (body, decoded) = rewrite_frames(
         p,
         collected.to_bytes(),
         encoding(&parts.headers).as_deref(),
@@ -249,9 +322,15 @@ pub(super) async fn unary(
     )?;
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
+    tracing::Span::current().record("payloads", encoded + decoded);
+    let code = if parts.headers.contains_key(GRPC_STATUS) {
+        code_label(Some(&parts.headers))
+    } else {
+        code_label(trailers.as_ref())
+    };
     let body = Full::new(body)
         .with_trailers(async move { trailers.map(Ok) })
         .map_err(|never| match never {})
         .boxed();
-    Ok(Response::from_parts(parts, body))
+    Ok((Response::from_parts(parts, body), code))
 }

@@ -173,6 +173,7 @@ def start_sealgate(
     e = {
         "SEALGATE_LISTEN": f"127.0.0.1:{port}",
         "SEALGATE_CODEC_SERVER_LISTEN": f"127.0.0.1:{codec_port or free_port()}",
+        "SEALGATE_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "SEALGATE_LOG": "info",
     }
     if upstream is not None:

@@ -424,6 +424,8 @@ active_key = "k1"
 [[codec.keys]]
 id = "k1"
 material = "{key}"
+[telemetry]
+admin_listen = "127.0.0.1:0"
 "#
     )
 }

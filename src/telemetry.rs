@@ -1,0 +1,268 @@
+//! Metrics and traces: an OpenTelemetry meter exported as Prometheus text
+//! (the admin listener's `/metrics`) and over OTLP when configured, and the
+//! OTLP trace pipeline behind `tracing` spans. Nothing here is global: the
+//! registry and instruments are built once and passed in.
+
+mod propagation;
+
+use std::{sync::Arc, time::Duration};
+
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter},
+};
+use opentelemetry_sdk::{
+    Resource,
+    metrics::SdkMeterProvider,
+    trace::{Sampler, SdkTracerProvider},
+};
+use thiserror::Error;
+
+pub use propagation::{extract_parent, inject_current};
+
+use crate::{codec::CodecStats, config::TelemetryConfig, keys::Keyring, upstream::Upstream};
+
+#[derive(Debug, Error)]
+pub enum TelemetryError {
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("OTLP exporter for {endpoint}: {reason}")]
+    Otlp { endpoint: String, reason: String },
+}
+
+/// The instruments the data plane records into directly.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Calls by service, method, gRPC status and upstream.
+    pub calls: Counter<u64>,
+    /// Whole-call latency (seconds) by service, method, status.
+    pub call_duration: Histogram<f64>,
+    /// Upstream part of a call (seconds) by method.
+    pub upstream_duration: Histogram<f64>,
+    /// Codec part of a call (seconds) by direction.
+    pub codec_duration: Histogram<f64>,
+    /// Calls being served now, by service.
+    pub in_flight: UpDownCounter<i64>,
+}
+
+/// Latency buckets in seconds: sub-millisecond codec work up to 75 s long polls.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    30.0, 80.0,
+];
+
+/// The meter provider, its Prometheus registry, and the instruments.
+pub struct Telemetry {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    meter: Meter,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+fn resource(config: &TelemetryConfig) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(config.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+impl Telemetry {
+    /// Metrics for Prometheus, and for OTLP when `otlp_endpoint` is set
+    /// (the OTLP exporter needs a Tokio runtime).
+    pub fn new(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .map_err(|e| TelemetryError::Metrics(e.to_string()))?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_reader(exporter)
+            .with_resource(resource(config));
+        if let Some(endpoint) = &config.otlp_endpoint {
+            use opentelemetry_otlp::WithExportConfig;
+            let otlp = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+                .map_err(|e| TelemetryError::Otlp {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                })?;
+            builder = builder.with_periodic_exporter(otlp);
+        }
+        let provider = builder.build();
+        let meter = provider.meter("sealgate");
+        let metrics = Metrics {
+            calls: meter
+                .u64_counter("sealgate.calls")
+                .with_description("gRPC calls served, by service, method, status and upstream")
+                .build(),
+            call_duration: meter
+                .f64_histogram("sealgate.call.duration")
+                .with_unit("s")
+                .with_description("Whole-call latency as the caller sees it")
+                .with_boundaries(BUCKETS.to_vec())
+                .build(),
+            upstream_duration: meter
+                .f64_histogram("sealgate.upstream.duration")
+                .with_unit("s")
+                .with_description("Time waiting for the upstream (request sent to response read)")
+                .with_boundaries(BUCKETS.to_vec())
+                .build(),
+            codec_duration: meter
+                .f64_histogram("sealgate.codec.duration")
+                .with_unit("s")
+                .with_description("Time spent rewriting payloads in one message")
+                .with_boundaries(BUCKETS.to_vec())
+                .build(),
+            in_flight: meter
+                .i64_up_down_counter("sealgate.calls.in_flight")
+                .with_description("Calls being served now")
+                .build(),
+        };
+        Ok(Telemetry {
+            registry,
+            provider,
+            meter,
+            metrics,
+        })
+    }
+
+    /// Exposes the codec chain's counters.
+    pub fn observe_codec(&self, stats: Arc<CodecStats>, keyring: Arc<Keyring>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = stats.clone();
+        self.meter
+            .u64_observable_counter("sealgate.payloads")
+            .with_description("Payloads by direction and outcome")
+            .with_callback(move |o| {
+                for (dir, result, v) in [
+                    ("encode", "encoded", &s.encoded),
+                    ("decode", "decoded", &s.decoded),
+                    ("decode", "unknown_key", &s.unknown_key),
+                    ("any", "failed", &s.failed),
+                ] {
+                    o.observe(
+                        v.load(Relaxed),
+                        &[
+                            KeyValue::new("direction", dir),
+                            KeyValue::new("result", result),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let s = stats;
+        self.meter
+            .u64_observable_counter("sealgate.payload.bytes")
+            .with_unit("By")
+            .with_description("Payload bytes before and after the codec, by direction")
+            .with_callback(move |o| {
+                for (dir, stage, v) in [
+                    ("encode", "before", &s.encode_bytes_in),
+                    ("encode", "after", &s.encode_bytes_out),
+                    ("decode", "before", &s.decode_bytes_in),
+                    ("decode", "after", &s.decode_bytes_out),
+                ] {
+                    o.observe(
+                        v.load(Relaxed),
+                        &[
+                            KeyValue::new("direction", dir),
+                            KeyValue::new("stage", stage),
+                        ],
+                    );
+                }
+            })
+            .build();
+        self.meter
+            .u64_observable_counter("sealgate.key.operations")
+            .with_description("Encryptions and decryptions by key id")
+            .with_callback(move |o| {
+                for key in keyring.keys() {
+                    let (enc, dec) = key.operations();
+                    let id = KeyValue::new("key_id", key.id().to_string());
+                    o.observe(enc, &[id.clone(), KeyValue::new("operation", "encrypt")]);
+                    o.observe(dec, &[id, KeyValue::new("operation", "decrypt")]);
+                }
+            })
+            .build();
+    }
+
+    /// Exposes the upstream pool's counters.
+    pub fn observe_upstream(&self, upstream: Arc<Upstream>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let u = upstream.clone();
+        self.meter
+            .u64_observable_counter("sealgate.upstream.connects")
+            .with_description("Upstream connection attempts by result")
+            .with_callback(move |o| {
+                let name = KeyValue::new("upstream", u.name().to_string());
+                o.observe(
+                    u.stats().connects.load(Relaxed),
+                    &[name.clone(), KeyValue::new("result", "ok")],
+                );
+                o.observe(
+                    u.stats().connect_failures.load(Relaxed),
+                    &[name, KeyValue::new("result", "failed")],
+                );
+            })
+            .build();
+        self.meter
+            .i64_observable_gauge("sealgate.upstream.connections")
+            .with_description("Open upstream HTTP/2 connections")
+            .with_callback(move |o| {
+                o.observe(
+                    upstream.open_connections() as i64,
+                    &[KeyValue::new("upstream", upstream.name().to_string())],
+                );
+            })
+            .build();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn prometheus_text(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Flushes and stops the exporters.
+    pub fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The OTLP trace pipeline, when `otlp_endpoint` is set. Call inside a Tokio
+/// runtime; pass the provider to `tracing_opentelemetry::layer()`.
+pub fn tracer_provider(
+    config: &TelemetryConfig,
+) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    let Some(endpoint) = &config.otlp_endpoint else {
+        return Ok(None);
+    };
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .with_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| TelemetryError::Otlp {
+            endpoint: endpoint.clone(),
+            reason: e.to_string(),
+        })?;
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.trace_sampling)));
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(sampler)
+            .with_resource(resource(config))
+            .build(),
+    ))
+}
