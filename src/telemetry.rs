@@ -160,7 +160,7 @@ impl Telemetry {
             .build();
         let s = stats;
         self.meter
-            .u64_observable_counter("sealgate.payload.bytes")
+            .u64_observable_counter("sealgate.payload")
             .with_unit("By")
             .with_description("Payload bytes before and after the codec, by direction")
             .with_callback(move |o| {

@@ -403,6 +403,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The codec server's address, when configured.
     pub codec_addr: Option<SocketAddr>,
+    /// The admin listener's address, when configured.
+    pub admin_addr: Option<SocketAddr>,
     pub app: Arc<sealgate::proxy::Proxy>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Drained>>,
@@ -443,6 +445,7 @@ impl Gateway {
             .codec_server
             .as_ref()
             .map(|l| l.local_addr().unwrap());
+        let admin_addr = listeners.admin.as_ref().map(|l| l.local_addr().unwrap());
         let proxy = app.proxy().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listeners, async move {
@@ -451,6 +454,7 @@ impl Gateway {
         Gateway {
             addr,
             codec_addr,
+            admin_addr,
             app: proxy,
             stop: Some(tx),
             task: Some(task),
