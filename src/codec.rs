@@ -85,6 +85,9 @@ pub trait Codec: Send + Sync + fmt::Debug {
 pub struct CodecStats {
     pub encoded: AtomicU64,
     pub decoded: AtomicU64,
+    /// Payloads left as they were (nothing to do, or not ours to decode).
+    pub encode_passed_through: AtomicU64,
+    pub decode_passed_through: AtomicU64,
     /// Encrypted payloads whose key id this keyring does not know.
     pub unknown_key: AtomicU64,
     pub failed: AtomicU64,
@@ -162,7 +165,7 @@ impl Chain {
     /// Encodes one marshaled payload; `None` when no codec changed it.
     pub fn encode_payload(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.encode_inner(payload);
-        self.count(&res, &self.stats.encoded);
+        self.count(&res, &self.stats.encoded, &self.stats.encode_passed_through);
         if let Ok(Some(out)) = &res {
             self.stats
                 .encode_bytes_in
@@ -189,7 +192,7 @@ impl Chain {
     /// encodings (it passes through as it is).
     pub fn decode_payload(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.decode_inner(payload);
-        self.count(&res, &self.stats.decoded);
+        self.count(&res, &self.stats.decoded, &self.stats.decode_passed_through);
         if let Ok(Some(out)) = &res {
             self.stats
                 .decode_bytes_in
@@ -219,10 +222,15 @@ impl Chain {
         Ok(changed(cur))
     }
 
-    fn count(&self, res: &Result<Option<Vec<u8>>, CodecError>, ok: &AtomicU64) {
+    fn count(
+        &self,
+        res: &Result<Option<Vec<u8>>, CodecError>,
+        changed: &AtomicU64,
+        passed: &AtomicU64,
+    ) {
         match res {
-            Ok(Some(_)) => ok.fetch_add(1, Relaxed),
-            Ok(None) => 0,
+            Ok(Some(_)) => changed.fetch_add(1, Relaxed),
+            Ok(None) => passed.fetch_add(1, Relaxed),
             Err(_) => self.stats.failed.fetch_add(1, Relaxed),
         };
     }

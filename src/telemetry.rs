@@ -144,7 +144,9 @@ impl Telemetry {
             .with_callback(move |o| {
                 for (dir, result, v) in [
                     ("encode", "encoded", &s.encoded),
+                    ("encode", "passed_through", &s.encode_passed_through),
                     ("decode", "decoded", &s.decoded),
+                    ("decode", "passed_through", &s.decode_passed_through),
                     ("decode", "unknown_key", &s.unknown_key),
                     ("any", "failed", &s.failed),
                 ] {
