@@ -186,6 +186,13 @@ async fn serve(
                 return ExitCode::from(EXIT_BAD_CONFIG as u8);
             }
         };
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sealgate: cannot watch SIGTERM/SIGINT: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let listeners = match app.bind().await {
             Ok(l) => l,
             Err(e) => {
@@ -213,7 +220,7 @@ async fn serve(
                 "encryption is off: payloads go upstream in clear (decrypt-only posture)"
             );
         }
-        match app.serve(listeners, shutdown_signal()).await {
+        match app.serve(listeners, shutdown).await {
             Drained::Clean => {
                 tracing::info!("drained; bye");
                 ExitCode::SUCCESS
@@ -226,21 +233,19 @@ async fn serve(
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Watches SIGTERM and SIGINT from now on (registered before "ready" is
+/// logged, so a signal sent right after it is never fatal); the returned
+/// future resolves on the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM; only SIGINT stops sealgate");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-    }
+    })
 }
 
 /// Loads a configuration, printing every problem and mapping failure to exit 64.
