@@ -1,0 +1,215 @@
+//! A fast fake Temporal frontend for load runs (benches/load): answers every
+//! WorkflowService call with a canned response and records nothing.
+//!
+//! - `PollWorkflowTaskQueue` returns a workflow task with an N-event history
+//!   whose payloads are encrypted with the keys of `--config` (as Temporal
+//!   would have stored them), so the gateway has real decoding to do.
+//! - `PollActivityTaskQueue` is held open for `--hold` seconds, like an idle
+//!   long poll, then answers empty.
+//! - Everything else gets an empty response message.
+//!
+//! Usage: fake_upstream --listen 127.0.0.1:7234 [--config sealgate.toml] [--events 50] [--hold 60]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench tool: fail loudly
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prost::Message;
+use sealgate::{config::Config, rewrite::rewrite, schema::Schema};
+use temporalio_protos::temporal::api::{
+    common::v1::{ActivityType, Payload, Payloads, WorkflowExecution, WorkflowType},
+    enums::v1::EventType,
+    history::v1::{
+        ActivityTaskCompletedEventAttributes, ActivityTaskScheduledEventAttributes, History,
+        HistoryEvent, WorkflowExecutionStartedEventAttributes,
+        WorkflowTaskCompletedEventAttributes, WorkflowTaskScheduledEventAttributes,
+        history_event::Attributes,
+    },
+    workflowservice::v1::PollWorkflowTaskQueueResponse,
+};
+
+fn payloads(size: usize) -> Option<Payloads> {
+    let unit = b"{\"sku\":\"SKU-0001234\",\"qty\":3,\"price\":19.99,\"note\":\"order for customer c-42\"},";
+    Some(Payloads {
+        payloads: vec![Payload {
+            metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
+            data: unit.iter().copied().cycle().take(size).collect(),
+            ..Default::default()
+        }],
+    })
+}
+
+fn history(n: usize) -> Vec<u8> {
+    let mut events = Vec::new();
+    let push = |t: EventType, a: Attributes, events: &mut Vec<HistoryEvent>| {
+        let id = events.len() as i64 + 1;
+        events.push(HistoryEvent {
+            event_id: id,
+            event_type: t as i32,
+            task_id: 1_048_576 + id,
+            attributes: Some(a),
+            ..Default::default()
+        });
+    };
+    push(
+        EventType::WorkflowExecutionStarted,
+        Attributes::WorkflowExecutionStartedEventAttributes(
+            WorkflowExecutionStartedEventAttributes {
+                workflow_type: Some(WorkflowType {
+                    name: "ProcessOrder".into(),
+                }),
+                input: payloads(1024),
+                ..Default::default()
+            },
+        ),
+        &mut events,
+    );
+    while events.len() < n {
+        push(
+            EventType::WorkflowTaskScheduled,
+            Attributes::WorkflowTaskScheduledEventAttributes(
+                WorkflowTaskScheduledEventAttributes::default(),
+            ),
+            &mut events,
+        );
+        push(
+            EventType::WorkflowTaskCompleted,
+            Attributes::WorkflowTaskCompletedEventAttributes(
+                WorkflowTaskCompletedEventAttributes::default(),
+            ),
+            &mut events,
+        );
+        push(
+            EventType::ActivityTaskScheduled,
+            Attributes::ActivityTaskScheduledEventAttributes(
+                ActivityTaskScheduledEventAttributes {
+                    activity_id: "1".into(),
+                    activity_type: Some(ActivityType {
+                        name: "Charge".into(),
+                    }),
+                    input: payloads(512),
+                    ..Default::default()
+                },
+            ),
+            &mut events,
+        );
+        push(
+            EventType::ActivityTaskCompleted,
+            Attributes::ActivityTaskCompletedEventAttributes(
+                ActivityTaskCompletedEventAttributes {
+                    result: payloads(512),
+                    ..Default::default()
+                },
+            ),
+            &mut events,
+        );
+    }
+    events.truncate(n);
+    PollWorkflowTaskQueueResponse {
+        task_token: vec![7; 120],
+        workflow_execution: Some(WorkflowExecution {
+            workflow_id: "order-1".into(),
+            run_id: "0d7f3c2a-1b00-4c1e-9b9e-6f1c0a8e7d0b".into(),
+        }),
+        history: Some(History { events }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn framed(message: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(5 + message.len());
+    b.put_u8(0);
+    b.put_u32(message.len() as u32);
+    b.put_slice(message);
+    b.freeze()
+}
+
+struct Canned {
+    poll_workflow: Bytes,
+    empty: Bytes,
+    hold: Duration,
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    canned: Arc<Canned>,
+) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
+    let path = req.uri().path().to_string();
+    // Read (and drop) the request body, as a server does.
+    let _ = req.into_body().collect().await;
+    let body = if path.ends_with("/PollWorkflowTaskQueue") {
+        canned.poll_workflow.clone()
+    } else {
+        if path.ends_with("/PollActivityTaskQueue") {
+            tokio::time::sleep(canned.hold).await;
+        }
+        canned.empty.clone()
+    };
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let body = Full::new(body)
+        .with_trailers(async move { Some(Ok(trailers)) })
+        .boxed();
+    Ok(Response::builder()
+        .header("content-type", "application/grpc")
+        .body(body)
+        .unwrap())
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let listen: SocketAddr = arg(&args, "--listen")
+        .unwrap_or_else(|| "127.0.0.1:7234".into())
+        .parse()
+        .unwrap();
+    let events: usize = arg(&args, "--events").map_or(50, |e| e.parse().unwrap());
+    let hold = Duration::from_secs(arg(&args, "--hold").map_or(60, |h| h.parse().unwrap()));
+    let mut poll = history(events);
+    if let Some(path) = arg(&args, "--config") {
+        let config = Config::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let chain = config.codec.chain().unwrap();
+        let schema = Schema::embedded().unwrap();
+        let id = schema
+            .message_id("temporal.api.workflowservice.v1.PollWorkflowTaskQueueResponse")
+            .unwrap();
+        poll = rewrite(&schema, id, &poll, &mut chain.encoder())
+            .unwrap()
+            .into_owned();
+    }
+    let canned = Arc::new(Canned {
+        poll_workflow: framed(&poll),
+        empty: framed(&[]),
+        hold,
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    eprintln!(
+        "fake upstream on {listen}: poll response {} bytes",
+        poll.len()
+    );
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let canned = canned.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| answer(req, canned.clone()));
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(100_000)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
