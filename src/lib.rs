@@ -98,6 +98,7 @@ impl App {
             upstream,
             config.proxy.clone(),
             telemetry.metrics.clone(),
+            config.telemetry.otlp_endpoint.is_some(),
         ));
         Ok(App {
             proxy,

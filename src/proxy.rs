@@ -36,6 +36,9 @@ pub struct Proxy {
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
+    /// Build a span per call (only when traces are exported: a span that
+    /// goes nowhere still costs the log layer a formatting pass).
+    pub(crate) trace_calls: bool,
 }
 
 impl Proxy {
@@ -45,6 +48,7 @@ impl Proxy {
         upstream: Arc<Upstream>,
         config: ProxyConfig,
         metrics: Metrics,
+        trace_calls: bool,
     ) -> Self {
         Proxy {
             schema,
@@ -52,6 +56,7 @@ impl Proxy {
             upstream,
             config,
             metrics,
+            trace_calls,
         }
     }
 
@@ -82,7 +87,10 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let span = tracing::info_span!(
+        let span = if !self.trace_calls {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
             "grpc.call",
             otel.name = %path,
             otel.kind = "server",
@@ -93,7 +101,8 @@ impl Proxy {
             upstream = %self.upstream.name(),
             rpc.grpc.status_code = tracing::field::Empty,
             payloads = tracing::field::Empty,
-        );
+            )
+        };
         telemetry::extract_parent(&span, req.headers());
         let started = Instant::now();
         let service_kv = KeyValue::new("service", service.clone());
