@@ -42,6 +42,27 @@ impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
     }
 }
 
+/// Rewrites one message, adding the payloads it changed to `changed`;
+/// `None` when the message stays as it was.
+fn rewrite_counted<V: PayloadVisitor>(
+    p: &Proxy,
+    id: MessageId,
+    message: &[u8],
+    visitor: V,
+    changed: &mut u64,
+) -> Result<Option<Vec<u8>>, crate::rewrite::RewriteError> {
+    let mut v = Counting {
+        inner: visitor,
+        changed: 0,
+    };
+    let r = rewrite(&p.schema, id, message, &mut v)?;
+    *changed += v.changed;
+    Ok(match r {
+        std::borrow::Cow::Owned(v) => Some(v),
+        std::borrow::Cow::Borrowed(_) => None,
+    })
+}
+
 /// `grpc-status` as a bounded label value.
 fn code_label(headers: Option<&HeaderMap>) -> Code {
     const CODES: [&str; 17] = [
@@ -143,44 +164,44 @@ fn rewrite_frames<E>(
     rewrite_err: impl Fn(crate::rewrite::RewriteError) -> E,
 ) -> Result<(Bytes, u64), E> {
     let limit = p.config.max_message_bytes;
+    let original = body.clone();
     let frames = frame::split(body, limit).map_err(&frame_err)?;
-    let mut out = BytesMut::new();
     let started = Instant::now();
     let mut changed = 0;
+    // (rewritten message if it changed, plain message) per frame.
+    let mut messages = Vec::with_capacity(frames.len());
     for f in &frames {
         let message = frame::plain(f, encoding, limit).map_err(&frame_err)?;
         let new = if encode {
-            let mut v = Counting {
-                inner: p.chain.encoder(),
-                changed: 0,
-            };
-            let r = rewrite(&p.schema, id, &message, &mut v);
-            changed += v.changed;
-            r
+            rewrite_counted(p, id, &message, p.chain.encoder(), &mut changed)
         } else {
-            let mut v = Counting {
-                inner: p.chain.decoder(),
-                changed: 0,
-            };
-            let r = rewrite(&p.schema, id, &message, &mut v);
-            changed += v.changed;
-            r
+            rewrite_counted(p, id, &message, p.chain.decoder(), &mut changed)
         }
         .map_err(&rewrite_err)?;
-        if new.len() > limit {
-            return Err(frame_err(frame::FrameError::TooLarge {
-                len: new.len(),
-                limit,
-            }));
+        let len = new.as_ref().map_or(message.len(), Vec::len);
+        if len > limit {
+            return Err(frame_err(frame::FrameError::TooLarge { len, limit }));
         }
-        frame::push(&mut out, &new);
+        messages.push((new, message));
     }
+    let untouched =
+        frames.iter().all(|f| !f.compressed) && messages.iter().all(|(n, _)| n.is_none());
+    let out = if untouched {
+        // Nothing changed and nothing was compressed: forward the very bytes.
+        original
+    } else {
+        let mut out = BytesMut::new();
+        for (new, message) in &messages {
+            frame::push(&mut out, new.as_deref().unwrap_or(message));
+        }
+        out.freeze()
+    };
     let direction = if encode { "encode" } else { "decode" };
     p.metrics.codec_duration.record(
         started.elapsed().as_secs_f64(),
         &[KeyValue::new("direction", direction)],
     );
-    Ok((out.freeze(), changed))
+    Ok((out, changed))
 }
 
 /// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status
