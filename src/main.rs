@@ -54,6 +54,11 @@ enum Command {
     },
     /// Print a fresh key id and base64 AES-256 key for [[codec.keys]].
     Keygen,
+    /// Write the embedded Temporal API descriptor set (a protoset for grpcurl and ghz).
+    Protoset {
+        /// Where to write it.
+        path: PathBuf,
+    },
     /// Validate a configuration without starting anything.
     CheckConfig {
         /// The configuration file.
@@ -76,6 +81,22 @@ fn main() -> ExitCode {
             config,
             namespace: _,
         } => payloads(direction, &config),
+        Command::Protoset { path } => {
+            match std::fs::write(&path, sealgate::schema::EMBEDDED_DESCRIPTOR_SET) {
+                Ok(()) => {
+                    println!(
+                        "{}: {} bytes (the Temporal API, as embedded in this sealgate)",
+                        path.display(),
+                        sealgate::schema::EMBEDDED_DESCRIPTOR_SET.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sealgate: writing {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Keygen => match keys::generate() {
             Ok((id, material)) => {
                 println!("id = \"{id}\"\nmaterial = \"{material}\"");

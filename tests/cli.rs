@@ -184,3 +184,20 @@ fn run_serves_and_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn protoset_writes_the_embedded_descriptor_set() {
+    let d = tmp("protoset");
+    let path = d.join("temporal.protoset");
+    let out = bin().arg("protoset").arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes, sealgate::schema::EMBEDDED_DESCRIPTOR_SET);
+    let schema = sealgate::schema::Schema::from_descriptor_set(&bytes).unwrap();
+    assert!(
+        schema
+            .method("/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+            .is_some()
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

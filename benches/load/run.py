@@ -10,7 +10,8 @@ Temporal would store it). For each path and message: h2load throughput
 /proc), then an open-loop run at half that rate (h2load --rps, per-request
 log) for p50/p99/p999, and the proxy's peak RSS; then RSS with 2,000 long
 polls held open. Usage: benches/load/run [--quick]. Results: a Markdown
-table on stdout and in .work/load/results.md."""
+table on stdout and in .work/load/results.md; the request messages are left
+in .work/load as .bin (gRPC-framed, for h2load), .pb and .json (for ghz)."""
 
 from __future__ import annotations
 
@@ -66,10 +67,15 @@ def workload() -> dict[str, tuple[str, Path]]:
         "poll_50_events": ("PollWorkflowTaskQueue", PollWorkflowTaskQueueRequest(
             namespace="default", task_queue=TaskQueue(name="orders"), identity="bench")),
     }
+    from google.protobuf import json_format
+
     out = {}
     for name, (method, msg) in msgs.items():
         p = WORK / f"{name}.bin"
         p.write_bytes(framed(msg.SerializeToString()))
+        # The same message for ghz: raw protobuf (-B) and protojson (-D).
+        (WORK / f"{name}.pb").write_bytes(msg.SerializeToString())
+        (WORK / f"{name}.json").write_text(json_format.MessageToJson(msg))
         out[name] = (method, p)
     return out
 
