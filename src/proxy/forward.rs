@@ -1,13 +1,12 @@
 //! Forwarding: buffered and rewritten for unary WorkflowService calls,
 //! streamed through for everything else.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-
-use std::time::Instant;
-
 use opentelemetry::KeyValue;
 
 use super::{Proxy, ProxyError};
@@ -247,7 +246,6 @@ pub(super) async fn unary(
         Err(CollectError::TooLarge) => return Err(ProxyError::RequestTooLarge { limit }),
         Err(CollectError::Read(e)) => return Err(ProxyError::RequestBody(e)),
     };
-    let input = p.schema.message(method.input).name().to_string();
     let (body, encoded) = rewrite_frames(
         p,
         body,
@@ -258,7 +256,7 @@ pub(super) async fn unary(
         |e| {
             if e.is_malformed() {
                 ProxyError::MalformedRequest {
-                    message: input.clone(),
+                    message: p.schema.message(method.input).name().to_string(),
                     source: e,
                 }
             } else {
