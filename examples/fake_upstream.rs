@@ -18,108 +18,10 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use prost::Message;
 use sealgate::{config::Config, rewrite::rewrite, schema::Schema};
-use temporalio_protos::temporal::api::{
-    common::v1::{ActivityType, Payload, Payloads, WorkflowExecution, WorkflowType},
-    enums::v1::EventType,
-    history::v1::{
-        ActivityTaskCompletedEventAttributes, ActivityTaskScheduledEventAttributes, History,
-        HistoryEvent, WorkflowExecutionStartedEventAttributes,
-        WorkflowTaskCompletedEventAttributes, WorkflowTaskScheduledEventAttributes,
-        history_event::Attributes,
-    },
-    workflowservice::v1::PollWorkflowTaskQueueResponse,
-};
 
-fn payloads(size: usize) -> Option<Payloads> {
-    let unit = b"{\"sku\":\"SKU-0001234\",\"qty\":3,\"price\":19.99,\"note\":\"order for customer c-42\"},";
-    Some(Payloads {
-        payloads: vec![Payload {
-            metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
-            data: unit.iter().copied().cycle().take(size).collect(),
-            ..Default::default()
-        }],
-    })
-}
-
-fn history(n: usize) -> Vec<u8> {
-    let mut events = Vec::new();
-    let push = |t: EventType, a: Attributes, events: &mut Vec<HistoryEvent>| {
-        let id = events.len() as i64 + 1;
-        events.push(HistoryEvent {
-            event_id: id,
-            event_type: t as i32,
-            task_id: 1_048_576 + id,
-            attributes: Some(a),
-            ..Default::default()
-        });
-    };
-    push(
-        EventType::WorkflowExecutionStarted,
-        Attributes::WorkflowExecutionStartedEventAttributes(
-            WorkflowExecutionStartedEventAttributes {
-                workflow_type: Some(WorkflowType {
-                    name: "ProcessOrder".into(),
-                }),
-                input: payloads(1024),
-                ..Default::default()
-            },
-        ),
-        &mut events,
-    );
-    while events.len() < n {
-        push(
-            EventType::WorkflowTaskScheduled,
-            Attributes::WorkflowTaskScheduledEventAttributes(
-                WorkflowTaskScheduledEventAttributes::default(),
-            ),
-            &mut events,
-        );
-        push(
-            EventType::WorkflowTaskCompleted,
-            Attributes::WorkflowTaskCompletedEventAttributes(
-                WorkflowTaskCompletedEventAttributes::default(),
-            ),
-            &mut events,
-        );
-        push(
-            EventType::ActivityTaskScheduled,
-            Attributes::ActivityTaskScheduledEventAttributes(
-                ActivityTaskScheduledEventAttributes {
-                    activity_id: "1".into(),
-                    activity_type: Some(ActivityType {
-                        name: "Charge".into(),
-                    }),
-                    input: payloads(512),
-                    ..Default::default()
-                },
-            ),
-            &mut events,
-        );
-        push(
-            EventType::ActivityTaskCompleted,
-            Attributes::ActivityTaskCompletedEventAttributes(
-                ActivityTaskCompletedEventAttributes {
-                    result: payloads(512),
-                    ..Default::default()
-                },
-            ),
-            &mut events,
-        );
-    }
-    events.truncate(n);
-    PollWorkflowTaskQueueResponse {
-        task_token: vec![7; 120],
-        workflow_execution: Some(WorkflowExecution {
-            workflow_id: "order-1".into(),
-            run_id: "0d7f3c2a-1b00-4c1e-9b9e-6f1c0a8e7d0b".into(),
-        }),
-        history: Some(History { events }),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
+#[path = "../benches/support/workload.rs"]
+mod workload;
 
 fn framed(message: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(5 + message.len());
@@ -177,7 +79,7 @@ async fn main() {
         .unwrap();
     let events: usize = arg(&args, "--events").map_or(50, |e| e.parse().unwrap());
     let hold = Duration::from_secs(arg(&args, "--hold").map_or(60, |h| h.parse().unwrap()));
-    let mut poll = history(events);
+    let mut poll = workload::poll_response(events);
     if let Some(path) = arg(&args, "--config") {
         let config = Config::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
         let chain = config.codec.chain().unwrap();
