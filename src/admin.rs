@@ -8,11 +8,7 @@ use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::{telemetry::Telemetry, upstream::Upstream};
@@ -63,22 +59,14 @@ impl Admin {
 
 /// Serves the admin endpoints until `shutdown`.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let a = admin.clone();
-                let service = service_fn(move |req| a.clone().handle(req));
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new());
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move { let _ = conn.await; });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
+    let handler = move |req| admin.clone().handle(req);
+    crate::http1::serve(
+        "admin",
+        listener,
+        None,
+        handler,
+        shutdown,
+        Duration::from_secs(2),
+    )
+    .await;
 }

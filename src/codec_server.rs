@@ -13,11 +13,7 @@ use std::{convert::Infallible, future::Future, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -232,40 +228,16 @@ pub async fn serve(
     server: Arc<CodecServer>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
     server.auth.warm_up();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let s = server.clone();
-                let service = service_fn(move |req| s.clone().handle(req));
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new());
-                match &server.tls {
-                    None => {
-                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move { let _ = conn.await; });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            match acceptor.accept(stream).await {
-                                Ok(tls) => {
-                                    let conn = builder.serve_connection(TokioIo::new(tls), service);
-                                    let _ = watcher.watch(conn).await;
-                                }
-                                Err(e) => tracing::debug!(%peer, error = %e, "codec server TLS handshake failed"),
-                            }
-                        });
-                    }
-                }
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    let tls = server.tls.clone();
+    let handler = move |req| server.clone().handle(req);
+    crate::http1::serve(
+        "codec server",
+        listener,
+        tls,
+        handler,
+        shutdown,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
 }

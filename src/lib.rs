@@ -18,6 +18,7 @@ pub mod codec;
 pub mod codec_server;
 pub mod config;
 pub mod grpc;
+mod http1;
 pub mod keys;
 pub mod proxy;
 pub mod rewrite;
