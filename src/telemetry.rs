@@ -94,7 +94,14 @@ impl Telemetry {
                     endpoint: endpoint.clone(),
                     reason: e.to_string(),
                 })?;
-            builder = builder.with_periodic_exporter(otlp);
+            // The tonic exporter needs Tokio: read and export on the runtime,
+            // not on the SDK's own thread.
+            let reader = opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
+                otlp,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .build();
+            builder = builder.with_reader(reader);
         }
         let provider = builder.build();
         let meter = provider.meter("sealgate");

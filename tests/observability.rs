@@ -184,14 +184,37 @@ async fn metrics_move_by_the_right_amounts_and_health_follows_the_upstream() {
 mod otlp {
     use std::sync::{Arc, Mutex};
 
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
+    use opentelemetry_proto::tonic::collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
     };
 
-    /// An OTLP trace receiver (the collector's TraceService) that keeps what it gets.
+    /// An OTLP receiver (the collector's TraceService and MetricsService)
+    /// that keeps what it gets.
     #[derive(Clone, Default)]
-    pub(crate) struct Receiver(pub(crate) Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+    pub(crate) struct Receiver(
+        pub(crate) Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+        pub(crate) Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    );
+
+    #[tonic::async_trait]
+    impl MetricsService for Receiver {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportMetricsServiceRequest>,
+        ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+            self.1.lock().unwrap().push(request.into_inner());
+            Ok(tonic::Response::new(ExportMetricsServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
 
     #[tonic::async_trait]
     impl TraceService for Receiver {
@@ -211,10 +234,10 @@ mod otlp {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let receiver = Receiver::default();
-        let service = TraceServiceServer::new(receiver.clone());
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(service)
+                .add_service(TraceServiceServer::new(receiver.clone()))
+                .add_service(MetricsServiceServer::new(receiver.clone()))
                 .serve(addr),
         );
         // Wait until it accepts connections.
@@ -261,11 +284,12 @@ async fn spans_continue_the_callers_trace_and_reach_an_otlp_collector() {
     );
     let path = dir.join("sealgate.toml");
     std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("sealgate.log")).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args(["run", "--config"])
         .arg(&path)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let child = Reaper(child);
@@ -353,5 +377,26 @@ async fn spans_continue_the_callers_trace_and_reach_an_otlp_collector() {
     assert!(attr("namespace").contains("default"));
     assert!(attr("rpc.grpc.status_code").contains('0'));
     assert!(attr("payloads").contains('1'), "{}", attr("payloads"));
+    // Metrics went out over OTLP too (flushed at shutdown).
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names = receiver
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.resource_metrics.iter())
+            .flat_map(|rm| rm.scope_metrics.iter())
+            .flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone()))
+            .collect::<Vec<_>>();
+        if names.iter().any(|n| n == "sealgate.calls") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        names.iter().any(|n| n == "sealgate.calls"),
+        "OTLP metrics: {names:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
