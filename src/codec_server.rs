@@ -202,22 +202,17 @@ fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<TlsAcceptor, CodecServerError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let fail =
-        |what: &str, e: &dyn std::fmt::Display| CodecServerError::Tls(format!("{what}: {e}"));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| fail(&cert.display().to_string(), &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(&cert.display().to_string(), &e))?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| fail(&key.display().to_string(), &e))?;
+    use crate::upstream::{Pem, tls};
+    let fail = |e: &dyn std::fmt::Display| CodecServerError::Tls(e.to_string());
+    let certs = tls::certs(&Pem::File(cert.to_path_buf()), "certificate").map_err(|e| fail(&e))?;
+    let key = tls::key(&Pem::File(key.to_path_buf()), "key").map_err(|e| fail(&e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| fail("TLS", &e))?
+        .map_err(|e| fail(&e))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| fail("certificate and key", &e))?;
+        .map_err(|e| fail(&format!("certificate and key: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

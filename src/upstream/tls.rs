@@ -48,7 +48,8 @@ pub enum TlsError {
     Config(String),
 }
 
-fn certs(pem: &Pem, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Certificates from PEM; `what` names them in errors.
+pub(crate) fn certs(pem: &Pem, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let fail = |reason: String| TlsError::Load {
         what: what.to_string(),
         reason,
@@ -66,8 +67,8 @@ fn certs(pem: &Pem, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError
     Ok(certs)
 }
 
-fn key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let what = "client key";
+/// A private key from PEM; `what` names it in errors.
+pub(crate) fn key(pem: &Pem, what: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     match pem {
         Pem::File(p) => PrivateKeyDer::from_pem_file(p).map_err(|e| TlsError::Load {
             what: what.into(),
@@ -122,7 +123,7 @@ impl Connector {
             .with_root_certificates(roots);
         let mut config = match (&s.client_cert, &s.client_key) {
             (Some(c), Some(k)) => builder
-                .with_client_auth_cert(certs(c, "client certificate")?, key(k)?)
+                .with_client_auth_cert(certs(c, "client certificate")?, key(k, "client key")?)
                 .map_err(|e| TlsError::Config(format!("client certificate and key: {e}")))?,
             (None, None) => builder.with_no_client_auth(),
             _ => {
