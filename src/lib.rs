@@ -117,10 +117,6 @@ impl App {
         &self.config
     }
 
-    pub fn telemetry(&self) -> &Arc<telemetry::Telemetry> {
-        &self.telemetry
-    }
-
     /// Binds the configured listen addresses.
     pub async fn bind(&self) -> Result<Listeners, AppError> {
         let bind = |addr| async move {

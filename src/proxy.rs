@@ -64,10 +64,6 @@ impl Proxy {
         &self.upstream
     }
 
-    pub fn chain(&self) -> &Arc<Chain> {
-        &self.chain
-    }
-
     /// Serves one request in its own span, records its metrics, and turns
     /// failures into gRPC statuses here and only here.
     pub async fn handle(
@@ -81,16 +77,15 @@ impl Proxy {
             .schema
             .method(&path)
             .map_or_else(|| "other".to_string(), |m| m.name.to_string());
-        let namespace = req
-            .headers()
-            .get("temporal-namespace")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
         let span = if !self.trace_calls {
             tracing::Span::none()
         } else {
-            tracing::info_span!(
+            let namespace = req
+                .headers()
+                .get("temporal-namespace")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let span = tracing::info_span!(
             "grpc.call",
             otel.name = %path,
             otel.kind = "server",
@@ -101,9 +96,10 @@ impl Proxy {
             upstream = %self.upstream.name(),
             rpc.grpc.status_code = tracing::field::Empty,
             payloads = tracing::field::Empty,
-            )
+            );
+            telemetry::extract_parent(&span, req.headers());
+            span
         };
-        telemetry::extract_parent(&span, req.headers());
         let started = Instant::now();
         let service_kv = KeyValue::new("service", service.clone());
         self.metrics

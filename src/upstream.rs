@@ -6,10 +6,7 @@ pub(crate) mod tls;
 
 use std::{
     fmt,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-    },
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     time::Duration,
 };
 
@@ -291,6 +288,3 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
-
-/// Shared handle.
-pub type SharedUpstream = Arc<Upstream>;
