@@ -327,16 +327,15 @@ impl Config {
         let mut issues = Issues::default();
         let mut root = Table::root(&doc, env);
 
-        let listen = root
-            .string("listen", &mut issues)
-            .unwrap_or_else(|| "127.0.0.1:7233".into());
-        let listen = override_from(env, "SEALGATE_LISTEN", listen);
-        let listen = listen.parse::<SocketAddr>().map_err(|e| {
-            issues.push(
-                "listen",
-                format!("{listen:?} is not an ip:port address ({e})"),
-            )
-        });
+        let listen = address(
+            &mut root,
+            "listen",
+            "127.0.0.1:7233",
+            "SEALGATE_LISTEN",
+            false,
+            &mut issues,
+        )
+        .ok_or(());
 
         // SEALGATE_UPSTREAM, then the file, then Temporal's own TEMPORAL_ADDRESS.
         let from_file = root.string("upstream", &mut issues);
@@ -386,7 +385,7 @@ impl Config {
         };
         let codec_server = root
             .table("codec_server", &mut issues)
-            .map(|mut t| codec_server_section(&mut t, base, env, &mut issues));
+            .map(|mut t| codec_server_section(&mut t, base, &mut issues));
 
         let codec = match root.table("codec", &mut issues) {
             Some(mut t) => codec_section(&mut t, base, &mut issues),
@@ -409,6 +408,33 @@ impl Config {
     }
 }
 
+/// The `ip:port` at `key` (or `default`), which environment variable `var`
+/// overrides. `None` when it is `"off"` (and `off` is allowed) or unusable
+/// (then reported).
+fn address(
+    t: &mut Table<'_>,
+    key: &'static str,
+    default: &str,
+    var: &str,
+    off: bool,
+    issues: &mut Issues,
+) -> Option<SocketAddr> {
+    let text = t.string(key, issues).unwrap_or_else(|| default.into());
+    let text = override_from(t.env(), var, text);
+    if off && text == "off" {
+        return None;
+    }
+    let or_off = if off { " or \"off\"" } else { "" };
+    text.parse::<SocketAddr>()
+        .map_err(|e| {
+            issues.push(
+                &t.path(key),
+                format!("{text:?} is not an ip:port address{or_off} ({e})"),
+            )
+        })
+        .ok()
+}
+
 fn override_from<T: From<String>>(env: &dyn Fn(&str) -> Option<String>, var: &str, v: T) -> T {
     match env(var) {
         Some(s) if !s.is_empty() => T::from(s),
@@ -421,22 +447,14 @@ fn telemetry_section(
     env: &dyn Fn(&str) -> Option<String>,
     issues: &mut Issues,
 ) -> TelemetryConfig {
-    let admin = t
-        .string("admin_listen", issues)
-        .unwrap_or_else(|| "127.0.0.1:9090".into());
-    let admin = override_from(env, "SEALGATE_ADMIN_LISTEN", admin);
-    let admin_listen = match admin.as_str() {
-        "off" => None,
-        a => a
-            .parse::<SocketAddr>()
-            .map_err(|e| {
-                issues.push(
-                    &t.path("admin_listen"),
-                    format!("{a:?} is not an ip:port address or \"off\" ({e})"),
-                )
-            })
-            .ok(),
-    };
+    let admin_listen = address(
+        t,
+        "admin_listen",
+        "127.0.0.1:9090",
+        "SEALGATE_ADMIN_LISTEN",
+        true,
+        issues,
+    );
     let otlp_endpoint = t
         .string("otlp_endpoint", issues)
         .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|s| !s.is_empty()));
@@ -471,26 +489,18 @@ fn telemetry_section(
     }
 }
 
-fn codec_server_section(
-    t: &mut Table<'_>,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    issues: &mut Issues,
-) -> CodecServerConfig {
-    let listen = t
-        .string("listen", issues)
-        .unwrap_or_else(|| "127.0.0.1:8081".into());
-    let listen = override_from(env, "SEALGATE_CODEC_SERVER_LISTEN", listen);
-    let listen = match listen.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(e) => {
-            issues.push(
-                &t.path("listen"),
-                format!("{listen:?} is not an ip:port address ({e})"),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 8081))
-        }
-    };
+fn codec_server_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> CodecServerConfig {
+    let default = SocketAddr::from(([127, 0, 0, 1], 8081));
+    // An unusable address is reported; the default stands in meanwhile.
+    let listen = address(
+        t,
+        "listen",
+        "127.0.0.1:8081",
+        "SEALGATE_CODEC_SERVER_LISTEN",
+        false,
+        issues,
+    )
+    .unwrap_or(default);
     let cors_origins = t.strings("cors_origins", issues).unwrap_or_default();
     let cors_allow_credentials = t.bool("cors_allow_credentials", issues).unwrap_or(false);
     if cors_allow_credentials && cors_origins.iter().any(|o| o == "*") {

@@ -53,6 +53,11 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// How `${VAR}`s (and overrides) are looked up.
+    pub(super) fn env(&self) -> Env<'a> {
+        self.env
+    }
+
     /// The full path of `key` in this table.
     pub(super) fn path(&self, key: &str) -> String {
         if self.path.is_empty() {
