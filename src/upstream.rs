@@ -71,6 +71,8 @@ pub struct UpstreamStats {
 pub struct Upstream {
     /// `host:port`.
     authority: String,
+    /// The same, parsed once for request URIs.
+    uri_authority: http::uri::Authority,
     options: UpstreamOptions,
     /// `http://authority` or `https://authority`, for messages.
     display: String,
@@ -99,6 +101,8 @@ impl Upstream {
         options: &UpstreamOptions,
     ) -> Result<Upstream, TlsError> {
         let authority = address.authority.clone();
+        let uri_authority = http::uri::Authority::try_from(authority.as_str())
+            .map_err(|e| TlsError::Config(format!("upstream address {authority:?}: {e}")))?;
         let (scheme, tls) = if address.tls {
             let connector = tls::Connector::new(&options.tls, &authority, &[b"h2"])?;
             (Scheme::HTTPS, Some(connector))
@@ -121,6 +125,7 @@ impl Upstream {
             .collect();
         Ok(Upstream {
             authority,
+            uri_authority,
             options: options.clone(),
             display,
             scheme,
@@ -165,18 +170,14 @@ impl Upstream {
 
     /// Points `req` at this upstream and adds its credentials.
     pub fn prepare<B>(&self, req: &mut Request<B>) {
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        if let Ok(uri) = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.as_str())
-            .path_and_query(path)
-            .build()
-        {
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.uri_authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        // Scheme, authority and path are all set, so this cannot fail.
+        if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
         if let Some(key) = &self.api_key {
