@@ -1,4 +1,7 @@
-//! Embeds the Temporal API descriptor set published by `temporalio-protos`.
+//! Embeds the Temporal API descriptor set published by `temporalio-protos`,
+//! and generates the client and server of sealgate's own KMS extension
+//! service (`proto/sealgate/kms/v1/kms.proto`, compiled with protox: no
+//! protoc needed).
 //!
 //! `temporalio-protos` declares `links = "temporalio_protos"` and prints
 //! `cargo:descriptor_path=…`, which Cargo hands to us as
@@ -21,5 +24,14 @@ fn main() {
     fs::copy(&src, out.join("temporal.fds"))
         .unwrap_or_else(|e| panic!("copying {} into OUT_DIR: {e}", src.display()));
     println!("cargo:rerun-if-changed={}", src.display());
+
+    let kms = "proto/sealgate/kms/v1/kms.proto";
+    let fds = protox::compile([kms], ["proto"]).unwrap_or_else(|e| panic!("{kms}: {e}"));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generating code for {kms}: {e}"));
+    println!("cargo:rerun-if-changed={kms}");
     println!("cargo:rerun-if-changed=build.rs");
 }

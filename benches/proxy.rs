@@ -44,7 +44,8 @@ fn request() -> Vec<u8> {
 }
 
 fn config(upstream: std::net::SocketAddr, codec: &str) -> String {
-    let (_, key) = sealgate::keys::generate().unwrap();
+    let (_, key) = sealgate::keys::generate("key").unwrap();
+    let key = key.as_str();
     format!(
         "listen = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n[telemetry]\nadmin_listen = \"off\"\n[codec]\n{codec}\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"{key}\"\n"
     )

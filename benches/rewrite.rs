@@ -9,15 +9,15 @@
 //! Run: `cargo bench --bench rewrite`; numbers go in BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{hint::black_box, sync::Arc, time::Duration};
+use std::{hint::black_box, time::Duration};
 
 use aes_gcm::{Aes256Gcm, KeyInit, aead::AeadInPlace};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use sealgate::{
-    codec::{Chain, ChainOptions},
-    keys::{Key, Keyring},
+    codec::{ChainOptions, Pipeline, Session},
+    keys::Key,
     rewrite::rewrite,
     schema::Schema,
 };
@@ -57,14 +57,16 @@ fn activity_completed_64k() -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn chain(compression: bool, encryption: bool) -> Chain {
-    let keys = Keyring::new(vec![Key::new("bench", &[5; 32]).unwrap()], Some("bench")).unwrap();
+fn chain(compression: bool, encryption: bool) -> Session {
+    let keys = vec![Key::new("bench", &[5; 32]).unwrap()];
     let opts = ChainOptions {
         compression,
         encryption,
         ..Default::default()
     };
-    Chain::new(&opts, Arc::new(keys)).unwrap()
+    Pipeline::fixed(&opts, keys, Some("bench"))
+        .unwrap()
+        .session("")
 }
 
 const CODECS: [(&str, bool, bool); 4] = [

@@ -8,19 +8,19 @@
 //! the path to each payload come back in canonical (shortest) form, as
 //! re-emitting every payload unchanged produces; decode of anything is safe.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use sealgate::{
-    codec::{Chain, ChainOptions, CodecError},
-    keys::{Key, Keyring},
+    codec::{ChainOptions, CodecError, Pipeline, Session},
+    keys::Key,
     rewrite::{PayloadVisitor, rewrite},
     schema::{FAILURE, MessageId, RPC_STATUS, Schema, WORKFLOW_SERVICE},
 };
 
 struct State {
     schema: Schema,
-    chain: Chain,
-    failures: Chain,
+    chain: Session,
+    failures: Session,
     types: Vec<MessageId>,
 }
 
@@ -41,14 +41,15 @@ fn state() -> &'static State {
         types.dedup();
         let chain = |encode_failures| {
             let key = Key::new("fuzz", &[3; 32]).expect("key");
-            let ring = Keyring::new(vec![key], Some("fuzz")).expect("keyring");
             let opts = ChainOptions {
                 compression: true,
                 encryption: true,
                 encode_failures,
                 max_decoded: Some(1 << 20),
             };
-            Chain::new(&opts, Arc::new(ring)).expect("chain")
+            Pipeline::fixed(&opts, vec![key], Some("fuzz"))
+                .expect("pipeline")
+                .session("")
         };
         State {
             schema,

@@ -10,6 +10,7 @@ mod aead;
 pub(crate) mod failure;
 pub mod json;
 pub mod payload;
+mod pipeline;
 mod snappy;
 #[cfg(test)]
 mod tests;
@@ -25,12 +26,18 @@ use std::{
 
 use thiserror::Error;
 
-pub use aead::{ENCODING_ENCRYPTED, KEY_ID, NONCE_LEN, TAG_LEN};
+pub use aead::{DEK, ENCODING_ENCRYPTED, KEY_ID, NONCE_LEN, TAG_LEN};
 pub use payload::PayloadView;
+pub use pipeline::{Pipeline, Session, Setup};
 pub use snappy::ENCODING_SNAPPY;
 
 use crate::{
-    keys::Keyring,
+    keys::{
+        Key,
+        envelope::DekStore,
+        kms::{Kek, KmsError},
+        policy::Policy,
+    },
     rewrite::{FailureMode, PayloadVisitor, WireError},
 };
 
@@ -42,8 +49,10 @@ pub const DEFAULT_MAX_DECODED: usize = 128 << 20;
 pub enum CodecError {
     #[error("payload is not a valid temporal.api.common.v1.Payload: {0}")]
     MalformedPayload(WireError),
-    #[error("encryption is on but no active key is configured")]
-    NoActiveKey,
+    #[error("encryption is on but policy {policy:?} has no key ready to encrypt with")]
+    NoActiveKey { policy: String },
+    #[error(transparent)]
+    Kms(Box<KmsError>),
     #[error(
         "payload encrypted with key {key_id:?} failed authentication (wrong key material or tampered data)"
     )]
@@ -62,21 +71,49 @@ pub enum CodecError {
     Seal,
 }
 
+/// Wrapped data keys (their KEK and the base64 `encryption-dek`) a decode
+/// found missing from the cache.
+pub type MissingDeks = std::sync::Mutex<Vec<(Arc<Kek>, Box<[u8]>)>>;
+
+/// The keys one call may use: its namespace's policy, the key resolved for
+/// encryption, and the data keys found missing while decoding.
+pub struct CallKeys<'a> {
+    pub policy: &'a Policy,
+    /// The static key or current DEK that encrypts; `None` when none is
+    /// ready (encoding then fails closed).
+    pub encrypt: Option<&'a Arc<Key>>,
+    pub deks: &'a DekStore,
+    /// Wrapped DEKs (KEK, base64) that were not cached: the payloads stay as
+    /// they are, and the caller fetches these and decodes again.
+    pub missing: &'a MissingDeks,
+}
+
+impl From<KmsError> for CodecError {
+    fn from(e: KmsError) -> Self {
+        CodecError::Kms(Box::new(e))
+    }
+}
+
 /// One step of the chain.
 pub trait Codec: Send + Sync + fmt::Debug {
     /// The `encoding` metadata value this codec writes and reads.
     fn encoding(&self) -> &'static [u8];
 
     /// Wraps `payload`; `None` leaves it as it is.
-    fn encode(&self, payload: &[u8], view: &PayloadView<'_>)
-    -> Result<Option<Vec<u8>>, CodecError>;
+    fn encode(
+        &self,
+        payload: &[u8],
+        view: &PayloadView<'_>,
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError>;
 
     /// Unwraps a payload that carries this codec's encoding; `None` leaves it
-    /// as it is (e.g. a key this keyring does not have).
+    /// as it is (e.g. a key this policy does not have).
     fn decode(
         &self,
         view: &PayloadView<'_>,
         stats: &CodecStats,
+        keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError>;
 }
 
@@ -109,7 +146,7 @@ pub struct ChainOptions {
     pub max_decoded: Option<usize>,
 }
 
-/// The encode and decode pipelines over one keyring.
+/// The encode and decode pipelines; keys come with each call.
 #[derive(Debug)]
 pub struct Chain {
     encoders: Vec<Box<dyn Codec>>,
@@ -117,44 +154,36 @@ pub struct Chain {
     decoders: Vec<Box<dyn Codec>>,
     encode_failures: bool,
     stats: Arc<CodecStats>,
-    keyring: Arc<Keyring>,
 }
 
 impl Chain {
-    /// A chain: snappy when `compression`, AES-256-GCM with the keyring's
-    /// active key when `encryption`. Decoding always knows both formats, so
-    /// data written before a setting changed still decodes.
-    pub fn new(opts: &ChainOptions, keyring: Arc<Keyring>) -> Result<Chain, CodecError> {
+    /// A chain: snappy when `compression`, AES-256-GCM when `encryption`.
+    /// Decoding always knows both formats, so data written before a setting
+    /// changed still decodes. `stats` outlives the chain (reloads).
+    pub fn new(opts: &ChainOptions, stats: Arc<CodecStats>) -> Chain {
         let max = opts.max_decoded.unwrap_or(DEFAULT_MAX_DECODED);
         let snappy = || Box::new(snappy::Snappy { max_decoded: max }) as Box<dyn Codec>;
-        let aead = || Box::new(aead::Aead::new(keyring.clone())) as Box<dyn Codec>;
         let mut encoders = Vec::new();
         if opts.compression {
             encoders.push(snappy());
         }
         if opts.encryption {
-            if keyring.active().is_none() {
-                return Err(CodecError::NoActiveKey);
-            }
-            encoders.push(aead());
+            encoders.push(Box::new(aead::Aead::new()) as Box<dyn Codec>);
         }
-        let mut decoders = Vec::new();
-        if !keyring.is_empty() {
-            decoders.push(aead());
-        }
-        decoders.push(snappy());
-        Ok(Chain {
+        let decoders = vec![Box::new(aead::Aead::new()) as Box<dyn Codec>, snappy()];
+        Chain {
             encoders,
             decoders,
             encode_failures: opts.encode_failures,
-            stats: Arc::default(),
-            keyring,
-        })
+            stats,
+        }
     }
 
-    /// The keyring (for per-key operation counts).
-    pub fn keyring(&self) -> &Arc<Keyring> {
-        &self.keyring
+    /// True when this chain encrypts.
+    pub fn encrypts(&self) -> bool {
+        self.encoders
+            .iter()
+            .any(|c| c.encoding() == ENCODING_ENCRYPTED)
     }
 
     /// The chain's counters.
@@ -163,8 +192,12 @@ impl Chain {
     }
 
     /// Encodes one marshaled payload; `None` when no codec changed it.
-    pub fn encode_payload(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        let res = self.encode_inner(payload);
+    pub fn encode_payload(
+        &self,
+        payload: &[u8],
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let res = self.encode_inner(payload, keys);
         self.count(&res, &self.stats.encoded, &self.stats.encode_passed_through);
         if let Ok(Some(out)) = &res {
             self.stats
@@ -177,11 +210,15 @@ impl Chain {
         res
     }
 
-    fn encode_inner(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+    fn encode_inner(
+        &self,
+        payload: &[u8],
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
         let mut cur = Cow::Borrowed(payload);
         for codec in &self.encoders {
             let view = PayloadView::parse(&cur).map_err(CodecError::MalformedPayload)?;
-            if let Some(next) = codec.encode(&cur, &view)? {
+            if let Some(next) = codec.encode(&cur, &view, keys)? {
                 cur = Cow::Owned(next);
             }
         }
@@ -190,8 +227,12 @@ impl Chain {
 
     /// Decodes one marshaled payload; `None` when it carries none of our
     /// encodings (it passes through as it is).
-    pub fn decode_payload(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        let res = self.decode_inner(payload);
+    pub fn decode_payload(
+        &self,
+        payload: &[u8],
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let res = self.decode_inner(payload, keys);
         self.count(&res, &self.stats.decoded, &self.stats.decode_passed_through);
         if let Ok(Some(out)) = &res {
             self.stats
@@ -204,7 +245,11 @@ impl Chain {
         res
     }
 
-    fn decode_inner(&self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+    fn decode_inner(
+        &self,
+        payload: &[u8],
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
         let mut cur = Cow::Borrowed(payload);
         for codec in &self.decoders {
             // Something that is not a Payload is not ours to decode.
@@ -214,7 +259,7 @@ impl Chain {
             if view.encoding() != Some(codec.encoding()) {
                 continue;
             }
-            match codec.decode(&view, &self.stats)? {
+            match codec.decode(&view, &self.stats, keys)? {
                 Some(next) => cur = Cow::Owned(next),
                 None => break,
             }
@@ -235,14 +280,9 @@ impl Chain {
         };
     }
 
-    /// A visitor that encodes every payload the rewriter finds.
-    pub fn encoder(&self) -> Encoder<'_> {
-        Encoder(self)
-    }
-
-    /// A visitor that decodes every payload the rewriter finds.
-    pub fn decoder(&self) -> Decoder<'_> {
-        Decoder(self)
+    /// Whether failures' messages and stack traces are encoded.
+    pub fn encodes_failures(&self) -> bool {
+        self.encode_failures
     }
 }
 
@@ -255,15 +295,18 @@ fn changed(cur: Cow<'_, [u8]>) -> Option<Vec<u8>> {
 }
 
 /// Rewriter visitor for the request direction (towards the server).
-pub struct Encoder<'a>(&'a Chain);
+pub struct Encoder<'a> {
+    pub(crate) chain: &'a Chain,
+    pub(crate) keys: CallKeys<'a>,
+}
 
 impl PayloadVisitor for Encoder<'_> {
     fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        self.0.encode_payload(payload)
+        self.chain.encode_payload(payload, &self.keys)
     }
 
     fn failure_mode(&self) -> FailureMode {
-        if self.0.encode_failures {
+        if self.chain.encode_failures {
             FailureMode::Encode
         } else {
             FailureMode::Off
@@ -272,11 +315,14 @@ impl PayloadVisitor for Encoder<'_> {
 }
 
 /// Rewriter visitor for the response direction (towards the worker).
-pub struct Decoder<'a>(&'a Chain);
+pub struct Decoder<'a> {
+    pub(crate) chain: &'a Chain,
+    pub(crate) keys: CallKeys<'a>,
+}
 
 impl PayloadVisitor for Decoder<'_> {
     fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        self.0.decode_payload(payload)
+        self.chain.decode_payload(payload, &self.keys)
     }
 
     fn failure_mode(&self) -> FailureMode {

@@ -22,7 +22,7 @@ pub use auth::{Auth, AuthError};
 pub use cors::Cors;
 
 use crate::{
-    codec::{Chain, json as codec_json},
+    codec::{CodecError, Pipeline, Session, json as codec_json},
     config::CodecServerConfig,
 };
 
@@ -42,7 +42,7 @@ pub enum CodecServerError {
 
 /// Everything a codec-server request needs.
 pub struct CodecServer {
-    chain: Arc<Chain>,
+    codec: Arc<Pipeline>,
     cors: Cors,
     auth: Auth,
     max_body: usize,
@@ -80,14 +80,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Resp {
 impl CodecServer {
     pub fn new(
         config: &CodecServerConfig,
-        chain: Arc<Chain>,
+        codec: Arc<Pipeline>,
     ) -> Result<CodecServer, CodecServerError> {
         let tls = match &config.tls {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
         Ok(CodecServer {
-            chain,
+            codec,
             cors: Cors::new(&config.cors_origins, config.cors_allow_credentials),
             auth: Auth::new(&config.auth),
             max_body: config.max_body_bytes,
@@ -136,7 +136,7 @@ impl CodecServer {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string)
             })
-            .unwrap_or_else(|| "default".into());
+            .unwrap_or_default();
         if let Err(e) = self.auth.check(req.headers(), op).await {
             tracing::info!(%namespace, ?op, error = %e, "codec server refused a request");
             return e.response();
@@ -154,15 +154,35 @@ impl CodecServer {
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
         };
+        let mut session = self.codec.session(&namespace);
+        let kms_failed = |e: CodecError| {
+            tracing::warn!(%namespace, error = %e, "codec server could not get a data key");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        };
         let result = match op {
-            Op::Encode => codec_json::transform(&body, |p| self.chain.encode_payload(p)),
-            Op::Decode => codec_json::transform(&body, |p| {
-                // What cannot be decoded comes back unchanged.
-                Ok(self.chain.decode_payload(p).unwrap_or_else(|e| {
-                    tracing::warn!(%namespace, error = %e, "payload left as it is");
-                    None
-                }))
-            }),
+            Op::Encode => {
+                if let Err(e) = session.prepare_encode().await {
+                    return kms_failed(e);
+                }
+                codec_json::transform(&body, |p| session.encode_payload(p))
+            }
+            Op::Decode => {
+                let run = |s: &Session| {
+                    codec_json::transform(&body, |p| {
+                        // What cannot be decoded comes back unchanged.
+                        Ok(s.decode_payload(p).unwrap_or_else(|e| {
+                            tracing::warn!(%namespace, error = %e, "payload left as it is");
+                            None
+                        }))
+                    })
+                };
+                let first = run(&session);
+                match session.fetch_missing().await {
+                    Ok(false) => first,
+                    Ok(true) => run(&session),
+                    Err(e) => return kms_failed(e),
+                }
+            }
         };
         match result {
             Ok(out) => {

@@ -1,5 +1,16 @@
-//! Data-encryption keys: a keyring of AES-256-GCM keys by id, one of them
-//! active for encryption, all of them usable for decryption.
+//! Keys: AES-256-GCM keys by id, key policies per namespace, envelope
+//! encryption with KMS-wrapped data keys, and their hot reload.
+//!
+//! A [`Key`] encrypts payloads. In the static format its id is the
+//! `encryption-key-id` the payload carries; in the envelope format it is a
+//! data key (DEK) whose id is the id of the key-encryption key (KEK) that
+//! wrapped it, and it also carries that wrapped DEK. Key material lives only
+//! in `Zeroizing` buffers while it is being loaded and in the AEAD context
+//! afterwards; nothing here prints it.
+
+pub mod envelope;
+pub mod kms;
+pub mod policy;
 
 use std::{
     collections::HashMap,
@@ -11,11 +22,13 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use dashmap::DashMap;
 use ring::{
     aead::{AES_256_GCM, LessSafeKey, UnboundKey},
     rand::{SecureRandom, SystemRandom},
 };
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Length of an AES-256 key.
 pub const KEY_LEN: usize = 32;
@@ -37,16 +50,56 @@ pub enum KeyError {
     Random,
 }
 
-/// One named AES-256-GCM key.
-pub struct Key {
-    id: Box<str>,
-    aead: LessSafeKey,
+/// Payloads encrypted and decrypted under one key id (a static key, or a
+/// KEK for all the DEKs it wrapped).
+#[derive(Debug, Default)]
+pub struct KeyOps {
     encrypts: AtomicU64,
     decrypts: AtomicU64,
 }
 
+impl KeyOps {
+    /// `(encrypted, decrypted)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        (self.encrypts.load(Relaxed), self.decrypts.load(Relaxed))
+    }
+}
+
+/// Operation counters by key id, shared by every generation of keys so
+/// that counts survive a reload.
+#[derive(Debug, Default)]
+pub struct KeyOpsRegistry(DashMap<Box<str>, Arc<KeyOps>>);
+
+impl KeyOpsRegistry {
+    /// The counters for `id`, created on first use.
+    pub fn for_id(&self, id: &str) -> Arc<KeyOps> {
+        if let Some(ops) = self.0.get(id) {
+            return ops.clone();
+        }
+        self.0.entry(id.into()).or_default().clone()
+    }
+
+    /// Every id seen so far with its counters.
+    pub fn snapshot(&self) -> Vec<(Box<str>, (u64, u64))> {
+        self.0
+            .iter()
+            .map(|e| (e.key().clone(), e.value().get()))
+            .collect()
+    }
+}
+
+/// One AES-256-GCM key: a static key, or a DEK with its wrapped form.
+pub struct Key {
+    id: Box<str>,
+    /// Envelope format: base64 (standard) of the KEK-wrapped DEK, written as
+    /// `encryption-dek`.
+    wrapped: Option<Box<str>>,
+    aead: LessSafeKey,
+    ops: Arc<KeyOps>,
+}
+
 impl Key {
-    /// Builds a key from raw material.
+    /// Builds a static key from raw material.
     pub fn new(id: &str, material: &[u8]) -> Result<Key, KeyError> {
         if id.is_empty() {
             return Err(KeyError::EmptyId);
@@ -58,15 +111,33 @@ impl Key {
             .map_err(|_| KeyError::WrongLength(material.len()))?;
         Ok(Key {
             id: id.into(),
+            wrapped: None,
             aead: LessSafeKey::new(unbound),
-            encrypts: AtomicU64::new(0),
-            decrypts: AtomicU64::new(0),
+            ops: Arc::default(),
         })
     }
 
-    /// The key's id, as written in `encryption-key-id`.
+    /// A data key wrapped by KEK `kek_id`; `wrapped` is the base64 form.
+    pub fn dek(kek_id: &str, wrapped: &str, material: &[u8]) -> Result<Key, KeyError> {
+        let mut key = Key::new(kek_id, material)?;
+        key.wrapped = Some(wrapped.into());
+        Ok(key)
+    }
+
+    /// Counts this key's operations in `ops` (shared by id across reloads).
+    pub fn with_ops(mut self, ops: Arc<KeyOps>) -> Key {
+        self.ops = ops;
+        self
+    }
+
+    /// The key's id, as written in `encryption-key-id` (a KEK's id for a DEK).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The wrapped DEK (base64), for envelope keys.
+    pub fn wrapped(&self) -> Option<&str> {
+        self.wrapped.as_deref()
     }
 
     pub(crate) fn aead(&self) -> &LessSafeKey {
@@ -74,16 +145,16 @@ impl Key {
     }
 
     pub(crate) fn count_encrypt(&self) {
-        self.encrypts.fetch_add(1, Relaxed);
+        self.ops.encrypts.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn count_decrypt(&self) {
-        self.decrypts.fetch_add(1, Relaxed);
+        self.ops.decrypts.fetch_add(1, Relaxed);
     }
 
-    /// Payloads encrypted and decrypted with this key so far.
+    /// Payloads encrypted and decrypted under this key's id so far.
     pub fn operations(&self) -> (u64, u64) {
-        (self.encrypts.load(Relaxed), self.decrypts.load(Relaxed))
+        self.ops.get()
     }
 }
 
@@ -91,22 +162,35 @@ impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
             .field("id", &self.id)
+            .field("envelope", &self.wrapped.is_some())
             .field("material", &"<redacted>")
             .finish()
     }
 }
 
-/// Decodes base64 (standard alphabet, padding optional) key material.
-pub fn decode_material(text: &str) -> Result<Vec<u8>, KeyError> {
+/// Decodes base64 (standard alphabet, padding optional) key material. The
+/// result is wiped when dropped.
+pub fn decode_material(text: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let text = text.trim();
-    let bytes = STANDARD
-        .decode(text)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-        .map_err(|_| KeyError::NotBase64)?;
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .map_err(|_| KeyError::NotBase64)?,
+    );
     if bytes.len() != KEY_LEN {
         return Err(KeyError::WrongLength(bytes.len()));
     }
     Ok(bytes)
+}
+
+/// 32 bytes from the OS random generator, wiped when dropped.
+pub fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let mut material = Zeroizing::new([0u8; KEY_LEN]);
+    SystemRandom::new()
+        .fill(&mut material[..])
+        .map_err(|_| KeyError::Random)?;
+    Ok(material)
 }
 
 /// Keys by id; `active` encrypts, every key decrypts.
@@ -160,15 +244,16 @@ impl Keyring {
     }
 }
 
-/// A fresh key: `(id, base64 material)`. The id is `key-` and 8 random hex digits.
-pub fn generate() -> Result<(String, String), KeyError> {
-    let rng = SystemRandom::new();
-    let mut material = [0u8; KEY_LEN];
+/// A fresh key: `(id, base64 material)`. The id is `prefix-` and 8 random
+/// hex digits (`key` for static keys, `kek` for local KEKs).
+pub fn generate(prefix: &str) -> Result<(String, Zeroizing<String>), KeyError> {
+    let material = random_key()?;
     let mut tag = [0u8; 4];
-    rng.fill(&mut material).map_err(|_| KeyError::Random)?;
-    rng.fill(&mut tag).map_err(|_| KeyError::Random)?;
-    let id = format!("key-{:08x}", u32::from_be_bytes(tag));
-    Ok((id, STANDARD.encode(material)))
+    SystemRandom::new()
+        .fill(&mut tag)
+        .map_err(|_| KeyError::Random)?;
+    let id = format!("{prefix}-{:08x}", u32::from_be_bytes(tag));
+    Ok((id, Zeroizing::new(STANDARD.encode(&material[..]))))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! The pieces, in the order data flows through them:
 //! - [`schema`]: descriptor set → plan of the fields that lead to payloads;
 //! - [`rewrite`]: wire-level walker that applies a codec along the plan;
-//! - [`codec`]: snappy and AES-256-GCM, chained; [`keys`]: the keyring;
+//! - [`codec`]: snappy and AES-256-GCM, chained; [`keys`]: key policies,
+//!   envelope encryption with KMS-wrapped data keys, reload;
 //! - [`config`]: the TOML configuration.
 
 #![forbid(unsafe_code)]
@@ -36,7 +37,7 @@ pub enum AppError {
     #[error("Temporal descriptor set: {0}")]
     Schema(#[from] schema::SchemaError),
     #[error("codec: {0}")]
-    Codec(#[from] config::ChainError),
+    Keys(#[from] keys::policy::PolicyError),
     #[error("upstream TLS: {0}")]
     Tls(#[from] upstream::TlsError),
     #[error(transparent)]
@@ -82,20 +83,23 @@ impl App {
         telemetry: Arc<telemetry::Telemetry>,
     ) -> Result<App, AppError> {
         let schema = Arc::new(schema::Schema::embedded()?);
-        let chain = Arc::new(config.codec.chain()?);
+        let pipeline = Arc::new(config.codec.pipeline()?);
         let upstream = Arc::new(upstream::Upstream::new(
             &config.upstream,
             &config.upstream_options,
         )?);
         let codec_server = match &config.codec_server {
-            Some(c) => Some(Arc::new(codec_server::CodecServer::new(c, chain.clone())?)),
+            Some(c) => Some(Arc::new(codec_server::CodecServer::new(
+                c,
+                pipeline.clone(),
+            )?)),
             None => None,
         };
-        telemetry.observe_codec(chain.stats().clone(), chain.keyring().clone());
+        telemetry.observe_codec(&pipeline);
         telemetry.observe_upstream(upstream.clone());
         let proxy = Arc::new(proxy::Proxy::new(
             schema,
-            chain,
+            pipeline,
             upstream,
             config.proxy.clone(),
             telemetry.metrics.clone(),

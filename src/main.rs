@@ -52,8 +52,13 @@ enum Command {
         #[arg(long, short)]
         namespace: Option<String>,
     },
-    /// Print a fresh key id and base64 AES-256 key for [[codec.keys]].
-    Keygen,
+    /// Print a fresh key: a [[codec.keys]] entry (static format), or with
+    /// `--kek` a local KEK for envelope encryption.
+    Keygen {
+        /// Make a local key-encryption key ([codec.kms.NAME] provider "local").
+        #[arg(long)]
+        kek: bool,
+    },
     /// Write the embedded Temporal API descriptor set (a protoset for grpcurl and ghz).
     Protoset {
         /// Where to write it.
@@ -79,8 +84,8 @@ fn main() -> ExitCode {
         Command::Payloads {
             direction,
             config,
-            namespace: _,
-        } => payloads(direction, &config),
+            namespace,
+        } => payloads(direction, &config, namespace.as_deref().unwrap_or("")),
         Command::Protoset { path } => {
             match std::fs::write(&path, sealgate::schema::EMBEDDED_DESCRIPTOR_SET) {
                 Ok(()) => {
@@ -97,9 +102,21 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Keygen => match keys::generate() {
+        Command::Keygen { kek } => match keys::generate(if kek { "kek" } else { "key" }) {
             Ok((id, material)) => {
-                println!("id = \"{id}\"\nmaterial = \"{material}\"");
+                let material = material.as_str();
+                if kek {
+                    println!(
+                        "# A local KEK for envelope encryption. Keep the material out of version\n\
+                         # control: material = \"${{SEALGATE_KEK}}\" or material_file = \"...\" (mode 0600).\n\
+                         [codec.kms.local]\nprovider = \"local\"\n\n[[codec.kms.local.keys]]\n\
+                         id = \"{id}\"\nmaterial = \"{material}\"\n\n\
+                         # and in the policy that should use it:\n\
+                         # [codec.policies.default]\n# active_key = \"{id}\""
+                    );
+                } else {
+                    println!("[[codec.keys]]\nid = \"{id}\"\nmaterial = \"{material}\"");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -107,20 +124,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckConfig { config } => match load(&config) {
-            Ok(c) => {
-                println!(
-                    "{}: ok (listen {}, upstream {}, {} key(s), encryption {})",
-                    config.display(),
-                    c.listen,
-                    c.upstream,
-                    c.codec.keys.len(),
-                    if c.codec.encryption { "on" } else { "off" }
-                );
-                ExitCode::SUCCESS
+        Command::CheckConfig { config } => {
+            let (c, pipeline) = match load_codec(&config) {
+                Ok(ok) => ok,
+                Err(code) => return code,
+            };
+            for w in &c.warnings {
+                eprintln!("sealgate: warning: {w}");
             }
-            Err(code) => code,
-        },
+            println!(
+                "{}: ok (listen {}, upstream {}, encryption {})",
+                config.display(),
+                c.listen,
+                c.upstream,
+                if c.codec.encryption { "on" } else { "off" }
+            );
+            for p in pipeline.current().policies.all() {
+                println!("  policy {}", p.describe());
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -233,13 +256,13 @@ async fn serve(
             upstream = %c.upstream,
             encryption = c.codec.encryption,
             compression = c.codec.compression,
-            active_key = c.codec.active_key.as_deref().unwrap_or("-"),
             "sealgate ready"
         );
-        if !c.codec.encryption {
-            tracing::warn!(
-                "encryption is off: payloads go upstream in clear (decrypt-only posture)"
-            );
+        for p in app.proxy().codec().current().policies.all() {
+            tracing::info!(policy = %p.describe(), "key policy");
+        }
+        for w in &c.warnings {
+            tracing::warn!("{w}");
         }
         match app.serve(listeners, shutdown).await {
             Drained::Clean => {
@@ -277,30 +300,59 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn payloads(direction: Direction, config: &std::path::Path) -> ExitCode {
-    let config = match load(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let chain = match config.codec.chain() {
-        Ok(c) => c,
+/// Loads a configuration and builds its key policies (exit 64 on failure).
+fn load_codec(path: &std::path::Path) -> Result<(Config, sealgate::codec::Pipeline), ExitCode> {
+    let config = load(path)?;
+    match config.codec.pipeline() {
+        Ok(p) => Ok((config, p)),
         Err(e) => {
-            eprintln!(
-                "sealgate: {}: {e}",
-                config_name(config.codec.active_key.as_deref())
-            );
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            eprintln!("sealgate: {}: [codec]: {e}", path.display());
+            Err(ExitCode::from(EXIT_BAD_CONFIG as u8))
         }
+    }
+}
+
+fn payloads(direction: Direction, config: &std::path::Path, namespace: &str) -> ExitCode {
+    let pipeline = match load_codec(config) {
+        Ok((_, p)) => p,
+        Err(code) => return code,
     };
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         eprintln!("sealgate: reading stdin: {e}");
         return ExitCode::FAILURE;
     }
-    let out = match direction {
-        Direction::Encode => json::transform(&input, |p| chain.encode_payload(p)),
-        Direction::Decode => json::transform(&input, |p| chain.decode_payload(p)),
+    // Envelope policies may need the KMS: one small runtime for its calls.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sealgate: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let out = runtime.block_on(async {
+        let mut session = pipeline.session(namespace);
+        match direction {
+            Direction::Encode => {
+                session.prepare_encode().await.map_err(|e| e.to_string())?;
+                json::transform(&input, |p| session.encode_payload(p)).map_err(|e| e.to_string())
+            }
+            Direction::Decode => {
+                let run = |s: &sealgate::codec::Session| {
+                    json::transform(&input, |p| s.decode_payload(p)).map_err(|e| e.to_string())
+                };
+                let first = run(&session);
+                if session.fetch_missing().await.map_err(|e| e.to_string())? {
+                    run(&session)
+                } else {
+                    first
+                }
+            }
+        }
+    });
     match out {
         Ok(mut out) => {
             out.push(b'\n');
@@ -316,12 +368,5 @@ fn payloads(direction: Direction, config: &std::path::Path) -> ExitCode {
             eprintln!("sealgate: {e}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
-    }
-}
-
-fn config_name(active: Option<&str>) -> String {
-    match active {
-        Some(id) => format!("codec (active key {id:?})"),
-        None => "codec".into(),
     }
 }

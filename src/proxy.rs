@@ -20,7 +20,7 @@ use tracing::Instrument;
 pub use error::{ProxyError, Side};
 
 use crate::{
-    codec::Chain,
+    codec::Pipeline,
     config::ProxyConfig,
     grpc,
     schema::{Schema, WORKFLOW_SERVICE},
@@ -32,7 +32,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Proxy {
     pub(crate) schema: Arc<Schema>,
-    pub(crate) chain: Arc<Chain>,
+    pub(crate) codec: Arc<Pipeline>,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
@@ -44,7 +44,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(
         schema: Arc<Schema>,
-        chain: Arc<Chain>,
+        codec: Arc<Pipeline>,
         upstream: Arc<Upstream>,
         config: ProxyConfig,
         metrics: Metrics,
@@ -52,7 +52,7 @@ impl Proxy {
     ) -> Self {
         Proxy {
             schema,
-            chain,
+            codec,
             upstream,
             config,
             metrics,
@@ -62,6 +62,11 @@ impl Proxy {
 
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
+    }
+
+    /// The codec pipeline (swapped on reload).
+    pub fn codec(&self) -> &Arc<Pipeline> {
+        &self.codec
     }
 
     /// Serves one request in its own span, records its metrics, and turns

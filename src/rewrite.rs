@@ -45,6 +45,16 @@ pub trait PayloadVisitor {
     }
 }
 
+impl<V: PayloadVisitor + ?Sized> PayloadVisitor for &mut V {
+    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        (**self).payload(payload)
+    }
+
+    fn failure_mode(&self) -> FailureMode {
+        (**self).failure_mode()
+    }
+}
+
 /// What went wrong, without where.
 #[derive(Debug, Error)]
 pub enum RewriteErrorKind {
@@ -123,6 +133,20 @@ impl From<CodecError> for RewriteError {
     fn from(e: CodecError) -> Self {
         RewriteError::new(e)
     }
+}
+
+/// The last occurrence of top-level string field `number` in `message` (the
+/// value protobuf parsers keep), without parsing anything else; `None` when
+/// absent, not UTF-8, or the bytes before it do not parse.
+pub fn top_level_string(message: &[u8], number: u32) -> Option<&str> {
+    let mut found = None;
+    for field in wire::Fields::new(message, MAX_DEPTH) {
+        let (tag, value) = field.ok()?;
+        if tag.field == number && tag.wire_type == wire::LEN {
+            found = Some(value);
+        }
+    }
+    found.and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Rewrites one message of type `message`, returning the input untouched

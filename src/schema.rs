@@ -50,6 +50,8 @@ pub struct Method {
     pub name: Box<str>,
     pub input: MessageId,
     pub output: MessageId,
+    /// Number of the request's top-level `namespace` string field, if any.
+    pub namespace_field: Option<u32>,
     pub client_streaming: bool,
     pub server_streaming: bool,
 }
@@ -58,6 +60,14 @@ impl Method {
     /// True for plain request/response calls (every WorkflowService method).
     pub fn is_unary(&self) -> bool {
         !self.client_streaming && !self.server_streaming
+    }
+
+    /// The namespace a request names in its own `namespace` field (the one
+    /// the server stores the data under); `None` when the method has no such
+    /// field, it is absent or empty, or the bytes do not parse that far.
+    pub fn namespace_of<'a>(&self, request: &'a [u8]) -> Option<&'a str> {
+        let number = self.namespace_field?;
+        crate::rewrite::top_level_string(request, number).filter(|s| !s.is_empty())
     }
 }
 

@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub use propagation::{extract_parent, inject_current};
 
-use crate::{codec::CodecStats, config::TelemetryConfig, keys::Keyring, upstream::Upstream};
+use crate::{codec::Pipeline, config::TelemetryConfig, keys::kms::redact_id, upstream::Upstream};
 
 #[derive(Debug, Error)]
 pub enum TelemetryError {
@@ -142,8 +142,9 @@ impl Telemetry {
     }
 
     /// Exposes the codec chain's counters.
-    pub fn observe_codec(&self, stats: Arc<CodecStats>, keyring: Arc<Keyring>) {
+    pub fn observe_codec(&self, pipeline: &Arc<Pipeline>) {
         use std::sync::atomic::Ordering::Relaxed;
+        let stats = pipeline.stats();
         let s = stats.clone();
         self.meter
             .u64_observable_counter("sealgate.payloads")
@@ -189,17 +190,60 @@ impl Telemetry {
                 }
             })
             .build();
+        let ops = pipeline.ops().clone();
         self.meter
             .u64_observable_counter("sealgate.key.operations")
-            .with_description("Encryptions and decryptions by key id")
+            .with_description("Encryptions and decryptions by key id (the KEK's id for data keys)")
             .with_callback(move |o| {
-                for key in keyring.keys() {
-                    let (enc, dec) = key.operations();
-                    let id = KeyValue::new("key_id", key.id().to_string());
+                for (id, (enc, dec)) in ops.snapshot() {
+                    let id = KeyValue::new("key_id", redact_id(&id).to_string());
                     o.observe(enc, &[id.clone(), KeyValue::new("operation", "encrypt")]);
                     o.observe(dec, &[id, KeyValue::new("operation", "decrypt")]);
                 }
             })
+            .build();
+        let deks = pipeline.deks().clone();
+        self.meter
+            .u64_observable_counter("sealgate.kms.calls")
+            .with_description("KMS calls (wrap a new data key, unwrap a cached one) by outcome")
+            .with_callback(move |o| {
+                let s = deks.stats();
+                for (op, result, v) in [
+                    ("wrap", "ok", &s.wraps),
+                    ("unwrap", "ok", &s.unwraps),
+                    ("any", "failed", &s.kms_failures),
+                ] {
+                    o.observe(
+                        v.load(Relaxed),
+                        &[
+                            KeyValue::new("operation", op),
+                            KeyValue::new("result", result),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let deks = pipeline.deks().clone();
+        self.meter
+            .u64_observable_counter("sealgate.dek.cache")
+            .with_description("Lookups of unwrapped data keys by result")
+            .with_callback(move |o| {
+                let s = deks.stats();
+                o.observe(
+                    s.cache_hits.load(Relaxed),
+                    &[KeyValue::new("result", "hit")],
+                );
+                o.observe(
+                    s.cache_misses.load(Relaxed),
+                    &[KeyValue::new("result", "miss")],
+                );
+            })
+            .build();
+        let deks = pipeline.deks().clone();
+        self.meter
+            .u64_observable_counter("sealgate.dek.created")
+            .with_description("Data keys created (first use of a namespace, or rotation)")
+            .with_callback(move |o| o.observe(deks.stats().rotations.load(Relaxed), &[]))
             .build();
     }
 

@@ -76,50 +76,78 @@ fn check_config_accepts_the_dev_config_and_lists_every_problem_with_exit_64() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-#[test]
-fn payloads_encode_and_decode_round_trip_and_keygen_makes_usable_keys() {
-    let keygen = bin().arg("keygen").output().unwrap();
-    assert!(keygen.status.success());
-    let entry = String::from_utf8(keygen.stdout).unwrap();
-    let d = tmp("payloads");
-    let config = d.join("c.toml");
-    let entry_id = entry
+/// The `id = "…"` value of keygen output.
+fn generated_id(entry: &str) -> String {
+    entry
         .lines()
-        .next()
+        .find(|l| l.starts_with("id = "))
         .unwrap()
         .split('"')
         .nth(1)
         .unwrap()
-        .to_string();
-    std::fs::write(
-        &config,
-        format!("upstream = \"127.0.0.1:1\"\n[codec]\nactive_key = \"{entry_id}\"\n[[codec.keys]]\n{entry}"),
-    )
-    .unwrap();
+        .to_string()
+}
+
+#[test]
+fn payloads_encode_and_decode_round_trip_and_keygen_makes_usable_keys() {
+    let d = tmp("payloads");
     let input = r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlY3JldCI="},{"metadata":{"encoding":"YmluYXJ5L251bGw="}}]}"#;
-    let run = |dir: &str, stdin: &str| {
-        let out = pipe(&["payloads", dir, "--config"], &config, stdin);
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let encoded = run("encode", input);
-    assert!(
-        encoded.contains("YmluYXJ5L2VuY3J5cHRlZA=="),
-        "binary/encrypted: {encoded}"
-    );
-    assert!(!encoded.contains("InNlY3JldCI="));
-    let decoded = run("decode", &encoded);
-    let v: serde_json::Value = serde_json::from_str(&decoded).unwrap();
-    let want: serde_json::Value = serde_json::from_str(input).unwrap();
-    assert_eq!(v, want);
-    // Bad JSON is a clear error, exit 65.
-    let out = pipe(
-        &["payloads", "decode", "--config"],
-        &config,
-        "{\"payload\":1}",
-    );
-    assert_eq!(out.status.code(), Some(65));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("payloads"));
+    // Static format ([[codec.keys]]) and envelope format (a local KEK).
+    for kek in [false, true] {
+        let mut keygen = bin();
+        keygen.arg("keygen");
+        if kek {
+            keygen.arg("--kek");
+        }
+        let keygen = keygen.output().unwrap();
+        assert!(keygen.status.success());
+        let entry = String::from_utf8(keygen.stdout).unwrap();
+        let id = generated_id(&entry);
+        let config = d.join(format!("c-{kek}.toml"));
+        let text = if kek {
+            assert!(id.starts_with("kek-"), "{entry}");
+            format!(
+                "upstream = \"127.0.0.1:1\"\n{entry}\n[codec.policies.default]\nactive_key = \"{id}\"\n"
+            )
+        } else {
+            format!("upstream = \"127.0.0.1:1\"\n[codec]\nactive_key = \"{id}\"\n{entry}")
+        };
+        std::fs::write(&config, text).unwrap();
+        let run = |dir: &str, stdin: &str| {
+            let out = pipe(&["payloads", dir, "--config"], &config, stdin);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let encoded = run("encode", input);
+        assert!(
+            encoded.contains("YmluYXJ5L2VuY3J5cHRlZA=="),
+            "binary/encrypted: {encoded}"
+        );
+        assert!(!encoded.contains("InNlY3JldCI="));
+        // encryption-dek is there exactly in the envelope format.
+        let v: serde_json::Value = serde_json::from_str(&encoded).unwrap();
+        assert_eq!(
+            v["payloads"][0]["metadata"].get("encryption-dek").is_some(),
+            kek,
+            "{encoded}"
+        );
+        let decoded = run("decode", &encoded);
+        let v: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+        let want: serde_json::Value = serde_json::from_str(input).unwrap();
+        assert_eq!(v, want);
+        // Bad JSON is a clear error, exit 65.
+        let out = pipe(
+            &["payloads", "decode", "--config"],
+            &config,
+            "{\"payload\":1}",
+        );
+        assert_eq!(out.status.code(), Some(65));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("payloads"));
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }
 

@@ -10,14 +10,13 @@ use std::{
     io::Write,
     path::PathBuf,
     process::{Command, Stdio},
-    sync::Arc,
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use prost::Message;
 use sealgate::{
-    codec::{Chain, ChainOptions, payload},
-    keys::{Key, Keyring},
+    codec::{ChainOptions, Pipeline, Session, payload},
+    keys::Key,
 };
 use temporalio_protos::temporal::api::common::v1::Payload;
 
@@ -85,14 +84,16 @@ fn run_sample(
     (list("encoded"), list("decoded"))
 }
 
-fn chain(compression: bool) -> Chain {
-    let keys = Keyring::new(vec![Key::new("interop", &KEY).unwrap()], Some("interop")).unwrap();
+fn chain(compression: bool) -> Session {
+    let keys = vec![Key::new("interop", &KEY).unwrap()];
     let opts = ChainOptions {
         compression,
         encryption: true,
         ..Default::default()
     };
-    Chain::new(&opts, Arc::new(keys)).unwrap()
+    Pipeline::fixed(&opts, keys, Some("interop"))
+        .unwrap()
+        .session("")
 }
 
 fn payloads() -> Vec<Vec<u8>> {

@@ -275,7 +275,8 @@ async fn spans_continue_the_callers_trace_and_reach_an_otlp_collector() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (_, key) = sealgate::keys::generate().unwrap();
+    let (_, key) = sealgate::keys::generate("key").unwrap();
+    let key = key.as_str();
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\nupstream = \"http://{}\"\n\
          [telemetry]\nadmin_listen = \"off\"\notlp_endpoint = \"http://{collector}\"\n\

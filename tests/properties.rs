@@ -9,13 +9,13 @@
 
 mod support;
 
-use std::sync::{Arc, atomic::Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use proptest::prelude::*;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use sealgate::{
-    codec::{Chain, ChainOptions},
-    keys::{Key, Keyring},
+    codec::{ChainOptions, Pipeline, Session},
+    keys::Key,
     rewrite::rewrite,
     schema::{Schema, WORKFLOW_SERVICE},
 };
@@ -24,19 +24,17 @@ use support::{
     generate::{CANARY, Gen, Options},
 };
 
-fn chain(encode_failures: bool) -> Chain {
-    let keys = Keyring::new(
-        vec![Key::new("prop-key", &[7; 32]).unwrap()],
-        Some("prop-key"),
-    )
-    .unwrap();
+fn chain(encode_failures: bool) -> Session {
+    let keys = vec![Key::new("prop-key", &[7; 32]).unwrap()];
     let opts = ChainOptions {
         compression: true,
         encryption: true,
         encode_failures,
         max_decoded: None,
     };
-    Chain::new(&opts, Arc::new(keys)).unwrap()
+    Pipeline::fixed(&opts, keys, Some("prop-key"))
+        .unwrap()
+        .session("")
 }
 
 /// Every request and response type of every WorkflowService method.
@@ -59,7 +57,7 @@ struct Checked {
 fn check(
     schema: &Schema,
     pool: &DescriptorPool,
-    chain: &Chain,
+    chain: &Session,
     ty: &str,
     seed: u64,
     opts: Options,

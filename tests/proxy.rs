@@ -7,7 +7,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use prost::Message;
-use sealgate::{codec::Chain, proxy::server::Drained, rewrite::rewrite, schema::Schema};
+use sealgate::{codec::Session, proxy::server::Drained, rewrite::rewrite, schema::Schema};
 use support::{
     contains,
     generate::{CANARY, Gen, Options},
@@ -63,7 +63,7 @@ struct Rig {
     upstream: FakeUpstream,
     gateway: Gateway,
     client: Client,
-    chain: Arc<Chain>,
+    chain: Arc<Session>,
     schema: Schema,
 }
 
@@ -73,7 +73,7 @@ async fn rig_with(
 ) -> Rig {
     let upstream = FakeUpstream::start(handler).await;
     let config = parse_config(&config_text(upstream.addr, extra));
-    let chain = Arc::new(config.codec.chain().unwrap());
+    let chain = Arc::new(config.codec.pipeline().unwrap().session(""));
     let gateway = Gateway::start(config).await;
     let client = Client::connect(gateway.addr).await;
     Rig {
@@ -294,7 +294,7 @@ async fn query_results_and_status_details_are_decoded() {
     support::generate::len_field(3, &any, &mut status);
     let status_plain = status.clone();
 
-    let upstream_chain: Arc<std::sync::Mutex<Option<Arc<Chain>>>> = Arc::default();
+    let upstream_chain: Arc<std::sync::Mutex<Option<Arc<Session>>>> = Arc::default();
     let chain_slot = upstream_chain.clone();
     let r = rig(move |rec| {
         let chain = chain_slot.lock().unwrap().clone().unwrap();

@@ -45,7 +45,8 @@ fn config(text: &str, env: &[(&str, String)]) -> Config {
 }
 
 fn codec() -> String {
-    let (_, key) = sealgate::keys::generate().unwrap();
+    let (_, key) = sealgate::keys::generate("key").unwrap();
+    let key = key.as_str();
     format!(
         "[telemetry]\nadmin_listen = \"off\"\n[codec]\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"{key}\"\n"
     )

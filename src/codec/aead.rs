@@ -2,24 +2,25 @@
 //!
 //! data = nonce(12) ‖ ciphertext ‖ tag(16), random nonce, no AAD; metadata
 //! `encryption-key-id` names the key. The layout of Temporal's Go, Python and
-//! TypeScript encryption samples.
+//! TypeScript encryption samples. In the envelope format (Temporal Proxy's)
+//! the key is a data key, `encryption-key-id` names the KEK that wrapped it,
+//! and `encryption-dek` carries the wrapped data key in base64.
 
-use std::{
-    cell::RefCell,
-    sync::{Arc, atomic::Ordering::Relaxed},
-};
+use std::{cell::RefCell, sync::atomic::Ordering::Relaxed};
 
 use ring::{
     aead::{Aad, NONCE_LEN as RING_NONCE_LEN, Nonce},
     rand::{SecureRandom, SystemRandom},
 };
 
-use super::{Codec, CodecError, CodecStats, PayloadView, payload};
-use crate::keys::Keyring;
+use super::{CallKeys, Codec, CodecError, CodecStats, PayloadView, payload};
 
 pub const ENCODING_ENCRYPTED: &[u8] = b"binary/encrypted";
-/// Metadata key naming the key a payload was encrypted with.
+/// Metadata key naming the key a payload was encrypted with (the KEK in the
+/// envelope format).
 pub const KEY_ID: &str = "encryption-key-id";
+/// Metadata key holding the base64 KEK-wrapped data key (envelope format).
+pub const DEK: &str = "encryption-dek";
 pub const NONCE_LEN: usize = RING_NONCE_LEN;
 pub const TAG_LEN: usize = 16;
 
@@ -53,14 +54,12 @@ fn fresh_nonce(rng: &SystemRandom) -> Result<[u8; NONCE_LEN], CodecError> {
 
 #[derive(Debug)]
 pub(super) struct Aead {
-    keyring: Arc<Keyring>,
     rng: SystemRandom,
 }
 
 impl Aead {
-    pub(super) fn new(keyring: Arc<Keyring>) -> Self {
+    pub(super) fn new() -> Self {
         Aead {
-            keyring,
             rng: SystemRandom::new(),
         }
     }
@@ -71,16 +70,29 @@ impl Codec for Aead {
         ENCODING_ENCRYPTED
     }
 
-    fn encode(&self, input: &[u8], view: &PayloadView<'_>) -> Result<Option<Vec<u8>>, CodecError> {
-        let key = self.keyring.active().ok_or(CodecError::NoActiveKey)?;
+    fn encode(
+        &self,
+        input: &[u8],
+        view: &PayloadView<'_>,
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let key = keys.encrypt.ok_or_else(|| CodecError::NoActiveKey {
+            policy: keys.policy.name().to_string(),
+        })?;
         let nonce = fresh_nonce(&self.rng)?;
-        let metadata: [(&str, &[u8]); 2] = [
+        let full: [(&str, &[u8]); 3] = [
             (payload::ENCODING, ENCODING_ENCRYPTED),
             (KEY_ID, key.id().as_bytes()),
+            (DEK, key.wrapped().unwrap_or_default().as_bytes()),
         ];
+        let metadata = if key.wrapped().is_some() {
+            &full[..]
+        } else {
+            &full[..2]
+        };
         let data_len = NONCE_LEN + input.len() + TAG_LEN;
         // Encrypt in place inside the final buffer: one allocation, one copy.
-        let out = payload::write_payload(&metadata, data_len, &view.external, |out| {
+        let out = payload::write_payload(metadata, data_len, &view.external, |out| {
             out.extend_from_slice(&nonce);
             let start = out.len();
             out.extend_from_slice(input);
@@ -93,7 +105,7 @@ impl Codec for Aead {
                 )
                 .map_err(|_| CodecError::Seal)?;
             out.extend_from_slice(tag.as_ref());
-            Ok(())
+            Ok::<(), CodecError>(())
         })?;
         key.count_encrypt();
         Ok(Some(out))
@@ -103,10 +115,28 @@ impl Codec for Aead {
         &self,
         view: &PayloadView<'_>,
         stats: &CodecStats,
+        keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let id = view.metadata(KEY_ID).unwrap_or_default();
-        let Some(key) = self.keyring.get(id) else {
-            // Not one of ours (another gateway's or an SDK's key): pass it on.
+        let found = match view.metadata(DEK) {
+            None => keys.policy.static_key(id).cloned(),
+            Some(wrapped) => match keys.policy.kek(id) {
+                None => None,
+                Some(kek) => match keys.deks.cached(kek.id(), wrapped) {
+                    Some(k) => Some(k),
+                    None => {
+                        // Fetched by the caller, who then decodes again.
+                        if let Ok(mut m) = keys.missing.lock() {
+                            m.push((kek.clone(), wrapped.into()));
+                        }
+                        return Ok(None);
+                    }
+                },
+            },
+        };
+        let Some(key) = found else {
+            // Not one of ours (another gateway's or an SDK's key, or one this
+            // namespace's policy does not allow): pass it on.
             stats.unknown_key.fetch_add(1, Relaxed);
             return Ok(None);
         };

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use super::{Codec, CodecError, CodecStats, PayloadView, payload};
+use super::{CallKeys, Codec, CodecError, CodecStats, PayloadView, payload};
 
 thread_local! {
     // The encoder keeps its hash table between calls; making one per payload
@@ -22,7 +22,12 @@ impl Codec for Snappy {
         ENCODING_SNAPPY
     }
 
-    fn encode(&self, input: &[u8], view: &PayloadView<'_>) -> Result<Option<Vec<u8>>, CodecError> {
+    fn encode(
+        &self,
+        input: &[u8],
+        view: &PayloadView<'_>,
+        _: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
         let compressed = ENCODER
             .with(|e| e.borrow_mut().compress_vec(input))
             .map_err(CodecError::Compress)?;
@@ -43,6 +48,7 @@ impl Codec for Snappy {
         &self,
         view: &PayloadView<'_>,
         _: &CodecStats,
+        _: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let size = snap::raw::decompress_len(view.data).map_err(CodecError::Decompress)?;
         if size > self.max_decoded {

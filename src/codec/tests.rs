@@ -1,4 +1,4 @@
-use std::sync::{Arc, atomic::Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use aes_gcm::{Aes256Gcm, KeyInit, aead::Aead as _};
 use prost::Message;
@@ -17,18 +17,18 @@ use crate::{
 const K1: [u8; 32] = [1; 32];
 const K2: [u8; 32] = [2; 32];
 
-fn keyring(active: &str) -> Arc<Keyring> {
+/// A session over keys k1 and k2, k1 active.
+fn session(opts: &ChainOptions) -> Session {
     let keys = vec![Key::new("k1", &K1).unwrap(), Key::new("k2", &K2).unwrap()];
-    Arc::new(Keyring::new(keys, Some(active)).unwrap())
+    Pipeline::fixed(opts, keys, Some("k1")).unwrap().session("")
 }
 
-fn chain(compression: bool, encryption: bool) -> Chain {
-    let opts = ChainOptions {
+fn chain(compression: bool, encryption: bool) -> Session {
+    session(&ChainOptions {
         compression,
         encryption,
         ..Default::default()
-    };
-    Chain::new(&opts, keyring("k1")).unwrap()
+    })
 }
 
 fn json(data: &str) -> Vec<u8> {
@@ -203,7 +203,9 @@ fn decompression_is_bounded() {
         max_decoded: Some(1000),
         ..Default::default()
     };
-    let c = Chain::new(&opts, Arc::default()).unwrap();
+    let c = Pipeline::fixed(&opts, Vec::new(), None)
+        .unwrap()
+        .session("");
     let enc = c.encode_payload(&json(&"z".repeat(5000))).unwrap().unwrap();
     assert!(matches!(
         c.decode_payload(&enc),
@@ -217,10 +219,13 @@ fn encryption_without_an_active_key_is_refused() {
         encryption: true,
         ..Default::default()
     };
-    let keys = Keyring::new(vec![Key::new("k1", &K1).unwrap()], None).unwrap();
+    // Fail closed: nothing is encoded, the call gets an error.
+    let s = Pipeline::fixed(&opts, vec![Key::new("k1", &K1).unwrap()], None)
+        .unwrap()
+        .session("");
     assert!(matches!(
-        Chain::new(&opts, Arc::new(keys)),
-        Err(CodecError::NoActiveKey)
+        s.encode_payload(&json("1")),
+        Err(CodecError::NoActiveKey { .. })
     ));
 }
 
@@ -251,7 +256,7 @@ fn failure_encoding_hides_messages_and_restores_them() {
         encode_failures: true,
         ..Default::default()
     };
-    let c = Chain::new(&opts, keyring("k1")).unwrap();
+    let c = session(&opts);
     let original = app_failure(
         "card 4111 declined",
         "at charge()",

@@ -1,25 +1,41 @@
 //! A typed walk over a parsed TOML table that records problems instead of
 //! stopping at the first one, and rejects keys nobody asked for.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use toml::Value;
 
-/// Problems found so far, each with its key path.
+/// Problems found so far, each with its key path; also the warnings (worth
+/// saying, not worth refusing) and the files the configuration read.
 #[derive(Debug, Default)]
-pub(super) struct Issues(Vec<(String, String)>);
+pub(super) struct Issues {
+    problems: Vec<(String, String)>,
+    pub(super) warnings: Vec<String>,
+    pub(super) files: Vec<PathBuf>,
+}
 
 impl Issues {
     pub(super) fn push(&mut self, path: &str, message: String) {
-        self.0.push((path.to_string(), message));
+        self.problems.push((path.to_string(), message));
     }
 
-    pub(super) fn into_vec(self) -> Vec<(String, String)> {
-        self.0
+    pub(super) fn warn(&mut self, path: &str, message: String) {
+        self.warnings.push(format!("{path}: {message}"));
+    }
+
+    /// Notes a file the configuration depends on (watched for reloads).
+    pub(super) fn read_file(&mut self, path: PathBuf) {
+        if !self.files.contains(&path) {
+            self.files.push(path);
+        }
+    }
+
+    pub(super) fn take_problems(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.problems)
     }
 
     fn any_under(&self, prefix: &str) -> bool {
-        self.0.iter().any(|(p, _)| p.starts_with(prefix))
+        self.problems.iter().any(|(p, _)| p.starts_with(prefix))
     }
 }
 
@@ -203,6 +219,40 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// The sub-tables of `[key]` by name (`[key.NAME]`), sorted by name.
+    pub(super) fn named_tables(
+        &mut self,
+        key: &'static str,
+        issues: &mut Issues,
+    ) -> Vec<(String, Table<'a>)> {
+        let Some(parent) = self.table(key, issues) else {
+            return Vec::new();
+        };
+        let Some(t) = parent.table else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, v) in t {
+            match v {
+                Value::Table(inner) => out.push((
+                    name.clone(),
+                    Table {
+                        path: parent.path(&quote_key(name)),
+                        table: Some(inner),
+                        read: Vec::new(),
+                        env: self.env,
+                    },
+                )),
+                other => issues.push(
+                    &parent.path(&quote_key(name)),
+                    format!("expected a table, found {}", other.type_str()),
+                ),
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// An array of tables (`[[key]]`).
     pub(super) fn array_of_tables(
         &mut self,
@@ -257,6 +307,18 @@ impl<'a> Table<'a> {
                 );
             }
         }
+    }
+}
+
+/// A key as written in a TOML path: bare when it can be, quoted otherwise.
+fn quote_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        format!("{k:?}")
     }
 }
 

@@ -45,9 +45,13 @@ fn the_documented_minimal_shape_loads() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:7233");
     assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7234");
     assert!(c.codec.compression && c.codec.encryption && !c.codec.encode_failure_attributes);
-    assert_eq!(c.codec.keys.len(), 1);
-    let chain = c.codec.chain().unwrap();
-    assert!(format!("{chain:?}").contains("dev-key-1"));
+    assert_eq!(c.codec.keys.keys.len(), 1);
+    let pipeline = c.codec.pipeline().unwrap();
+    let policy = pipeline.current().policies.default_policy().describe();
+    assert_eq!(
+        policy,
+        "default: static with \"dev-key-1\" (decrypts with: dev-key-1)"
+    );
     assert!(
         !format!("{c:?}").contains(KEY),
         "material never shows in Debug"
@@ -58,7 +62,10 @@ fn the_documented_minimal_shape_loads() {
 fn shipped_configs_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let dev = Config::load(&dir.join("dev.toml")).unwrap();
-    assert_eq!(dev.codec.active_key.as_deref(), Some("dev-key-1"));
+    assert_eq!(
+        dev.codec.keys.policies[0].active_key.as_deref(),
+        Some("dev-key-1")
+    );
     // The reference file documents every key; it needs its secrets supplied.
     let text = std::fs::read_to_string(dir.join("reference.toml")).unwrap();
     let text = text
@@ -75,7 +82,7 @@ fn shipped_configs_are_valid() {
     };
     let c = Config::parse(&text, "reference.toml", &tmp, &vars).unwrap();
     std::fs::remove_dir_all(&tmp).unwrap();
-    assert_eq!(c.codec.keys.len(), 2);
+    assert_eq!(c.codec.keys.keys.len(), 2);
     assert!(c.upstream.tls);
     assert_eq!(c.upstream_options.api_key.as_deref(), Some("api-key"));
     assert_eq!(c.proxy.allowed_services.len(), 3);
@@ -193,7 +200,7 @@ fn material_files_are_read_relative_to_the_config() {
     );
     std::fs::write(dir.join("c.toml"), &text).unwrap();
     let c = Config::load(&dir.join("c.toml")).unwrap();
-    assert_eq!(c.codec.keys.len(), 1);
+    assert_eq!(c.codec.keys.keys.len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -34,9 +34,9 @@ fn keyring_rules() {
 
 #[test]
 fn generated_keys_load() {
-    let (id, material) = generate().unwrap();
+    let (id, material) = generate("key").unwrap();
     assert!(id.starts_with("key-") && id.len() == 12);
     let bytes = decode_material(&material).unwrap();
     Key::new(&id, &bytes).unwrap();
-    assert_ne!(generate().unwrap().1, material);
+    assert_ne!(*generate("key").unwrap().1, *material);
 }

@@ -6,6 +6,7 @@ use http::Response;
 use thiserror::Error;
 
 use crate::{
+    codec::CodecError,
     grpc::{self, Code, frame::FrameError},
     rewrite::RewriteError,
     upstream::{Body, UpstreamError},
@@ -57,12 +58,24 @@ pub enum ProxyError {
     Response { upstream: String, reason: String },
     #[error("cannot decode the response's payloads: {0}")]
     Decode(RewriteError),
+    #[error("keys: {0}")]
+    Keys(Box<CodecError>),
     #[error("upstream {upstream} answered HTTP {status}, not gRPC: {body:?}{}", http_advice(*status))]
     NotGrpc {
         upstream: String,
         status: u16,
         body: String,
     },
+}
+
+impl From<CodecError> for ProxyError {
+    fn from(e: CodecError) -> Self {
+        ProxyError::Keys(Box::new(e))
+    }
+}
+
+fn is_kms_unavailable(e: &CodecError) -> bool {
+    matches!(e, CodecError::Kms(k) if k.is_unavailable())
 }
 
 fn http_advice(status: u16) -> &'static str {
@@ -89,6 +102,9 @@ impl ProxyError {
             }
             ProxyError::RequestBody(_) => Code::Cancelled,
             ProxyError::Encode(_) | ProxyError::Decode(_) => Code::Internal,
+            // A KMS that cannot be reached: the SDK retries.
+            ProxyError::Keys(e) if is_kms_unavailable(e) => Code::Unavailable,
+            ProxyError::Keys(_) => Code::Internal,
             ProxyError::Upstream(_) => Code::Unavailable,
             ProxyError::Deadline { .. } => Code::DeadlineExceeded,
             ProxyError::Response { .. } => Code::Internal,
@@ -115,7 +131,8 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::Response { .. } | ProxyError::NotGrpc { .. } => {
                 Side::Upstream
             }
-            ProxyError::Encode(_) | ProxyError::Decode(_) => Side::Internal,
+            ProxyError::Keys(e) if is_kms_unavailable(e) => Side::Upstream,
+            ProxyError::Encode(_) | ProxyError::Decode(_) | ProxyError::Keys(_) => Side::Internal,
         }
     }
 

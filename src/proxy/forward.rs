@@ -11,7 +11,7 @@ use opentelemetry::KeyValue;
 
 use super::{Proxy, ProxyError};
 use crate::{
-    codec::CodecError,
+    codec::{CodecError, Decoder},
     grpc::{self, GRPC_ENCODING, GRPC_STATUS, GRPC_TIMEOUT, frame},
     rewrite::{FailureMode, PayloadVisitor, rewrite},
     schema::{MessageId, Method, RPC_STATUS},
@@ -39,27 +39,6 @@ impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
     fn failure_mode(&self) -> FailureMode {
         self.inner.failure_mode()
     }
-}
-
-/// Rewrites one message, adding the payloads it changed to `changed`;
-/// `None` when the message stays as it was.
-fn rewrite_counted<V: PayloadVisitor>(
-    p: &Proxy,
-    id: MessageId,
-    message: &[u8],
-    visitor: V,
-    changed: &mut u64,
-) -> Result<Option<Vec<u8>>, crate::rewrite::RewriteError> {
-    let mut v = Counting {
-        inner: visitor,
-        changed: 0,
-    };
-    let r = rewrite(&p.schema, id, message, &mut v)?;
-    *changed += v.changed;
-    Ok(match r {
-        std::borrow::Cow::Owned(v) => Some(v),
-        std::borrow::Cow::Borrowed(_) => None,
-    })
 }
 
 /// `grpc-status` as a bounded label value.
@@ -151,74 +130,113 @@ enum CollectError {
     Read(String),
 }
 
-/// Rewrites each frame of a buffered body as message `id`; returns the new
-/// body and how many payloads changed, and records the codec time.
-fn rewrite_frames<E>(
+/// A buffered body split into frames, each message decompressed.
+struct Messages {
+    original: Bytes,
+    any_compressed: bool,
+    plain: Vec<Bytes>,
+}
+
+fn unframe<E>(
     p: &Proxy,
     body: Bytes,
     encoding: Option<&str>,
+    frame_err: impl Fn(frame::FrameError) -> E,
+) -> Result<Messages, E> {
+    let limit = p.config.max_message_bytes;
+    let frames = frame::split(body.clone(), limit).map_err(&frame_err)?;
+    let plain = frames
+        .iter()
+        .map(|f| frame::plain(f, encoding, limit))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&frame_err)?;
+    Ok(Messages {
+        original: body,
+        any_compressed: frames.iter().any(|f| f.compressed),
+        plain,
+    })
+}
+
+/// Rewrites each message as message `id` with `visitor`; returns the new
+/// body and how many payloads changed, and records the codec time.
+fn reframe<V: PayloadVisitor, E>(
+    p: &Proxy,
+    messages: &Messages,
     id: MessageId,
-    encode: bool,
+    visitor: V,
+    direction: &'static str,
     frame_err: impl Fn(frame::FrameError) -> E,
     rewrite_err: impl Fn(crate::rewrite::RewriteError) -> E,
 ) -> Result<(Bytes, u64), E> {
     let limit = p.config.max_message_bytes;
-    let original = body.clone();
-    let frames = frame::split(body, limit).map_err(&frame_err)?;
     let started = Instant::now();
-    let mut changed = 0;
-    // (rewritten message if it changed, plain message) per frame.
-    let mut messages = Vec::with_capacity(frames.len());
-    for f in &frames {
-        let message = frame::plain(f, encoding, limit).map_err(&frame_err)?;
-        let new = if encode {
-            rewrite_counted(p, id, &message, p.chain.encoder(), &mut changed)
-        } else {
-            rewrite_counted(p, id, &message, p.chain.decoder(), &mut changed)
-        }
-        .map_err(&rewrite_err)?;
+    let mut v = Counting {
+        inner: visitor,
+        changed: 0,
+    };
+    let mut rewritten = Vec::with_capacity(messages.plain.len());
+    for message in &messages.plain {
+        let new = match rewrite(&p.schema, id, message, &mut v).map_err(&rewrite_err)? {
+            std::borrow::Cow::Owned(n) => Some(n),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
         let len = new.as_ref().map_or(message.len(), Vec::len);
         if len > limit {
             return Err(frame_err(frame::FrameError::TooLarge { len, limit }));
         }
-        messages.push((new, message));
+        rewritten.push(new);
     }
-    let untouched =
-        frames.iter().all(|f| !f.compressed) && messages.iter().all(|(n, _)| n.is_none());
-    let out = if untouched {
+    let out = if !messages.any_compressed && rewritten.iter().all(Option::is_none) {
         // Nothing changed and nothing was compressed: forward the very bytes.
-        original
+        messages.original.clone()
     } else {
         let mut out = BytesMut::new();
-        for (new, message) in &messages {
+        for (new, message) in rewritten.iter().zip(&messages.plain) {
             frame::push(&mut out, new.as_deref().unwrap_or(message));
         }
         out.freeze()
     };
-    let direction = if encode { "encode" } else { "decode" };
     p.metrics.codec_duration.record(
         started.elapsed().as_secs_f64(),
         &[KeyValue::new("direction", direction)],
     );
-    Ok((out, changed))
+    Ok((out, v.changed))
 }
 
 /// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status
 /// whose Any details, e.g. QueryFailedFailure, may carry failures).
-fn decode_details(p: &Proxy, headers: &mut HeaderMap) -> Result<(), ProxyError> {
+fn decode_details(
+    p: &Proxy,
+    headers: &mut HeaderMap,
+    decoder: &mut Decoder<'_>,
+) -> Result<(), ProxyError> {
     let Some(Ok(bytes)) = grpc::status_details(headers) else {
         return Ok(()); // absent, or not base64: not ours to judge
     };
     let Some(status) = p.schema.message_id(RPC_STATUS) else {
         return Ok(());
     };
-    match rewrite(&p.schema, status, &bytes, &mut p.chain.decoder()) {
+    match rewrite(&p.schema, status, &bytes, decoder) {
         Ok(std::borrow::Cow::Owned(new)) => grpc::set_status_details(headers, &new),
         Ok(std::borrow::Cow::Borrowed(_)) => {}
         Err(e) if e.is_malformed() => {} // pass through what we cannot parse
         Err(e) => return Err(ProxyError::Decode(e)),
     }
     Ok(())
+}
+
+/// The namespace a call is for: the request's own `namespace` field (what
+/// the server stores the data under), else the `temporal-namespace` header,
+/// else none (`""`, the default policy).
+fn namespace<'a>(method: &Method, first: Option<&'a Bytes>, headers: &'a HeaderMap) -> &'a str {
+    first
+        .and_then(|m| method.namespace_of(m))
+        .or_else(|| {
+            headers
+                .get("temporal-namespace")
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("")
 }
 
 fn encoding(headers: &HeaderMap) -> Option<String> {
@@ -246,12 +264,22 @@ pub(super) async fn unary(
         Err(CollectError::TooLarge) => return Err(ProxyError::RequestTooLarge { limit }),
         Err(CollectError::Read(e)) => return Err(ProxyError::RequestBody(e)),
     };
-    let (body, encoded) = rewrite_frames(
+    let messages = unframe(
         p,
         body,
         encoding(&parts.headers).as_deref(),
+        ProxyError::RequestFrame,
+    )?;
+    let mut session = p
+        .codec
+        .session(namespace(method, messages.plain.first(), &parts.headers));
+    session.prepare_encode().await?;
+    let (body, encoded) = reframe(
+        p,
+        &messages,
         method.input,
-        true,
+        session.encoder(),
+        "encode",
         ProxyError::RequestFrame,
         |e| {
             if e.is_malformed() {
@@ -320,25 +348,36 @@ pub(super) async fn unary(
         &[KeyValue::new("method", method.name.to_string())],
     );
     clean_response(&mut parts.headers);
-    // Trailers-only responses carry the status (and details) in the headers.
-    decode_details(p, &mut parts.headers)?;
     let mut trailers = collected.trailers().cloned();
-    if let Some(t) = trailers.as_mut() {
-        decode_details(p, t)?;
-    }
     let upstream = p.upstream.name().to_string();
-    let (body, decoded) = rewrite_frames(
+    let frame_err = |e: frame::FrameError| ProxyError::Response {
+        upstream: upstream.clone(),
+        reason: e.to_string(),
+    };
+    let messages = unframe(
         p,
         collected.to_bytes(),
         encoding(&parts.headers).as_deref(),
-        method.output,
-        false,
-        |e| ProxyError::Response {
-            upstream: upstream.clone(),
-            reason: e.to_string(),
-        },
-        ProxyError::Decode,
+        frame_err,
     )?;
+    let (body, decoded) = session
+        .decode_with(|d| {
+            // Trailers-only responses carry the status (and details) in the headers.
+            decode_details(p, &mut parts.headers, d)?;
+            if let Some(t) = trailers.as_mut() {
+                decode_details(p, t, d)?;
+            }
+            reframe(
+                p,
+                &messages,
+                method.output,
+                d,
+                "decode",
+                frame_err,
+                ProxyError::Decode,
+            )
+        })
+        .await?;
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     tracing::Span::current().record("payloads", encoded + decoded);

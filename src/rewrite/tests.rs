@@ -316,7 +316,9 @@ fn visitor_errors_name_the_field() {
     struct Fail;
     impl PayloadVisitor for Fail {
         fn payload(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-            Err(CodecError::NoActiveKey)
+            Err(CodecError::NoActiveKey {
+                policy: "default".into(),
+            })
         }
     }
     let s = schema();

@@ -207,8 +207,16 @@ pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
                         type_name: t.to_string(),
                     })
                 };
+                let input = resolve(m.input_type())?;
+                let namespace_field = names[input.0 as usize]
+                    .1
+                    .field
+                    .iter()
+                    .find(|f| f.name() == "namespace" && f.r#type() == Type::String)
+                    .map(|f| f.number() as u32);
                 let method = Method {
-                    input: resolve(m.input_type())?,
+                    input,
+                    namespace_field,
                     output: resolve(m.output_type())?,
                     path: path.clone().into_boxed_str(),
                     service: service.clone().into_boxed_str(),

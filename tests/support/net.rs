@@ -413,7 +413,8 @@ pub struct Gateway {
 /// Config text for a gateway in front of `upstream`, with extra top-level
 /// settings or sections in `extra`. The key is generated for each call.
 pub fn config_text(upstream: SocketAddr, extra: &str) -> String {
-    let (_, key) = sealgate::keys::generate().unwrap();
+    let (_, key) = sealgate::keys::generate("key").unwrap();
+    let key = key.as_str();
     format!(
         r#"
 listen = "127.0.0.1:0"

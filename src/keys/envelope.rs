@@ -1,0 +1,296 @@
+//! Envelope encryption: one random data key (DEK) per namespace, wrapped by
+//! the policy's KEK, rotated by age off the hot path, and a bounded cache of
+//! unwrapped DEKs so that KMS calls stay rare and concurrent misses share
+//! one call.
+//!
+//! The store outlives reloads: a namespace keeps its DEK as long as its
+//! policy's KEK stays the same, and cached DEKs are only used when the
+//! current policy still names their KEK.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+use super::{
+    Key, KeyOpsRegistry,
+    kms::{Kek, KmsError},
+    random_key,
+};
+
+/// Default number of unwrapped DEKs kept.
+pub const DEFAULT_CACHE_SIZE: usize = 1000;
+/// Most namespaces holding a current DEK at once; beyond it the oldest
+/// namespace's DEK is dropped (and re-created on its next call).
+const MAX_NAMESPACES: usize = 4096;
+
+/// KMS and cache counters.
+#[derive(Debug, Default)]
+pub struct EnvelopeStats {
+    pub wraps: AtomicU64,
+    pub unwraps: AtomicU64,
+    pub kms_failures: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    /// DEKs created (first use of a namespace, or rotation).
+    pub rotations: AtomicU64,
+}
+
+/// How long a namespace's DEK encrypts, and when a fresh one is prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub lifetime: Duration,
+    pub renew_before: Duration,
+}
+
+struct Dek {
+    key: Arc<Key>,
+    renew_at: Instant,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    current: RwLock<Option<Arc<Dek>>>,
+    renewing: AtomicBool,
+    /// Held while a DEK is being created synchronously, so concurrent first
+    /// calls make one KMS call.
+    create: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn get(&self) -> Option<Arc<Dek>> {
+        self.current.read().ok().and_then(|g| g.clone())
+    }
+
+    fn set(&self, dek: Arc<Dek>) {
+        if let Ok(mut g) = self.current.write() {
+            *g = Some(dek);
+        }
+    }
+}
+
+type CacheCell = Arc<OnceCell<Arc<Key>>>;
+
+/// Current DEKs by namespace and unwrapped DEKs by their wrapped form.
+pub struct DekStore {
+    slots: DashMap<Box<str>, Arc<Slot>>,
+    slot_order: Mutex<VecDeque<Box<str>>>,
+    /// Keyed by the `encryption-dek` value as it appears in payloads.
+    cache: DashMap<Box<[u8]>, CacheCell>,
+    cache_order: Mutex<VecDeque<Box<[u8]>>>,
+    capacity: usize,
+    ops: Arc<KeyOpsRegistry>,
+    stats: EnvelopeStats,
+}
+
+impl std::fmt::Debug for DekStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DekStore")
+            .field("namespaces", &self.slots.len())
+            .field("cached", &self.cache.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl DekStore {
+    pub fn new(capacity: usize, ops: Arc<KeyOpsRegistry>) -> DekStore {
+        DekStore {
+            slots: DashMap::new(),
+            slot_order: Mutex::default(),
+            cache: DashMap::new(),
+            cache_order: Mutex::default(),
+            capacity: capacity.max(1),
+            ops,
+            stats: EnvelopeStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &EnvelopeStats {
+        &self.stats
+    }
+
+    /// The DEK that encrypts `namespace`'s payloads under `kek`. Creates one
+    /// (one KMS call, shared by concurrent callers) when there is none, it
+    /// expired, or the policy's KEK changed; starts a background renewal
+    /// once it is within `renew_before` of expiry.
+    pub async fn encrypting_key(
+        self: &Arc<Self>,
+        namespace: &str,
+        kek: &Arc<Kek>,
+        rotation: Rotation,
+    ) -> Result<Arc<Key>, KmsError> {
+        let slot = self.slot(namespace);
+        let usable = |d: &Dek| d.key.id() == kek.id() && Instant::now() < d.expires;
+        if let Some(d) = slot.get().filter(|d| usable(d)) {
+            if Instant::now() >= d.renew_at && !slot.renewing.swap(true, Relaxed) {
+                let (store, slot, kek, ns) = (
+                    self.clone(),
+                    slot.clone(),
+                    kek.clone(),
+                    namespace.to_string(),
+                );
+                tokio::spawn(async move {
+                    match store.create(&ns, &kek, rotation).await {
+                        Ok(d) => slot.set(d),
+                        Err(e) => {
+                            tracing::warn!(namespace = %ns, error = %e, "could not renew the data key; the current one stays in use until it expires")
+                        }
+                    }
+                    slot.renewing.store(false, Relaxed);
+                });
+            }
+            return Ok(d.key.clone());
+        }
+        let _one = slot.create.lock().await;
+        if let Some(d) = slot.get().filter(|d| usable(d)) {
+            return Ok(d.key.clone()); // another call just made it
+        }
+        let d = self.create(namespace, kek, rotation).await?;
+        let key = d.key.clone();
+        slot.set(d);
+        Ok(key)
+    }
+
+    fn slot(&self, namespace: &str) -> Arc<Slot> {
+        if let Some(s) = self.slots.get(namespace) {
+            return s.clone();
+        }
+        let slot = self.slots.entry(namespace.into()).or_default().clone();
+        if let Ok(mut order) = self.slot_order.lock() {
+            order.push_back(namespace.into());
+            while order.len() > MAX_NAMESPACES {
+                if let Some(old) = order.pop_front() {
+                    self.slots.remove(&old);
+                }
+            }
+        }
+        slot
+    }
+
+    async fn create(
+        &self,
+        namespace: &str,
+        kek: &Arc<Kek>,
+        rotation: Rotation,
+    ) -> Result<Arc<Dek>, KmsError> {
+        let material = random_key().map_err(|e| KmsError::Call {
+            provider: kek.provider().name().to_string(),
+            kek: kek.id().to_string(),
+            op: "generate",
+            reason: e.to_string(),
+            unavailable: false,
+        })?;
+        let wrapped = kek.wrap(&material[..], namespace).await.inspect_err(|_| {
+            self.stats.kms_failures.fetch_add(1, Relaxed);
+        })?;
+        self.stats.wraps.fetch_add(1, Relaxed);
+        self.stats.rotations.fetch_add(1, Relaxed);
+        let wrapped = STANDARD.encode(wrapped);
+        let key = Key::dek(kek.id(), &wrapped, &material[..])
+            .map_err(|_| KmsError::BadDek {
+                kek: kek.id().to_string(),
+                len: material.len(),
+            })?
+            .with_ops(self.ops.for_id(kek.id()));
+        let key = Arc::new(key);
+        // Our own payloads decode without asking the KMS.
+        self.insert(wrapped.as_bytes(), key.clone());
+        tracing::info!(namespace = %namespace, kek = %super::kms::redact_id(kek.id()), provider = %kek.provider().name(), "new data key");
+        let now = Instant::now();
+        Ok(Arc::new(Dek {
+            key,
+            renew_at: now + rotation.lifetime.saturating_sub(rotation.renew_before),
+            expires: now + rotation.lifetime,
+        }))
+    }
+
+    /// An unwrapped DEK from the cache, if `kek_id` is the KEK it was
+    /// wrapped by.
+    pub fn cached(&self, kek_id: &str, wrapped: &[u8]) -> Option<Arc<Key>> {
+        let key = self.cache.get(wrapped).and_then(|c| c.get().cloned());
+        match key {
+            Some(k) if k.id() == kek_id => {
+                self.stats.cache_hits.fetch_add(1, Relaxed);
+                Some(k)
+            }
+            _ => {
+                self.stats.cache_misses.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Unwraps `wrapped` (the base64 `encryption-dek`) with `kek` and caches
+    /// it; concurrent calls for the same DEK share one KMS call.
+    pub async fn unwrap(&self, kek: &Arc<Kek>, wrapped: &[u8]) -> Result<Arc<Key>, KmsError> {
+        let cell = match self.cache.get(wrapped) {
+            Some(c) => c.clone(),
+            None => {
+                let cell = self.cache.entry(wrapped.into()).or_default().clone();
+                self.remember(wrapped);
+                cell
+            }
+        };
+        let key = cell
+            .get_or_try_init(|| async {
+                let raw = STANDARD.decode(wrapped).map_err(|_| KmsError::NotBase64 {
+                    kek: kek.id().to_string(),
+                })?;
+                let material = kek.unwrap(&raw).await.inspect_err(|_| {
+                    self.stats.kms_failures.fetch_add(1, Relaxed);
+                })?;
+                self.stats.unwraps.fetch_add(1, Relaxed);
+                let text = std::str::from_utf8(wrapped).unwrap_or_default();
+                let key = Key::dek(kek.id(), text, &material).map_err(|_| KmsError::BadDek {
+                    kek: kek.id().to_string(),
+                    len: material.len(),
+                })?;
+                Ok::<_, KmsError>(Arc::new(key.with_ops(self.ops.for_id(kek.id()))))
+            })
+            .await?
+            .clone();
+        if key.id() != kek.id() {
+            // Cached under another KEK: never hand a DEK out for a KEK
+            // that did not wrap it.
+            return Err(KmsError::Call {
+                provider: kek.provider().name().to_string(),
+                kek: kek.id().to_string(),
+                op: "unwrap",
+                reason: "this data key was wrapped by a different KEK".into(),
+                unavailable: false,
+            });
+        }
+        Ok(key)
+    }
+
+    fn insert(&self, wrapped: &[u8], key: Arc<Key>) {
+        let cell = Arc::new(OnceCell::new_with(Some(key)));
+        self.cache.insert(wrapped.into(), cell);
+        self.remember(wrapped);
+    }
+
+    /// Records insertion order and evicts the oldest entries over capacity.
+    fn remember(&self, wrapped: &[u8]) {
+        if let Ok(mut order) = self.cache_order.lock() {
+            order.push_back(wrapped.into());
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    self.cache.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! AWS KMS: Encrypt and Decrypt with the KEK's key id (ARN, key id or
+//! alias), credentials from the SDK's standard chain (environment, shared
+//! config and credentials files, web identity, ECS and EC2 metadata, and
+//! `credential_process`), and an optional endpoint override (a VPC endpoint,
+//! or an emulator in tests). The client is built on first use.
+
+use std::fmt;
+
+use aws_sdk_kms::{error::ProvideErrorMetadata, primitives::Blob};
+use tokio::sync::OnceCell;
+use zeroize::Zeroizing;
+
+use super::CallError;
+
+/// The `[codec.kms.NAME]` settings of an `awskms` provider.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Region; the SDK's chain (AWS_REGION, profile) when absent.
+    pub region: Option<String>,
+    /// Endpoint URL override.
+    pub endpoint: Option<String>,
+    /// Named profile of the shared config files.
+    pub profile: Option<String>,
+}
+
+impl fmt::Debug for AwsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsKms")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("profile", &self.profile)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct AwsKms {
+    settings: AwsSettings,
+    client: OnceCell<aws_sdk_kms::Client>,
+}
+
+impl AwsKms {
+    pub(super) fn new(settings: AwsSettings) -> AwsKms {
+        AwsKms {
+            settings,
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> &aws_sdk_kms::Client {
+        self.client
+            .get_or_init(|| async {
+                let http = aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https();
+                let mut loader =
+                    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+                if let Some(r) = &self.settings.region {
+                    loader = loader.region(aws_config::Region::new(r.clone()));
+                }
+                if let Some(p) = &self.settings.profile {
+                    loader = loader.profile_name(p);
+                }
+                if let Some(e) = &self.settings.endpoint {
+                    loader = loader.endpoint_url(e);
+                }
+                aws_sdk_kms::Client::new(&loader.load().await)
+            })
+            .await
+    }
+
+    pub(super) async fn encrypt(&self, key_id: &str, dek: &[u8]) -> Result<Vec<u8>, CallError> {
+        let out = self
+            .client()
+            .await
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(Blob::new(dek))
+            .send()
+            .await
+            .map_err(describe)?;
+        out.ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| ("Encrypt returned no CiphertextBlob".into(), false))
+    }
+
+    pub(super) async fn decrypt(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CallError> {
+        // Naming the key makes KMS refuse a blob some other key wrapped.
+        let out = self
+            .client()
+            .await
+            .decrypt()
+            .key_id(key_id)
+            .ciphertext_blob(Blob::new(wrapped))
+            .send()
+            .await
+            .map_err(describe)?;
+        out.plaintext
+            .map(|b| Zeroizing::new(b.into_inner()))
+            .ok_or_else(|| ("Decrypt returned no Plaintext".into(), false))
+    }
+}
+
+/// The service's error code and message, or why the call never got one.
+fn describe<E, R>(e: aws_sdk_kms::error::SdkError<E, R>) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug + 'static,
+{
+    use aws_sdk_kms::error::SdkError;
+    match &e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            let code = err.code().unwrap_or("unknown error");
+            let message = err.message().unwrap_or("");
+            // Throttling and KMS-side outages are worth retrying.
+            let unavailable = matches!(
+                code,
+                "ThrottlingException" | "KMSInternalException" | "DependencyTimeoutException"
+            );
+            (format!("{code}: {message}"), unavailable)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => (
+            format!(
+                "cannot reach AWS KMS ({}); check the region, endpoint and network",
+                crate::upstream::error_chain(&e)
+            ),
+            true,
+        ),
+        _ => (crate::upstream::error_chain(&e), false),
+    }
+}
