@@ -46,7 +46,7 @@ pub struct CodecServer {
     cors: Cors,
     auth: Auth,
     max_body: usize,
-    tls: Option<TlsAcceptor>,
+    tls: Option<tokio::sync::watch::Sender<TlsAcceptor>>,
 }
 
 impl std::fmt::Debug for CodecServer {
@@ -83,7 +83,7 @@ impl CodecServer {
         codec: Arc<Pipeline>,
     ) -> Result<CodecServer, CodecServerError> {
         let tls = match &config.tls {
-            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            Some((cert, key)) => Some(tokio::sync::watch::Sender::new(tls_acceptor(cert, key)?)),
             None => None,
         };
         Ok(CodecServer {
@@ -202,6 +202,17 @@ impl CodecServer {
     }
 }
 
+impl CodecServer {
+    /// Loads a new certificate and key for HTTPS; new connections use them.
+    /// Nothing changes when they do not load.
+    pub fn reload_tls(&self, config: &CodecServerConfig) -> Result<(), CodecServerError> {
+        if let (Some(sender), Some((cert, key))) = (&self.tls, &config.tls) {
+            sender.send_replace(tls_acceptor(cert, key)?);
+        }
+        Ok(())
+    }
+}
+
 /// `/encode`, `/decode`, `/{ns}/encode`, `/{ns}/decode`.
 fn parse_path(path: &str) -> Option<(Option<&str>, Op)> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -244,7 +255,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     server.auth.warm_up();
-    let tls = server.tls.clone();
+    let tls = server.tls.as_ref().map(|t| t.subscribe());
     let handler = move |req| server.clone().handle(req);
     crate::http1::serve(
         "codec server",

@@ -37,6 +37,9 @@ use table::{Issues, Table};
 /// Exit code for a configuration that cannot be used (EX_USAGE... sysexits' EX_USAGE is 64).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
+/// Default for `reload_check_interval`.
+pub const DEFAULT_RELOAD_CHECK: Duration = Duration::from_secs(2);
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +54,9 @@ pub struct Config {
     /// The remote-codec HTTP endpoint for the Web UI and CLI; off when absent.
     pub codec_server: Option<CodecServerConfig>,
     pub telemetry: TelemetryConfig,
+    /// How often the config file and the files it names are checked for
+    /// changes (a change reloads keys and TLS material); `None`: only SIGHUP.
+    pub reload_check_interval: Option<Duration>,
     /// Things worth saying at start-up (a key file others can read, a
     /// decrypt-only posture), with their key path.
     pub warnings: Vec<String>,
@@ -380,6 +386,24 @@ impl Config {
             );
         }
 
+        let reload_check_interval = match root.string("reload_check_interval", &mut issues) {
+            Some(v) if v == "off" => None,
+            Some(v) => match table::parse_duration(&v) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    issues.push(
+                        "reload_check_interval",
+                        "must be over zero, or \"off\"".into(),
+                    );
+                    None
+                }
+                Err(e) => {
+                    issues.push("reload_check_interval", e);
+                    None
+                }
+            },
+            None => Some(DEFAULT_RELOAD_CHECK),
+        };
         let telemetry = match root.table("telemetry", &mut issues) {
             Some(mut t) => telemetry_section(&mut t, env, &mut issues),
             None => telemetry_section(&mut Table::empty("telemetry", env), env, &mut issues),
@@ -419,6 +443,7 @@ impl Config {
                 codec,
                 codec_server,
                 telemetry,
+                reload_check_interval,
                 warnings: issues.warnings,
                 files: issues.files,
             }),

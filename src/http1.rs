@@ -11,15 +11,16 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
-/// Serves `handler` on `listener` (TLS when `tls` is given) until
-/// `shutdown`, then lets open requests finish for up to `drain`.
+/// Serves `handler` on `listener` (TLS when `tls` is given; each new
+/// connection takes the acceptor current then, so certificates reload)
+/// until `shutdown`, then lets open requests finish for up to `drain`.
 pub(crate) async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<watch::Receiver<TlsAcceptor>>,
     handler: H,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -37,7 +38,7 @@ pub(crate) async fn serve<H, F>(
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder.timer(TokioTimer::new());
                 let watcher = graceful.watcher();
-                let tls = tls.clone();
+                let tls = tls.as_ref().map(|t| t.borrow().clone());
                 tokio::spawn(async move {
                     match tls {
                         None => {

@@ -22,6 +22,7 @@ pub mod grpc;
 mod http1;
 pub mod keys;
 pub mod proxy;
+pub mod reload;
 pub mod rewrite;
 pub mod schema;
 pub mod telemetry;
@@ -119,6 +120,22 @@ impl App {
 
     pub fn config(&self) -> &config::Config {
         &self.config
+    }
+
+    pub fn telemetry(&self) -> &Arc<telemetry::Telemetry> {
+        &self.telemetry
+    }
+
+    /// Reloads keys and TLS material from `path` (the file this
+    /// configuration came from).
+    pub fn reloader(&self, path: &std::path::Path) -> Arc<reload::Reloader> {
+        Arc::new(reload::Reloader::new(
+            path,
+            self.config.clone(),
+            self.proxy.codec().clone(),
+            self.proxy.upstream().clone(),
+            self.codec_server.clone(),
+        ))
     }
 
     /// Binds the configured listen addresses.

@@ -209,7 +209,7 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG as u8);
             }
         };
-        let code = serve(config, telemetry).await;
+        let code = serve(path, config, telemetry).await;
         if let Some(t) = tracer {
             // Flush the spans still in the batch.
             let _ = t.shutdown();
@@ -219,6 +219,7 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
 }
 
 async fn serve(
+    path: &std::path::Path,
     config: Config,
     telemetry: std::sync::Arc<sealgate::telemetry::Telemetry>,
 ) -> ExitCode {
@@ -234,6 +235,14 @@ async fn serve(
             Ok(s) => s,
             Err(e) => {
                 eprintln!("sealgate: cannot watch SIGTERM/SIGINT: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // SIGHUP is watched from before "ready" too: a reload signal is never fatal.
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("sealgate: cannot watch SIGHUP: {e}");
                 return ExitCode::FAILURE;
             }
         };
@@ -264,7 +273,13 @@ async fn serve(
         for w in &c.warnings {
             tracing::warn!("{w}");
         }
-        match app.serve(listeners, shutdown).await {
+        let reloader = app.reloader(path);
+        app.telemetry().observe_reloads(reloader.clone());
+        let watcher =
+            tokio::spawn(reloader.watch(hangup, c.reload_check_interval, std::future::pending()));
+        let drained = app.serve(listeners, shutdown).await;
+        watcher.abort();
+        match drained {
             Drained::Clean => {
                 tracing::info!("drained; bye");
                 ExitCode::SUCCESS

@@ -20,7 +20,10 @@ use thiserror::Error;
 
 pub use propagation::{extract_parent, inject_current};
 
-use crate::{codec::Pipeline, config::TelemetryConfig, keys::kms::redact_id, upstream::Upstream};
+use crate::{
+    codec::Pipeline, config::TelemetryConfig, keys::kms::redact_id, reload::Reloader,
+    upstream::Upstream,
+};
 
 #[derive(Debug, Error)]
 pub enum TelemetryError {
@@ -244,6 +247,20 @@ impl Telemetry {
             .u64_observable_counter("sealgate.dek.created")
             .with_description("Data keys created (first use of a namespace, or rotation)")
             .with_callback(move |o| o.observe(deks.stats().rotations.load(Relaxed), &[]))
+            .build();
+    }
+
+    /// Exposes reload outcomes.
+    pub fn observe_reloads(&self, reloader: Arc<Reloader>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.meter
+            .u64_observable_counter("sealgate.reloads")
+            .with_description("Configuration reloads (SIGHUP or file change) by result")
+            .with_callback(move |o| {
+                let s = reloader.stats();
+                o.observe(s.ok.load(Relaxed), &[KeyValue::new("result", "ok")]);
+                o.observe(s.failed.load(Relaxed), &[KeyValue::new("result", "failed")]);
+            })
             .build();
     }
 

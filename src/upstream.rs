@@ -6,7 +6,10 @@ pub(crate) mod tls;
 
 use std::{
     fmt,
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -16,7 +19,10 @@ use http_body_util::combinators::BoxBody;
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use thiserror::Error;
-use tokio::{net::TcpStream, sync::Mutex};
+use tokio::{
+    net::TcpStream,
+    sync::{Mutex, watch},
+};
 
 use crate::config::{self, UpstreamOptions};
 
@@ -77,8 +83,9 @@ pub struct Upstream {
     /// `http://authority` or `https://authority`, for messages.
     display: String,
     scheme: Scheme,
-    tls: Option<tls::Connector>,
-    api_key: Option<HeaderValue>,
+    /// TLS material and API key; swapped on reload (new connections and
+    /// requests use the new ones, open connections keep theirs).
+    credentials: watch::Sender<Arc<Credentials>>,
     slots: Vec<Mutex<Option<SendRequest<Body>>>>,
     next: AtomicUsize,
     stats: UpstreamStats,
@@ -93,21 +100,26 @@ impl fmt::Debug for Upstream {
     }
 }
 
-impl Upstream {
-    /// Prepares the pool (TLS material is loaded now; nothing is dialled).
-    /// TLS is used when the address says so; `options.tls` says how.
-    pub fn new(
+/// What sealgate presents to the upstream: TLS settings and an API key.
+pub struct Credentials {
+    tls: Option<tls::Connector>,
+    api_key: Option<HeaderValue>,
+}
+
+impl Credentials {
+    /// Loads TLS material (for a TLS upstream) and checks the API key.
+    pub fn load(
         address: &config::Upstream,
         options: &UpstreamOptions,
-    ) -> Result<Upstream, TlsError> {
-        let authority = address.authority.clone();
-        let uri_authority = http::uri::Authority::try_from(authority.as_str())
-            .map_err(|e| TlsError::Config(format!("upstream address {authority:?}: {e}")))?;
-        let (scheme, tls) = if address.tls {
-            let connector = tls::Connector::new(&options.tls, &authority, &[b"h2"])?;
-            (Scheme::HTTPS, Some(connector))
+    ) -> Result<Credentials, TlsError> {
+        let tls = if address.tls {
+            Some(tls::Connector::new(
+                &options.tls,
+                &address.authority,
+                &[b"h2"],
+            )?)
         } else {
-            (Scheme::HTTP, None)
+            None
         };
         let api_key = match &options.api_key {
             Some(k) => {
@@ -119,6 +131,26 @@ impl Upstream {
             }
             None => None,
         };
+        Ok(Credentials { tls, api_key })
+    }
+}
+
+impl Upstream {
+    /// Prepares the pool (TLS material is loaded now; nothing is dialled).
+    /// TLS is used when the address says so; `options.tls` says how.
+    pub fn new(
+        address: &config::Upstream,
+        options: &UpstreamOptions,
+    ) -> Result<Upstream, TlsError> {
+        let authority = address.authority.clone();
+        let uri_authority = http::uri::Authority::try_from(authority.as_str())
+            .map_err(|e| TlsError::Config(format!("upstream address {authority:?}: {e}")))?;
+        let scheme = if address.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let credentials = Credentials::load(address, options)?;
         let display = format!("{scheme}://{authority}");
         let slots = (0..options.connections.max(1))
             .map(|_| Mutex::new(None))
@@ -129,12 +161,18 @@ impl Upstream {
             options: options.clone(),
             display,
             scheme,
-            tls,
-            api_key,
+            credentials: watch::Sender::new(Arc::new(credentials)),
             slots,
             next: AtomicUsize::new(0),
             stats: UpstreamStats::default(),
         })
+    }
+
+    /// Uses `credentials` from now on: new connections present the new TLS
+    /// material and requests carry the new API key; calls and connections
+    /// already open are not disturbed.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.credentials.send_replace(Arc::new(credentials));
     }
 
     /// `http(s)://host:port`.
@@ -180,7 +218,7 @@ impl Upstream {
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.credentials.borrow().api_key {
             req.headers_mut()
                 .insert(http::header::AUTHORIZATION, key.clone());
         }
@@ -230,7 +268,8 @@ impl Upstream {
                 reason: e.to_string(),
             })?;
         let _ = tcp.set_nodelay(true);
-        match &self.tls {
+        let credentials = self.credentials.borrow().clone();
+        match &credentials.tls {
             None => self.handshake(tcp).await,
             Some(connector) => {
                 let stream = tokio::time::timeout(timeout, connector.connect(tcp))
