@@ -86,6 +86,8 @@ pub struct CallKeys<'a> {
     /// Wrapped DEKs (KEK, base64) that were not cached: the payloads stay as
     /// they are, and the caller fetches these and decodes again.
     pub missing: &'a MissingDeks,
+    /// Set when a payload needed encrypting and no key was ready.
+    pub wanted_key: &'a std::sync::atomic::AtomicBool,
 }
 
 impl From<KmsError> for CodecError {

@@ -229,3 +229,125 @@ fn protoset_writes_the_embedded_descriptor_set() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Stderr lines, read on a thread so a missing line times out.
+struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    fn new(stderr: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The next line containing `want`, within 30 s.
+    fn wait(&self, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(want) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no {want:?} line from sealgate: {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_keys_and_a_bad_file_keeps_the_old_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp("sighup");
+    let key = |name: &str| {
+        let out = bin().arg("keygen").output().unwrap();
+        let entry = String::from_utf8(out.stdout).unwrap();
+        let material = entry
+            .lines()
+            .last()
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        std::fs::write(d.join(name), material).unwrap();
+    };
+    key("k1.b64");
+    key("k2.b64");
+    // k1 is readable by everyone: a warning, not a refusal.
+    std::fs::set_permissions(d.join("k1.b64"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(d.join("k2.b64"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = d.join("sealgate.toml");
+    let write = |active: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "upstream = \"http://127.0.0.1:1\"\nreload_check_interval = \"off\"\n[codec]\nactive_key = \"{active}\"\n\
+                 [[codec.keys]]\nid = \"k1\"\nmaterial_file = \"k1.b64\"\n\
+                 [[codec.keys]]\nid = \"k2\"\nmaterial_file = \"k2.b64\"\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    write("k1", "");
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("SEALGATE_LISTEN", "127.0.0.1:0")
+        .env("SEALGATE_ADMIN_LISTEN", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaper(child);
+    let lines = Lines::new(child.0.stderr.take().unwrap());
+    let ready = lines.wait("sealgate ready");
+    let at = ready.find("listen=").unwrap() + "listen=".len();
+    let addr = ready[at..].split_whitespace().next().unwrap().to_string();
+    let warning = lines.wait("others can read this key");
+    assert!(
+        warning.contains("0644") && warning.contains("k1.b64"),
+        "{warning}"
+    );
+
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    write("k2", "");
+    hup();
+    lines.wait("configuration reloaded");
+    let policy = lines.wait("key policy");
+    assert!(policy.contains("static with \"k2\""), "{policy}");
+
+    // A broken file: the error is logged, the old keys stay, serving goes on.
+    write("k3", "");
+    hup();
+    let failed = lines.wait("reload failed");
+    assert!(failed.contains("\"k3\""), "{failed}");
+    assert!(std::net::TcpStream::connect(&addr).is_ok());
+    // A setting that needs a restart is named.
+    write("k1", "[proxy]\nmax_message_bytes = 1000000\n");
+    hup();
+    lines.wait("configuration reloaded");
+    let restart = lines.wait("only take effect after a restart");
+    assert!(restart.contains("[proxy]"), "{restart}");
+    assert!(std::net::TcpStream::connect(&addr).is_ok());
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -1,7 +1,9 @@
 //! Interoperability with Temporal's Python encryption sample: payloads it
 //! encrypts decode in sealgate, and payloads sealgate encrypts decode there.
+//! Migration from Temporal Proxy: its envelope payloads with a local KEK,
+//! built independently in Python, decode in sealgate.
 //!
-//! Needs a Python with `cryptography` and `temporalio` (scripts/setup-python
+//! Needs a Python with `cryptography`, `temporalio` and PyNaCl (scripts/setup-python
 //! makes `.venv`). Without one the test says so and passes, unless
 //! `SEALGATE_REQUIRE_INTEROP=1` (set by scripts/test), where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,7 +32,7 @@ fn python() -> Option<PathBuf> {
     ];
     let found = candidates.into_iter().flatten().find(|p| {
         Command::new(p)
-            .args(["-c", "import cryptography, temporalio"])
+            .args(["-c", "import cryptography, temporalio, nacl"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -38,7 +40,7 @@ fn python() -> Option<PathBuf> {
     if found.is_none() {
         assert!(
             std::env::var("SEALGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "no Python with cryptography and temporalio: run scripts/setup-python"
+            "no Python with cryptography, temporalio and PyNaCl: run scripts/setup-python"
         );
         eprintln!("SKIPPED: no Python with cryptography+temporalio (run scripts/setup-python)");
     }
@@ -162,4 +164,83 @@ fn compressed_payloads_reach_the_sample_as_snappy_payloads() {
         .decompress_vec(&inner.data)
         .unwrap();
     assert_eq!(Payload::decode(raw.as_slice()).unwrap(), big);
+}
+
+#[tokio::test]
+async fn temporal_proxy_envelope_payloads_decode_given_the_kek() {
+    let Some(py) = python() else { return };
+    let kek = [0x5au8; 32];
+    let originals = payloads();
+    let req = serde_json::json!({
+        "kek": STANDARD.encode(kek),
+        "payloads": originals.iter().map(|p| STANDARD.encode(p)).collect::<Vec<_>>(),
+    });
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/temporal_proxy_envelope.py");
+    let mut child = Command::new(&py)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "temporal_proxy_envelope.py failed");
+    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kek_id = resp["kek_id"].as_str().unwrap();
+    assert!(kek_id.starts_with("base64key://"));
+
+    // Migration config: sealgate's own key encrypts; Temporal Proxy's KEK
+    // (given as its URI, which carries the key) only decrypts.
+    let text = format!(
+        "upstream = \"http://127.0.0.1:1\"\n\
+         [[codec.keys]]\nid = \"new\"\nmaterial = \"{}\"\n\
+         [codec.kms.temporal-proxy]\nprovider = \"local\"\n\
+         [[codec.kms.temporal-proxy.keys]]\nid = \"{kek_id}\"\n\
+         [codec.policies.default]\nactive_key = \"new\"\ndecrypt_keys = [\"{kek_id}\"]\n",
+        STANDARD.encode(KEY)
+    );
+    let config = sealgate::config::Config::parse(
+        &text,
+        "migration.toml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    assert!(
+        !format!("{config:?}").contains(&STANDARD.encode(kek)),
+        "the KEK never shows in Debug"
+    );
+    let pipeline = config.codec.pipeline().unwrap();
+    let session = pipeline.session("orders");
+    let sealed: Vec<Vec<u8>> = resp["sealed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| STANDARD.decode(s.as_str().unwrap()).unwrap())
+        .collect();
+    // First pass: the DEK is not cached, so payloads stay as they are and
+    // the DEK is noted; after one unwrap they decode.
+    assert_eq!(session.decode_payload(&sealed[0]).unwrap(), None);
+    assert!(session.fetch_missing().await.unwrap());
+    for (o, s) in originals.iter().zip(&sealed) {
+        let back = session.decode_payload(s).unwrap().unwrap();
+        assert_eq!(
+            Payload::decode(back.as_slice()).unwrap(),
+            Payload::decode(o.as_slice()).unwrap()
+        );
+    }
+    assert_eq!(
+        pipeline
+            .deks()
+            .stats()
+            .unwraps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }

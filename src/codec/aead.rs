@@ -76,9 +76,13 @@ impl Codec for Aead {
         view: &PayloadView<'_>,
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let key = keys.encrypt.ok_or_else(|| CodecError::NoActiveKey {
-            policy: keys.policy.name().to_string(),
-        })?;
+        let Some(key) = keys.encrypt else {
+            // Fail closed; the caller may make the key ready and retry.
+            keys.wanted_key.store(true, Relaxed);
+            return Err(CodecError::NoActiveKey {
+                policy: keys.policy.name().to_string(),
+            });
+        };
         let nonce = fresh_nonce(&self.rng)?;
         let full: [(&str, &[u8]); 3] = [
             (payload::ENCODING, ENCODING_ENCRYPTED),

@@ -4,7 +4,13 @@
 //! A call takes one snapshot when it starts and keeps it to the end, so a
 //! reload never changes the keys under a call in flight.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+};
 
 use tokio::sync::watch;
 
@@ -97,6 +103,7 @@ impl Pipeline {
             deks: self.deks.clone(),
             encrypt,
             missing: MissingDeks::default(),
+            wanted_key: AtomicBool::new(false),
         }
     }
 }
@@ -110,6 +117,7 @@ pub struct Session {
     deks: Arc<DekStore>,
     encrypt: Option<Arc<Key>>,
     missing: MissingDeks,
+    wanted_key: AtomicBool,
 }
 
 impl Session {
@@ -149,6 +157,7 @@ impl Session {
             encrypt: self.encrypt.as_ref(),
             deks: &self.deks,
             missing: &self.missing,
+            wanted_key: &self.wanted_key,
         }
     }
 
@@ -193,6 +202,31 @@ impl Session {
             }
         }
         Ok(true)
+    }
+
+    /// Runs an encode. For an envelope policy the namespace's data key is
+    /// used when it is ready; when a payload needs one that is not (first
+    /// use, or expired), it is made (one KMS call) and the encode runs once
+    /// more. Calls that carry no payload never wait for the KMS.
+    pub async fn encode_with<T, E: From<CodecError>>(
+        &mut self,
+        mut run: impl FnMut(&mut Encoder<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let envelope = match self.policy.encrypt() {
+            Some(Encrypt::Envelope { kek, rotation }) if self.setup.chain.encrypts() => {
+                Some((kek.clone(), *rotation))
+            }
+            _ => None,
+        };
+        if let Some((kek, rotation)) = &envelope {
+            self.encrypt = self.deks.ready_key(&self.namespace, kek, *rotation);
+        }
+        let first = run(&mut self.encoder());
+        if envelope.is_none() || !self.wanted_key.swap(false, Relaxed) {
+            return first;
+        }
+        self.prepare_encode().await?;
+        run(&mut self.encoder())
     }
 
     /// Runs a decode; when it met data keys that were not cached, fetches

@@ -80,6 +80,11 @@ impl Slot {
 
 type CacheCell = Arc<OnceCell<Arc<Key>>>;
 
+/// A DEK encrypts while it was wrapped by the policy's KEK and is not expired.
+fn usable(d: &Dek, kek: &Kek) -> bool {
+    d.key.id() == kek.id() && Instant::now() < d.expires
+}
+
 /// Current DEKs by namespace and unwrapped DEKs by their wrapped form.
 pub struct DekStore {
     slots: DashMap<Box<str>, Arc<Slot>>,
@@ -129,36 +134,48 @@ impl DekStore {
         kek: &Arc<Kek>,
         rotation: Rotation,
     ) -> Result<Arc<Key>, KmsError> {
-        let slot = self.slot(namespace);
-        let usable = |d: &Dek| d.key.id() == kek.id() && Instant::now() < d.expires;
-        if let Some(d) = slot.get().filter(|d| usable(d)) {
-            if Instant::now() >= d.renew_at && !slot.renewing.swap(true, Relaxed) {
-                let (store, slot, kek, ns) = (
-                    self.clone(),
-                    slot.clone(),
-                    kek.clone(),
-                    namespace.to_string(),
-                );
-                tokio::spawn(async move {
-                    match store.create(&ns, &kek, rotation).await {
-                        Ok(d) => slot.set(d),
-                        Err(e) => {
-                            tracing::warn!(namespace = %ns, error = %e, "could not renew the data key; the current one stays in use until it expires")
-                        }
-                    }
-                    slot.renewing.store(false, Relaxed);
-                });
-            }
-            return Ok(d.key.clone());
+        if let Some(k) = self.ready_key(namespace, kek, rotation) {
+            return Ok(k);
         }
+        let slot = self.slot(namespace);
         let _one = slot.create.lock().await;
-        if let Some(d) = slot.get().filter(|d| usable(d)) {
+        if let Some(d) = slot.get().filter(|d| usable(d, kek)) {
             return Ok(d.key.clone()); // another call just made it
         }
         let d = self.create(namespace, kek, rotation).await?;
         let key = d.key.clone();
         slot.set(d);
         Ok(key)
+    }
+
+    /// The namespace's current DEK when one is usable now, without waiting
+    /// for the KMS; starts the background renewal when it is due.
+    pub fn ready_key(
+        self: &Arc<Self>,
+        namespace: &str,
+        kek: &Arc<Kek>,
+        rotation: Rotation,
+    ) -> Option<Arc<Key>> {
+        let slot = self.slots.get(namespace).map(|s| s.clone())?;
+        let d = slot.get().filter(|d| usable(d, kek))?;
+        if Instant::now() >= d.renew_at && !slot.renewing.swap(true, Relaxed) {
+            let (store, slot, kek, ns) = (
+                self.clone(),
+                slot.clone(),
+                kek.clone(),
+                namespace.to_string(),
+            );
+            tokio::spawn(async move {
+                match store.create(&ns, &kek, rotation).await {
+                    Ok(d) => slot.set(d),
+                    Err(e) => {
+                        tracing::warn!(namespace = %ns, error = %e, "could not renew the data key; the current one stays in use until it expires")
+                    }
+                }
+                slot.renewing.store(false, Relaxed);
+            });
+        }
+        Some(d.key.clone())
     }
 
     fn slot(&self, namespace: &str) -> Arc<Slot> {

@@ -47,7 +47,7 @@ pub struct ProviderSpec {
 }
 
 /// One `[codec.policies.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PolicySpec {
     /// `default`, or the namespace it applies to.
     pub name: String,
@@ -58,6 +58,22 @@ pub struct PolicySpec {
     /// Decrypt with every configured key (the first-cut `[codec]` keyring).
     pub decrypt_all: bool,
     pub rotation: Rotation,
+}
+
+impl fmt::Debug for PolicySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |id: &String| super::kms::redact_id(id).to_string();
+        f.debug_struct("PolicySpec")
+            .field("name", &self.name)
+            .field("active_key", &self.active_key.as_ref().map(redact))
+            .field(
+                "decrypt_keys",
+                &self.decrypt_keys.iter().map(redact).collect::<Vec<_>>(),
+            )
+            .field("decrypt_all", &self.decrypt_all)
+            .field("rotation", &self.rotation)
+            .finish()
+    }
 }
 
 impl PolicySpec {

@@ -273,25 +273,28 @@ pub(super) async fn unary(
     let mut session = p
         .codec
         .session(namespace(method, messages.plain.first(), &parts.headers));
-    session.prepare_encode().await?;
-    let (body, encoded) = reframe(
-        p,
-        &messages,
-        method.input,
-        session.encoder(),
-        "encode",
-        ProxyError::RequestFrame,
-        |e| {
-            if e.is_malformed() {
-                ProxyError::MalformedRequest {
-                    message: p.schema.message(method.input).name().to_string(),
-                    source: e,
-                }
-            } else {
-                ProxyError::Encode(e)
-            }
-        },
-    )?;
+    let (body, encoded) = session
+        .encode_with(|e| {
+            reframe(
+                p,
+                &messages,
+                method.input,
+                e,
+                "encode",
+                ProxyError::RequestFrame,
+                |e| {
+                    if e.is_malformed() {
+                        ProxyError::MalformedRequest {
+                            message: p.schema.message(method.input).name().to_string(),
+                            source: e,
+                        }
+                    } else {
+                        ProxyError::Encode(e)
+                    }
+                },
+            )
+        })
+        .await?;
 
     clean_request(&mut parts.headers, p.config.forward_authorization);
     // Frames now go out uncompressed (flag 0), so no encoding is declared.

@@ -158,7 +158,7 @@ def generated_codec_section(encode_failures: bool = False) -> str:
     return (
         "[codec]\ncompression = true\nencryption = true\n"
         f"encode_failure_attributes = {'true' if encode_failures else 'false'}\n"
-        f'active_key = "{key_id}"\n[[codec.keys]]\n{out}'
+        f'active_key = "{key_id}"\n{out}'
     )
 
 

@@ -1,0 +1,130 @@
+"""Envelope encryption with AWS KMS, against a real KMS emulator (moto_server).
+
+sealgate wraps its data keys with a KMS key it reaches through the endpoint
+override and the standard credential chain (environment variables here). The
+history the server stores is checked independently: boto3 unwraps the data
+key, `cryptography` opens the payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+
+import harness
+from test_cli import cli, input_payload
+
+CREDS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    # No instance metadata on a laptop or CI box: do not wait for it.
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(scope="module")
+def kms(workdir):
+    port = harness.free_port()
+    proc = harness.start(
+        "moto", [str(harness.VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        workdir / "moto",
+    )
+    harness.wait_for_port(port, proc, timeout=60)
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client(
+        "kms", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    arn = client.create_key(Description="sealgate e2e KEK")["KeyMetadata"]["Arn"]
+    yield endpoint, client, arn
+    proc.stop()
+
+
+def config(endpoint: str, arn: str) -> str:
+    return (
+        # Compression off so the test can open payloads with AES-GCM alone.
+        "[codec]\ncompression = false\n"
+        "[codec.kms.aws]\nprovider = \"awskms\"\nregion = \"us-east-1\"\n"
+        f"endpoint = \"{endpoint}\"\nkeys = [\"{arn}\"]\n"
+        f"[codec.policies.default]\nactive_key = \"{arn}\"\n"
+    )
+
+
+def test_awskms_envelope_end_to_end(workdir, temporal, kms):
+    endpoint, client, arn = kms
+    d = workdir / "sealgate-kms"
+    path = harness.sealgate_config(d, config(endpoint, arn))
+    up = f"http://{temporal.address}"
+    gate = harness.start_sealgate(d, path, env=CREDS, upstream=up)
+    secret = f"SECRET{uuid.uuid4().hex[:12]}-kms"
+    wid = f"kms-{uuid.uuid4().hex[:8]}"
+    try:
+        cli("workflow", "start", "--address", gate.address, "--type", "Anything",
+            "--task-queue", "nobody-polls", "--workflow-id", wid, "--input", json.dumps(secret))
+        via = input_payload(cli("workflow", "show", "--address", gate.address,
+                                "--workflow-id", wid, "--output", "json"))
+        assert json.loads(base64.b64decode(via["data"])) == secret
+    finally:
+        assert gate.proc.stop() == 0, gate.proc.tail()
+
+    # What the server stored: envelope metadata naming the KMS key.
+    stored = input_payload(cli("workflow", "show", "--address", temporal.address,
+                               "--workflow-id", wid, "--output", "json"))
+    meta = {k: base64.b64decode(v) for k, v in stored["metadata"].items()}
+    assert meta["encoding"] == b"binary/encrypted"
+    assert meta["encryption-key-id"].decode() == arn
+    data = base64.b64decode(stored["data"])
+    assert secret.encode() not in data
+
+    # Opened independently: KMS unwraps the DEK, AES-GCM opens the payload.
+    dek = client.decrypt(CiphertextBlob=base64.b64decode(meta["encryption-dek"]), KeyId=arn)["Plaintext"]
+    inner = Payload()
+    inner.ParseFromString(AESGCM(dek).decrypt(data[:12], data[12:], None))
+    assert inner.metadata["encoding"] == b"json/plain"
+    assert json.loads(inner.data) == secret
+
+    # A fresh sealgate (empty DEK cache) decodes by asking KMS.
+    gate = harness.start_sealgate(d, path, env=CREDS, upstream=up)
+    try:
+        via = input_payload(cli("workflow", "show", "--address", gate.address,
+                                "--workflow-id", wid, "--output", "json"))
+        assert json.loads(base64.b64decode(via["data"])) == secret
+        cli("workflow", "terminate", "--address", gate.address, "--workflow-id", wid, "--reason", "done")
+    finally:
+        assert gate.proc.stop() == 0, gate.proc.tail()
+    log = (d / "sealgate.log").read_text()
+    assert "new data key" in log or "key policy" in log
+    assert base64.b64encode(dek).decode() not in log
+
+
+def test_kms_refusing_fails_closed(workdir, temporal, kms):
+    """A KEK that KMS does not have: nothing is stored, the caller is told."""
+    endpoint, _, arn = kms
+    missing = arn.rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
+    d = workdir / "sealgate-kms-missing"
+    path = harness.sealgate_config(d, config(endpoint, missing))
+    gate = harness.start_sealgate(d, path, env=CREDS, upstream=f"http://{temporal.address}")
+    wid = f"kms-missing-{uuid.uuid4().hex[:8]}"
+    try:
+        r = subprocess.run(
+            [harness.temporal_cli(), "workflow", "start", "--address", gate.address, "--type", "Anything",
+             "--task-queue", "nobody-polls", "--workflow-id", wid, "--input", '"x"'],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert r.returncode != 0
+        assert "KMS" in r.stderr and "aws" in r.stderr, r.stderr
+    finally:
+        assert gate.proc.stop() == 0, gate.proc.tail()
+    r = subprocess.run(
+        [harness.temporal_cli(), "workflow", "describe", "--address", temporal.address, "--workflow-id", wid],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode != 0, "the workflow must not exist upstream"
