@@ -122,6 +122,10 @@ impl App {
         &self.config
     }
 
+    pub fn codec_server(&self) -> Option<&Arc<codec_server::CodecServer>> {
+        self.codec_server.as_ref()
+    }
+
     pub fn telemetry(&self) -> &Arc<telemetry::Telemetry> {
         &self.telemetry
     }

@@ -382,6 +382,33 @@ async fn jwt_auth_with_jwks_claim_rules_and_key_refresh() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
+/// An HTTP/1.1 connection over TLS to `addr`, trusting only `ca_pem`.
+async fn https(
+    addr: SocketAddr,
+    ca_pem: &str,
+) -> std::io::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 #[tokio::test]
 async fn serves_https_when_given_a_certificate() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -395,26 +422,7 @@ async fn serves_https_when_given_a_certificate() {
     .await;
     let addr = g.codec_addr.unwrap();
     // A client that trusts the test CA.
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = https(addr, &pki.ca_pem).await.unwrap();
     let req = Request::post("/encode")
         .header("host", "localhost")
         .body(Full::new(Bytes::from(PLAIN)))
@@ -437,5 +445,43 @@ async fn serves_https_when_given_a_certificate() {
         .body(Full::new(Bytes::from(PLAIN)))
         .unwrap();
     assert!(plain.send_request(req).await.is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_serves_the_new_certificate_to_new_connections() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("codec-tls-reload-{}", std::process::id()));
+    let old = support::pki::generate(&dir.join("old"), &["localhost"]);
+    let new = support::pki::generate(&dir.join("new"), &["localhost"]);
+    let up = FakeUpstream::start(|_| Reply::default()).await;
+    let (cert, key) = (dir.join("tls.pem"), dir.join("tls-key.pem"));
+    std::fs::copy(old.file("server.pem"), &cert).unwrap();
+    std::fs::copy(old.file("server-key.pem"), &key).unwrap();
+    let path = dir.join("sealgate.toml");
+    let text = config_text(
+        up.addr,
+        "[codec_server]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"tls.pem\"\ntls_key_file = \"tls-key.pem\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = sealgate::config::Config::load(&path).unwrap();
+    let g = Gateway::start(config.clone()).await;
+    let addr = g.codec_addr.unwrap();
+    let reloader = sealgate::reload::Reloader::new(
+        &path,
+        config,
+        g.app.codec().clone(),
+        g.app.upstream().clone(),
+        g.codec_server.clone(),
+    );
+    assert!(https(addr, &old.ca_pem).await.is_ok());
+    assert!(https(addr, &new.ca_pem).await.is_err());
+
+    std::fs::copy(new.file("server.pem"), &cert).unwrap();
+    std::fs::copy(new.file("server-key.pem"), &key).unwrap();
+    assert!(reloader.files_changed(), "certificate files are watched");
+    reloader.reload("test").unwrap();
+    assert!(https(addr, &new.ca_pem).await.is_ok());
+    assert!(https(addr, &old.ca_pem).await.is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -189,3 +189,61 @@ async fn missing_client_certificate_and_wrong_ca_are_clear_errors() {
     assert!(up.requests().is_empty());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[tokio::test]
+async fn a_reload_swaps_the_client_certificate_and_api_key_for_new_connections() {
+    let d = dir("mtls-reload");
+    let trusted = pki::generate(&d.join("a"), &["temporal.test"]);
+    let stranger = pki::generate(&d.join("b"), &["temporal.test"]);
+    let up = tls_upstream(&trusted).await;
+    // The files the config names; a rotation replaces their contents.
+    let live = d.join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let install = |from: &pki::Pki| {
+        for f in ["client.pem", "client-key.pem"] {
+            std::fs::copy(from.file(f), live.join(f)).unwrap();
+        }
+    };
+    install(&stranger);
+    let path = d.join("sealgate.toml");
+    let write = |key: &str| {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"https://{}\"\n[upstream_options]\nca_file = \"{}\"\n\
+             client_cert_file = \"live/client.pem\"\nclient_key_file = \"live/client-key.pem\"\n\
+             server_name = \"temporal.test\"\napi_key = \"{key}\"\n{}",
+            up.addr,
+            trusted.file("ca.pem").display(),
+            codec()
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    write("old-api-key");
+    let config = Config::load(&path).unwrap();
+    let gw = Gateway::start(config.clone()).await;
+    let reloader = sealgate::reload::Reloader::new(
+        &path,
+        config,
+        gw.app.codec().clone(),
+        gw.app.upstream().clone(),
+        None,
+    );
+    let a = call(&gw).await;
+    assert_eq!(a.status(), 14, "a certificate the upstream does not trust");
+
+    install(&trusted);
+    write("new-api-key");
+    assert!(reloader.files_changed());
+    reloader.reload("test").unwrap();
+    let a = call(&gw).await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    assert_eq!(up.last().headers["authorization"], "Bearer new-api-key");
+
+    // A key that does not match its certificate is refused; the working
+    // credentials stay.
+    std::fs::copy(stranger.file("client-key.pem"), live.join("client-key.pem")).unwrap();
+    let e = reloader.reload("test").unwrap_err();
+    assert!(e.contains("upstream TLS"), "{e}");
+    let a = call(&gw).await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -406,6 +406,7 @@ pub struct Gateway {
     /// The admin listener's address, when configured.
     pub admin_addr: Option<SocketAddr>,
     pub app: Arc<sealgate::proxy::Proxy>,
+    pub codec_server: Option<Arc<sealgate::codec_server::CodecServer>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Drained>>,
 }
@@ -448,6 +449,7 @@ impl Gateway {
             .map(|l| l.local_addr().unwrap());
         let admin_addr = listeners.admin.as_ref().map(|l| l.local_addr().unwrap());
         let proxy = app.proxy().clone();
+        let codec_server = app.codec_server().cloned();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listeners, async move {
             let _ = rx.await;
@@ -457,6 +459,7 @@ impl Gateway {
             codec_addr,
             admin_addr,
             app: proxy,
+            codec_server,
             stop: Some(tx),
             task: Some(task),
         }
