@@ -114,6 +114,20 @@ async fn metrics_move_by_the_right_amounts_and_health_follows_the_upstream() {
         ),
         Some(3.0)
     );
+    // Static keys: the envelope counters exist and stay at zero.
+    assert_eq!(
+        sample(
+            &text,
+            "sealgate_kms_calls_total",
+            &["operation=\"wrap\"", "result=\"ok\""]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "sealgate_dek_cache_total", &["result=\"miss\""]),
+        Some(0.0)
+    );
     let before = sample(
         &text,
         "sealgate_payload_bytes",

@@ -76,13 +76,29 @@ fn shipped_configs_are_valid() {
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("key.b64"), format!("{KEY}\n")).unwrap();
     let vars = |k: &str| match k {
-        "SEALGATE_KEY_2026_11" => Some(KEY.to_string()),
+        "SEALGATE_KEY_2026_11" | "SEALGATE_LOCAL_KEK" => Some(KEY.to_string()),
         "TEMPORAL_CLOUD_API_KEY" => Some("api-key".to_string()),
         _ => None,
     };
     let c = Config::parse(&text, "reference.toml", &tmp, &vars).unwrap();
     std::fs::remove_dir_all(&tmp).unwrap();
     assert_eq!(c.codec.keys.keys.len(), 2);
+    assert_eq!(c.codec.keys.providers.len(), 3);
+    let pipeline = c.codec.pipeline().unwrap();
+    let policies = pipeline.current();
+    let formats: Vec<_> = policies
+        .policies
+        .all()
+        .iter()
+        .map(|p| (p.name().to_string(), p.format()))
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            ("default".to_string(), "static"),
+            ("payments-prod".to_string(), "envelope")
+        ]
+    );
     assert!(c.upstream.tls);
     assert_eq!(c.upstream_options.api_key.as_deref(), Some("api-key"));
     assert_eq!(c.proxy.allowed_services.len(), 3);

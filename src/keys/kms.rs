@@ -99,7 +99,7 @@ pub struct Provider {
 enum Backend {
     Local,
     Aws(aws::AwsKms),
-    Extension(extension::Extension),
+    Extension(Box<extension::Extension>),
 }
 
 impl Provider {
@@ -107,7 +107,9 @@ impl Provider {
         let backend = match &config.settings {
             ProviderSettings::Local => Backend::Local,
             ProviderSettings::Aws(s) => Backend::Aws(aws::AwsKms::new(s.clone())),
-            ProviderSettings::Extension(s) => Backend::Extension(extension::Extension::new(s)?),
+            ProviderSettings::Extension(s) => {
+                Backend::Extension(Box::new(extension::Extension::new(s)?))
+            }
         };
         Ok(Provider { config, backend })
     }

@@ -72,6 +72,7 @@ impl AwsKms {
     }
 
     pub(super) async fn encrypt(&self, key_id: &str, dek: &[u8]) -> Result<Vec<u8>, CallError> {
+        let key_id = aws_key_id(key_id);
         let out = self
             .client()
             .await
@@ -92,6 +93,7 @@ impl AwsKms {
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CallError> {
         // Naming the key makes KMS refuse a blob some other key wrapped.
+        let key_id = aws_key_id(key_id);
         let out = self
             .client()
             .await
@@ -104,6 +106,19 @@ impl AwsKms {
         out.plaintext
             .map(|b| Zeroizing::new(b.into_inner()))
             .ok_or_else(|| ("Decrypt returned no Plaintext".into(), false))
+    }
+}
+
+/// The AWS key id in a KEK id: the id itself, or the key of a gocloud URL
+/// as Temporal Proxy writes them (`awskms://alias/x?region=…`,
+/// `awskms:///arn:aws:kms:…`).
+pub(super) fn aws_key_id(id: &str) -> &str {
+    match id.strip_prefix("awskms://") {
+        Some(rest) => {
+            let rest = rest.split('?').next().unwrap_or(rest);
+            rest.strip_prefix('/').unwrap_or(rest)
+        }
+        None => id,
     }
 }
 

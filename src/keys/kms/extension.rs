@@ -35,7 +35,9 @@ impl fmt::Debug for ExtensionSettings {
 
 #[derive(Debug)]
 pub(super) struct Extension {
-    client: KeyServiceClient<Channel>,
+    endpoint: Endpoint,
+    /// Made on first use, inside the runtime (the channel spawns a task).
+    client: tokio::sync::OnceCell<KeyServiceClient<Channel>>,
 }
 
 impl Extension {
@@ -53,8 +55,16 @@ impl Extension {
                 .map_err(|e| format!("endpoint {:?}: {e}", s.endpoint))?;
         }
         Ok(Extension {
-            client: KeyServiceClient::new(endpoint.connect_lazy()),
+            endpoint,
+            client: tokio::sync::OnceCell::new(),
         })
+    }
+
+    async fn client(&self) -> KeyServiceClient<Channel> {
+        self.client
+            .get_or_init(|| async { KeyServiceClient::new(self.endpoint.connect_lazy()) })
+            .await
+            .clone()
     }
 
     pub(super) async fn wrap(
@@ -68,8 +78,7 @@ impl Extension {
             plaintext: dek.to_vec(),
             namespace: namespace.into(),
         };
-        let mut client = self.client.clone();
-        let resp = client.wrap(req).await.map_err(describe);
+        let resp = self.client().await.wrap(req).await.map_err(describe);
         Ok(resp?.into_inner().ciphertext)
     }
 
@@ -82,8 +91,7 @@ impl Extension {
             key_id: key_id.into(),
             ciphertext: wrapped.to_vec(),
         };
-        let mut client = self.client.clone();
-        let resp = client.unwrap(req).await.map_err(describe)?;
+        let resp = self.client().await.unwrap(req).await.map_err(describe)?;
         Ok(Zeroizing::new(resp.into_inner().plaintext))
     }
 }

@@ -78,3 +78,18 @@ async fn an_unreachable_extension_is_unavailable_and_named() {
         "{text}"
     );
 }
+
+#[test]
+fn temporal_proxy_aws_urls_map_to_key_ids() {
+    use super::aws::aws_key_id;
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/1234";
+    assert_eq!(aws_key_id(arn), arn);
+    assert_eq!(
+        aws_key_id(&format!("awskms:///{arn}?region=us-east-1")),
+        arn
+    );
+    assert_eq!(
+        aws_key_id("awskms://alias/sealgate?region=eu-west-1"),
+        "alias/sealgate"
+    );
+}
