@@ -130,7 +130,8 @@ def start_temporal(
 
 
 def sealgate_bin() -> Path:
-    return Path(os.environ.get("SEALGATE_BIN", ROOT / "target" / "debug" / "sealgate"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return Path(os.environ.get("SEALGATE_BIN", target / "debug" / "sealgate"))
 
 
 @dataclass
