@@ -225,7 +225,9 @@ impl Session {
         if envelope.is_none() || !self.wanted_key.swap(false, Relaxed) {
             return first;
         }
-        self.prepare_encode().await?;
+        // Boxed: KMS client futures are large, and an unboxed one would
+        // grow every call's future (and every held long poll) by its size.
+        Box::pin(self.prepare_encode()).await?;
         run(&mut self.encoder())
     }
 
@@ -236,7 +238,7 @@ impl Session {
         mut run: impl FnMut(&mut Decoder<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let first = run(&mut self.decoder());
-        if !self.fetch_missing().await? {
+        if !Box::pin(self.fetch_missing()).await? {
             return first;
         }
         let again = run(&mut self.decoder());

@@ -295,6 +295,9 @@ pub(super) async fn unary(
             )
         })
         .await?;
+    // The request's buffers are not needed past here; a long poll would
+    // otherwise hold them (and the receive buffer they share) for minutes.
+    drop(messages);
 
     clean_request(&mut parts.headers, p.config.forward_authorization);
     // Frames now go out uncompressed (flag 0), so no encoding is declared.
