@@ -137,6 +137,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Forward the caller's `authorization` header upstream.
     pub forward_authorization: bool,
+    /// Answer gRPC server reflection (v1, v1alpha) for the allowed services.
+    pub reflection: bool,
 }
 
 /// Default bound on one gRPC message (the SDKs' default).
@@ -682,12 +684,14 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         .duration("shutdown_grace", issues)
         .unwrap_or(Duration::from_secs(30));
     let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
+    let reflection = t.bool("reflection", issues).unwrap_or(true);
     t.finish(issues);
     ProxyConfig {
         max_message_bytes: max.min(u32::MAX as u64) as usize,
         allowed_services,
         shutdown_grace,
         forward_authorization,
+        reflection,
     }
 }
 

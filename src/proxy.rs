@@ -8,6 +8,7 @@
 
 mod error;
 mod forward;
+pub mod reflection;
 pub mod server;
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
@@ -36,6 +37,8 @@ pub struct Proxy {
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
+    /// Server reflection, answered here; `None` when turned off.
+    pub(crate) reflection: Option<reflection::Reflection>,
     /// Build a span per call (only when traces are exported: a span that
     /// goes nowhere still costs the log layer a formatting pass).
     pub(crate) trace_calls: bool,
@@ -50,7 +53,19 @@ impl Proxy {
         metrics: Metrics,
         trace_calls: bool,
     ) -> Self {
+        let reflection = if config.reflection {
+            match reflection::Reflection::new(&schema, &config.allowed_services) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "server reflection is off");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Proxy {
+            reflection,
             schema,
             codec,
             upstream,
@@ -150,6 +165,11 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<(Response<Body>, forward::Code), ProxyError> {
         let service = service_of(path);
+        if let Some(r) = &self.reflection
+            && (service == reflection::V1 || service == reflection::V1ALPHA)
+        {
+            return Ok((r.serve(service, req).await, "stream"));
+        }
         if !self.config.allowed_services.iter().any(|s| s == service) {
             return Err(ProxyError::ServiceNotAllowed {
                 service: service.to_string(),

@@ -15,7 +15,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, uri::Scheme};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use thiserror::Error;
@@ -28,8 +28,12 @@ use crate::config::{self, UpstreamOptions};
 
 pub use tls::{Pem, TlsError, TlsSettings};
 
-/// Request bodies sent upstream: buffered (rewritten) or streamed through.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// An error inside a body (hyper's, or a locally served service's status).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bodies sealgate sends: buffered (rewritten), streamed through, or made
+/// by a service it answers itself.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Reaching the upstream failed.
 #[derive(Debug, Error)]

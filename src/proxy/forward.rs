@@ -16,7 +16,7 @@ use crate::{
     rewrite::{FailureMode, PayloadVisitor, rewrite},
     schema::{MessageId, Method, RPC_STATUS},
     telemetry,
-    upstream::Body,
+    upstream::{Body, BoxError},
 };
 
 /// The status a call ended with, as a metric label: the gRPC code, or
@@ -83,7 +83,9 @@ fn clean_response(headers: &mut HeaderMap) {
 }
 
 fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Streams a call through untouched (but for hop-by-hop headers).
@@ -94,7 +96,7 @@ pub(super) async fn stream(
     let (mut parts, body) = req.into_parts();
     clean_request(&mut parts.headers, p.config.forward_authorization);
     telemetry::inject_current(&mut parts.headers);
-    let mut up = Request::from_parts(parts, body.boxed());
+    let mut up = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());
     p.upstream.prepare(&mut up);
     let resp = p.upstream.send(up).await?;
     let (mut parts, body) = resp.into_parts();
@@ -104,7 +106,10 @@ pub(super) async fn stream(
     } else {
         "stream"
     };
-    Ok((Response::from_parts(parts, body.boxed()), code))
+    Ok((
+        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()),
+        code,
+    ))
 }
 
 /// Reads a whole body, at most `limit` bytes of frames.
@@ -395,6 +400,6 @@ pub(super) async fn unary(
     let body = Full::new(body)
         .with_trailers(async move { trailers.map(Ok) })
         .map_err(|never| match never {})
-        .boxed();
+        .boxed_unsync();
     Ok((Response::from_parts(parts, body), code))
 }
