@@ -50,6 +50,11 @@ pub struct Config {
     /// How sealgate talks to the upstream (TLS, API key, pool, keepalive).
     pub upstream_options: UpstreamOptions,
     pub proxy: ProxyConfig,
+    /// More upstreams by name (`[upstreams.NAME]`); the one above is
+    /// `default`.
+    pub upstreams: Vec<NamedUpstream>,
+    /// Which upstream serves which call.
+    pub routing: RoutingConfig,
     pub codec: CodecConfig,
     /// The remote-codec HTTP endpoint for the Web UI and CLI; off when absent.
     pub codec_server: Option<CodecServerConfig>,
@@ -197,6 +202,31 @@ impl fmt::Display for Upstream {
 }
 
 impl Upstream {
+    /// True when the address contains `{namespace}`.
+    pub fn is_template(&self) -> bool {
+        self.authority.contains("{namespace}")
+    }
+
+    /// The address for `namespace` (the address itself unless a template).
+    pub fn for_namespace(&self, namespace: &str) -> Upstream {
+        Upstream {
+            tls: self.tls,
+            authority: self.authority.replace("{namespace}", namespace),
+        }
+    }
+
+    /// Parses an address already checked with `{namespace}` filled in.
+    fn parse_template(s: &str) -> Upstream {
+        let (tls, rest) = match s.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix("http://").unwrap_or(s)),
+        };
+        Upstream {
+            tls,
+            authority: rest.trim_end_matches('/').to_string(),
+        }
+    }
+
     fn parse(s: &str) -> Result<Upstream, String> {
         let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
             (true, r)
@@ -222,6 +252,39 @@ impl Upstream {
         }
     }
 }
+
+/// One `[upstreams.NAME]`.
+#[derive(Debug, Clone)]
+pub struct NamedUpstream {
+    pub name: String,
+    /// May contain `{namespace}` (e.g. `{namespace}.tmprl.cloud:7233`): one
+    /// connection pool per namespace, made on first use.
+    pub address: Upstream,
+    pub options: UpstreamOptions,
+}
+
+/// One `[[routes]]` rule: every condition given must hold.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Exact name, or a pattern with `*` and `?`.
+    pub namespace: Option<String>,
+    /// Request metadata that must be present with exactly these values.
+    pub metadata: Vec<(String, String)>,
+    pub upstream: String,
+}
+
+/// The `[routing]` section and the `[[routes]]` rules, tried in order.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub routes: Vec<RouteConfig>,
+    /// Calls no rule matches.
+    pub default: String,
+    /// Calls that name no namespace (GetSystemInfo, health).
+    pub system: String,
+}
+
+/// Name of the upstream given by `upstream` and `[upstream_options]`.
+pub const DEFAULT_UPSTREAM: &str = "default";
 
 /// The `[codec]` section.
 #[derive(Debug, Clone)]
@@ -414,6 +477,14 @@ impl Config {
             .table("codec_server", &mut issues)
             .map(|mut t| codec_server_section(&mut t, base, &mut issues));
 
+        let mut upstreams = Vec::new();
+        for (name, mut t) in root.named_tables("upstreams", &mut issues) {
+            if let Some(u) = named_upstream(&name, &mut t, base, &mut issues) {
+                upstreams.push(u);
+            }
+        }
+        let routing = routing_section(&mut root, &upstreams, &mut issues);
+
         let codec = match root.table("codec", &mut issues) {
             Some(mut t) => codec_section(&mut t, base, &mut issues),
             None => codec_section(&mut Table::empty("codec", env), base, &mut issues),
@@ -442,6 +513,8 @@ impl Config {
                 upstream,
                 upstream_options,
                 proxy,
+                upstreams,
+                routing,
                 codec,
                 codec_server,
                 telemetry,
@@ -664,6 +737,104 @@ fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth 
             );
             CodecServerAuth::None
         }
+    }
+}
+
+fn named_upstream(
+    name: &str,
+    t: &mut Table<'_>,
+    base: &Path,
+    issues: &mut Issues,
+) -> Option<NamedUpstream> {
+    if name == DEFAULT_UPSTREAM {
+        issues.push(
+            &t.path(""),
+            "\"default\" is the upstream given by `upstream` and [upstream_options]; pick another name"
+                .into(),
+        );
+    }
+    let address = match t.string("address", issues) {
+        Some(a) => Upstream::parse(&a.replace("{namespace}", "namespace"))
+            .map(|_| Upstream::parse_template(&a))
+            .map_err(|m| issues.push(&t.path("address"), m))
+            .ok(),
+        None => {
+            issues.push(
+                &t.path("address"),
+                "missing: e.g. \"https://{namespace}.a1b2c.tmprl.cloud:7233\"".into(),
+            );
+            None
+        }
+    };
+    // Temporal's environment variables describe the default upstream only.
+    let options = upstream_section(t, base, &|_| None, issues);
+    Some(NamedUpstream {
+        name: name.to_string(),
+        address: address?,
+        options,
+    })
+}
+
+fn routing_section(
+    root: &mut Table<'_>,
+    upstreams: &[NamedUpstream],
+    issues: &mut Issues,
+) -> RoutingConfig {
+    let known = |n: &str| n == DEFAULT_UPSTREAM || upstreams.iter().any(|u| u.name == n);
+    let check = |t: &Table<'_>, key: &str, name: &str, issues: &mut Issues| {
+        if !known(name) {
+            let names: Vec<&str> = std::iter::once(DEFAULT_UPSTREAM)
+                .chain(upstreams.iter().map(|u| u.name.as_str()))
+                .collect();
+            issues.push(
+                &t.path(key),
+                format!("{name:?} is not an upstream (known: {})", names.join(", ")),
+            );
+        }
+    };
+    let mut routes = Vec::new();
+    for mut r in root.array_of_tables("routes", issues) {
+        let namespace = r.string("namespace", issues);
+        let mut metadata = Vec::new();
+        if let Some(m) = r.table("metadata", issues) {
+            for (k, v) in m.entries() {
+                match v {
+                    toml::Value::String(v) => metadata.push((k.to_ascii_lowercase(), v.clone())),
+                    _ => issues.push(&m.path(k), "expected a string".into()),
+                }
+            }
+        }
+        let upstream = r.string("upstream", issues).unwrap_or_default();
+        check(&r, "upstream", &upstream, issues);
+        if namespace.is_none() && metadata.is_empty() {
+            issues.push(
+                &r.path("namespace"),
+                "a route needs a namespace pattern, metadata, or both".into(),
+            );
+        }
+        r.finish(issues);
+        routes.push(RouteConfig {
+            namespace,
+            metadata,
+            upstream,
+        });
+    }
+    let mut t = root
+        .table("routing", issues)
+        .unwrap_or_else(|| Table::empty("routing", root.env()));
+    let default = t
+        .string("default", issues)
+        .unwrap_or_else(|| DEFAULT_UPSTREAM.into());
+    check(&t, "default", &default, issues);
+    let system = t
+        .string("system", issues)
+        .unwrap_or_else(|| default.clone());
+    check(&t, "system", &system, issues);
+    t.finish(issues);
+    RoutingConfig {
+        routes,
+        default,
+        system,
     }
 }
 

@@ -42,6 +42,8 @@ pub enum AppError {
     #[error("upstream TLS: {0}")]
     Tls(#[from] upstream::TlsError),
     #[error(transparent)]
+    Route(#[from] proxy::router::RouteError),
+    #[error(transparent)]
     CodecServer(#[from] codec_server::CodecServerError),
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
@@ -98,10 +100,13 @@ impl App {
         };
         telemetry.observe_codec(&pipeline);
         telemetry.observe_upstream(upstream.clone());
+        let router =
+            proxy::router::Router::new(upstream.clone(), &config.upstreams, &config.routing)?;
         let proxy = Arc::new(proxy::Proxy::new(
             schema,
             pipeline,
             upstream,
+            router,
             config.proxy.clone(),
             telemetry.metrics.clone(),
             config.telemetry.otlp_endpoint.is_some(),

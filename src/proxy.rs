@@ -9,6 +9,7 @@
 mod error;
 mod forward;
 pub mod reflection;
+pub mod router;
 pub mod server;
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
@@ -34,7 +35,10 @@ use crate::{
 pub struct Proxy {
     pub(crate) schema: Arc<Schema>,
     pub(crate) codec: Arc<Pipeline>,
+    /// The default upstream (`upstream` + `[upstream_options]`).
     pub(crate) upstream: Arc<Upstream>,
+    /// Which upstream serves each call.
+    pub(crate) router: router::Router,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
     /// Server reflection, answered here; `None` when turned off.
@@ -49,6 +53,7 @@ impl Proxy {
         schema: Arc<Schema>,
         codec: Arc<Pipeline>,
         upstream: Arc<Upstream>,
+        router: router::Router,
         config: ProxyConfig,
         metrics: Metrics,
         trace_calls: bool,
@@ -69,6 +74,7 @@ impl Proxy {
             schema,
             codec,
             upstream,
+            router,
             config,
             metrics,
             trace_calls,
@@ -129,7 +135,7 @@ impl Proxy {
         // time hyper and tokio move the stream task (memmove was the top
         // symbol in the profile).
         let result = Box::pin(self.route(&path, req).instrument(span.clone())).await;
-        let (resp, code) = match result {
+        let (resp, code, routed) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 let _enter = span.enter();
@@ -141,7 +147,7 @@ impl Proxy {
                     Side::Internal => tracing::error!(%path, error = %e, "call failed in sealgate"),
                 }
                 let code = e.code().label();
-                (e.into_response(), code)
+                (e.into_response(), code, None)
             }
         };
         span.record("rpc.grpc.status_code", code);
@@ -149,7 +155,10 @@ impl Proxy {
             service_kv.clone(),
             KeyValue::new("method", method),
             KeyValue::new("code", code),
-            KeyValue::new("upstream", self.upstream.name().to_string()),
+            KeyValue::new(
+                "upstream",
+                routed.as_ref().unwrap_or(&self.upstream).name().to_string(),
+            ),
         ];
         self.metrics.calls.add(1, &labels);
         self.metrics
@@ -163,12 +172,12 @@ impl Proxy {
         &self,
         path: &str,
         req: Request<Incoming>,
-    ) -> Result<(Response<Body>, forward::Code), ProxyError> {
+    ) -> Result<forward::Routed, ProxyError> {
         let service = service_of(path);
         if let Some(r) = &self.reflection
             && (service == reflection::V1 || service == reflection::V1ALPHA)
         {
-            return Ok((r.serve(service, req).await, "stream"));
+            return Ok((r.serve(service, req).await, "stream", None));
         }
         if !self.config.allowed_services.iter().any(|s| s == service) {
             return Err(ProxyError::ServiceNotAllowed {

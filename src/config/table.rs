@@ -219,6 +219,14 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Every key and value of this table (for free-form maps such as
+    /// metadata); marks them all as read.
+    pub(super) fn entries(&self) -> Vec<(&'a str, &'a Value)> {
+        self.table
+            .map(|t| t.iter().map(|(k, v)| (k.as_str(), v)).collect())
+            .unwrap_or_default()
+    }
+
     /// The sub-tables of `[key]` by name (`[key.NAME]`), sorted by name.
     pub(super) fn named_tables(
         &mut self,

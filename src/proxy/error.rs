@@ -60,6 +60,12 @@ pub enum ProxyError {
     Decode(RewriteError),
     #[error("keys: {0}")]
     Keys(Box<CodecError>),
+    #[error(
+        "the temporal-namespace header says {header:?} but the request is for namespace {body:?}"
+    )]
+    NamespaceMismatch { header: String, body: String },
+    #[error("routing: {0}")]
+    Route(#[from] super::router::RouteError),
     #[error("upstream {upstream} answered HTTP {status}, not gRPC: {body:?}{}", http_advice(*status))]
     NotGrpc {
         upstream: String,
@@ -97,14 +103,16 @@ impl ProxyError {
             ProxyError::RequestFrame(FrameError::TooLarge { .. })
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::EncodedTooLarge { .. } => Code::ResourceExhausted,
-            ProxyError::RequestFrame(_) | ProxyError::MalformedRequest { .. } => {
-                Code::InvalidArgument
-            }
+            ProxyError::RequestFrame(_)
+            | ProxyError::MalformedRequest { .. }
+            | ProxyError::NamespaceMismatch { .. } => Code::InvalidArgument,
             ProxyError::RequestBody(_) => Code::Cancelled,
             ProxyError::Encode(_) | ProxyError::Decode(_) => Code::Internal,
             // A KMS that cannot be reached: the SDK retries.
             ProxyError::Keys(e) if is_kms_unavailable(e) => Code::Unavailable,
             ProxyError::Keys(_) => Code::Internal,
+            ProxyError::Route(super::router::RouteError::BadNamespace(_)) => Code::InvalidArgument,
+            ProxyError::Route(_) => Code::Unavailable,
             ProxyError::Upstream(_) => Code::Unavailable,
             ProxyError::Deadline { .. } => Code::DeadlineExceeded,
             ProxyError::Response { .. } => Code::Internal,
@@ -127,11 +135,14 @@ impl ProxyError {
             | ProxyError::RequestBody(_)
             | ProxyError::MalformedRequest { .. }
             | ProxyError::EncodedTooLarge { .. }
+            | ProxyError::NamespaceMismatch { .. }
             | ProxyError::Deadline { .. } => Side::Downstream,
             ProxyError::Upstream(_) | ProxyError::Response { .. } | ProxyError::NotGrpc { .. } => {
                 Side::Upstream
             }
             ProxyError::Keys(e) if is_kms_unavailable(e) => Side::Upstream,
+            ProxyError::Route(super::router::RouteError::BadNamespace(_)) => Side::Downstream,
+            ProxyError::Route(_) => Side::Upstream,
             ProxyError::Encode(_) | ProxyError::Decode(_) | ProxyError::Keys(_) => Side::Internal,
         }
     }

@@ -1,7 +1,7 @@
 //! Forwarding: buffered and rewritten for unary WorkflowService calls,
 //! streamed through for everything else.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, header};
@@ -16,12 +16,16 @@ use crate::{
     rewrite::{FailureMode, PayloadVisitor, rewrite},
     schema::{MessageId, Method, RPC_STATUS},
     telemetry,
-    upstream::{Body, BoxError},
+    upstream::{Body, BoxError, Upstream},
 };
 
 /// The status a call ended with, as a metric label: the gRPC code, or
 /// `stream` for a streamed response whose status arrives later.
 pub(super) type Code = &'static str;
+
+/// A response, its status label, and the upstream that served it (none
+/// when sealgate answered itself).
+pub(super) type Routed = (Response<Body>, Code, Option<Arc<Upstream>>);
 
 /// A visitor that counts the payloads it changed (for the call's span).
 struct Counting<V> {
@@ -88,17 +92,21 @@ fn full(bytes: Bytes) -> Body {
         .boxed_unsync()
 }
 
-/// Streams a call through untouched (but for hop-by-hop headers).
-pub(super) async fn stream(
-    p: &Proxy,
-    req: Request<Incoming>,
-) -> Result<(Response<Body>, Code), ProxyError> {
+/// Streams a call through untouched (but for hop-by-hop headers), to the
+/// upstream its `temporal-namespace` header routes it to.
+pub(super) async fn stream(p: &Proxy, req: Request<Incoming>) -> Result<Routed, ProxyError> {
+    let namespace = req
+        .headers()
+        .get("temporal-namespace")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let upstream = p.router.pick(namespace, req.headers())?;
     let (mut parts, body) = req.into_parts();
     clean_request(&mut parts.headers, p.config.forward_authorization);
     telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());
-    p.upstream.prepare(&mut up);
-    let resp = p.upstream.send(up).await?;
+    upstream.prepare(&mut up);
+    let resp = upstream.send(up).await?;
     let (mut parts, body) = resp.into_parts();
     clean_response(&mut parts.headers);
     let code = if parts.headers.contains_key(GRPC_STATUS) {
@@ -109,6 +117,7 @@ pub(super) async fn stream(
     Ok((
         Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()),
         code,
+        Some(upstream),
     ))
 }
 
@@ -230,18 +239,30 @@ fn decode_details(
     Ok(())
 }
 
-/// The namespace a call is for: the request's own `namespace` field (what
-/// the server stores the data under), else the `temporal-namespace` header,
-/// else none (`""`, the default policy).
-fn namespace<'a>(method: &Method, first: Option<&'a Bytes>, headers: &'a HeaderMap) -> &'a str {
-    first
-        .and_then(|m| method.namespace_of(m))
-        .or_else(|| {
-            headers
-                .get("temporal-namespace")
-                .and_then(|v| v.to_str().ok())
-        })
-        .unwrap_or("")
+/// The namespace a call is for: its `temporal-namespace` header, else the
+/// request's own `namespace` field, else none (`""`: the system upstream and
+/// the default key policy). A header that contradicts the field is refused:
+/// routing, keys and (later) authorization must all see the same namespace
+/// the server stores the data under.
+fn namespace<'a>(
+    method: &Method,
+    first: Option<&'a Bytes>,
+    headers: &'a HeaderMap,
+) -> Result<&'a str, ProxyError> {
+    let body = first.and_then(|m| method.namespace_of(m));
+    let header = headers
+        .get("temporal-namespace")
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty());
+    match (header, body) {
+        (Some(h), Some(b)) if h != b => Err(ProxyError::NamespaceMismatch {
+            header: h.to_string(),
+            body: b.to_string(),
+        }),
+        (Some(h), _) => Ok(h),
+        (None, Some(b)) => Ok(b),
+        (None, None) => Ok(""),
+    }
 }
 
 fn encoding(headers: &HeaderMap) -> Option<String> {
@@ -256,7 +277,7 @@ pub(super) async fn unary(
     p: &Proxy,
     method: &Method,
     req: Request<Incoming>,
-) -> Result<(Response<Body>, Code), ProxyError> {
+) -> Result<Routed, ProxyError> {
     let limit = p.config.max_message_bytes;
     let (mut parts, body) = req.into_parts();
     let deadline = parts
@@ -275,9 +296,9 @@ pub(super) async fn unary(
         encoding(&parts.headers).as_deref(),
         ProxyError::RequestFrame,
     )?;
-    let mut session = p
-        .codec
-        .session(namespace(method, messages.plain.first(), &parts.headers));
+    let ns = namespace(method, messages.plain.first(), &parts.headers)?;
+    let upstream = p.router.pick(ns, &parts.headers)?;
+    let mut session = p.codec.session(ns);
     let (body, encoded) = session
         .encode_with(|e| {
             reframe(
@@ -310,11 +331,11 @@ pub(super) async fn unary(
     parts.headers.remove(header::CONTENT_LENGTH);
     telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, full(body));
-    p.upstream.prepare(&mut up);
+    upstream.prepare(&mut up);
 
     let sent = Instant::now();
     let exchange = async {
-        let resp = p.upstream.send(up).await?;
+        let resp = upstream.send(up).await?;
         let (parts, body) = resp.into_parts();
         if !grpc::is_grpc(&parts.headers) {
             // An HTTP answer from something in front of Temporal (a load
@@ -324,7 +345,7 @@ pub(super) async fn unary(
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
             return Err(ProxyError::NotGrpc {
-                upstream: p.upstream.name().to_string(),
+                upstream: upstream.name().to_string(),
                 status: parts.status.as_u16(),
                 body: String::from_utf8_lossy(&text[..text.len().min(200)])
                     .split_whitespace()
@@ -335,7 +356,7 @@ pub(super) async fn unary(
         let collected = collect(body, limit)
             .await
             .map_err(|e| ProxyError::Response {
-                upstream: p.upstream.name().to_string(),
+                upstream: upstream.name().to_string(),
                 reason: match e {
                     CollectError::TooLarge => format!("body over the {limit}-byte limit"),
                     CollectError::Read(r) => r,
@@ -349,7 +370,7 @@ pub(super) async fn unary(
                 .await
                 .map_err(|_| ProxyError::Deadline {
                     deadline: d,
-                    upstream: p.upstream.name().to_string(),
+                    upstream: upstream.name().to_string(),
                 })??
         }
         None => exchange.await?,
@@ -360,9 +381,9 @@ pub(super) async fn unary(
     );
     clean_response(&mut parts.headers);
     let mut trailers = collected.trailers().cloned();
-    let upstream = p.upstream.name().to_string();
+    let upstream_name = upstream.name().to_string();
     let frame_err = |e: frame::FrameError| ProxyError::Response {
-        upstream: upstream.clone(),
+        upstream: upstream_name.clone(),
         reason: e.to_string(),
     };
     let messages = unframe(
@@ -401,5 +422,5 @@ pub(super) async fn unary(
         .with_trailers(async move { trailers.map(Ok) })
         .map_err(|never| match never {})
         .boxed_unsync();
-    Ok((Response::from_parts(parts, body), code))
+    Ok((Response::from_parts(parts, body), code, Some(upstream)))
 }

@@ -1,0 +1,193 @@
+//! Which upstream serves a call: `[[routes]]` rules by namespace (exact or
+//! `*`/`?` pattern) and request metadata, tried in order; a system upstream
+//! for calls that name no namespace; a default for the rest. An upstream
+//! address may be a template (`{namespace}.tmprl.cloud:7233`): each
+//! namespace then gets its own connection pool, made on first use.
+
+use std::{collections::HashMap, sync::Arc};
+
+use dashmap::DashMap;
+use http::HeaderMap;
+
+use crate::{
+    config::{self, DEFAULT_UPSTREAM, RoutingConfig, UpstreamOptions},
+    upstream::{TlsError, Upstream},
+};
+
+/// Most per-namespace pools one template upstream keeps.
+const MAX_POOLS: usize = 1024;
+
+/// A named upstream: one pool, or one pool per namespace.
+#[derive(Debug)]
+enum Target {
+    Fixed(Arc<Upstream>),
+    Template(Box<Template>),
+}
+
+#[derive(Debug)]
+struct Template {
+    address: config::Upstream,
+    options: UpstreamOptions,
+    pools: DashMap<String, Arc<Upstream>>,
+}
+
+#[derive(Debug)]
+struct Route {
+    namespace: Option<String>,
+    metadata: Vec<(String, String)>,
+    upstream: String,
+}
+
+/// The routing table.
+#[derive(Debug)]
+pub struct Router {
+    targets: HashMap<String, Target>,
+    routes: Vec<Route>,
+    default: String,
+    system: String,
+}
+
+/// No upstream can serve a call.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error(
+        "namespace {0:?} cannot be put into an upstream address: use letters, digits, '-' and '.'"
+    )]
+    BadNamespace(String),
+    #[error("upstream {upstream}: {source}")]
+    Tls { upstream: String, source: TlsError },
+}
+
+impl Router {
+    /// `default` is the upstream of `upstream` + `[upstream_options]`.
+    pub fn new(
+        default: Arc<Upstream>,
+        upstreams: &[config::NamedUpstream],
+        routing: &RoutingConfig,
+    ) -> Result<Router, RouteError> {
+        let mut targets = HashMap::new();
+        targets.insert(DEFAULT_UPSTREAM.to_string(), Target::Fixed(default));
+        for u in upstreams {
+            let target = if u.address.is_template() {
+                Target::Template(Box::new(Template {
+                    address: u.address.clone(),
+                    options: u.options.clone(),
+                    pools: DashMap::new(),
+                }))
+            } else {
+                let up =
+                    Upstream::new(&u.address, &u.options).map_err(|source| RouteError::Tls {
+                        upstream: u.name.clone(),
+                        source,
+                    })?;
+                Target::Fixed(Arc::new(up))
+            };
+            targets.insert(u.name.clone(), target);
+        }
+        Ok(Router {
+            targets,
+            routes: routing
+                .routes
+                .iter()
+                .map(|r| Route {
+                    namespace: r.namespace.clone(),
+                    metadata: r.metadata.clone(),
+                    upstream: r.upstream.clone(),
+                })
+                .collect(),
+            default: routing.default.clone(),
+            system: routing.system.clone(),
+        })
+    }
+
+    /// The upstream for a call in `namespace` (`""`: none) with `headers`.
+    pub fn pick(&self, namespace: &str, headers: &HeaderMap) -> Result<Arc<Upstream>, RouteError> {
+        let matches = |r: &Route| {
+            r.namespace
+                .as_deref()
+                .is_none_or(|p| !namespace.is_empty() && glob(p, namespace))
+                && r.metadata.iter().all(|(k, v)| {
+                    headers
+                        .get_all(k.as_str())
+                        .iter()
+                        .any(|h| h.as_bytes() == v.as_bytes())
+                })
+        };
+        let name = match self.routes.iter().find(|r| matches(r)) {
+            Some(r) => &r.upstream,
+            None if namespace.is_empty() => &self.system,
+            None => &self.default,
+        };
+        match self.targets.get(name) {
+            Some(Target::Fixed(u)) => Ok(u.clone()),
+            Some(Target::Template(t)) => {
+                let Template {
+                    address,
+                    options,
+                    pools,
+                } = &**t;
+                if let Some(u) = pools.get(namespace) {
+                    return Ok(u.clone());
+                }
+                if !dns_safe(namespace) {
+                    return Err(RouteError::BadNamespace(namespace.to_string()));
+                }
+                let up = Upstream::new(&address.for_namespace(namespace), options).map_err(
+                    |source| RouteError::Tls {
+                        upstream: name.clone(),
+                        source,
+                    },
+                )?;
+                if pools.len() >= MAX_POOLS {
+                    pools.clear();
+                }
+                Ok(pools
+                    .entry(namespace.to_string())
+                    .or_insert_with(|| Arc::new(up))
+                    .clone())
+            }
+            // Names are checked when the configuration loads.
+            None => match self.targets.get(DEFAULT_UPSTREAM) {
+                Some(Target::Fixed(u)) => Ok(u.clone()),
+                _ => Err(RouteError::BadNamespace(namespace.to_string())),
+            },
+        }
+    }
+}
+
+/// A namespace that can stand in a host name: letters, digits, `-`, `.`,
+/// no leading or trailing dot, no empty label.
+fn dns_safe(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 253
+        && ns
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// `*` matches any run of characters, `?` any one.
+fn glob(pattern: &str, s: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), s.as_bytes());
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests;

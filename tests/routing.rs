@@ -1,0 +1,154 @@
+//! Routing calls to named upstreams by namespace and metadata, a system
+//! upstream for namespace-less calls, and address templates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use prost::Message;
+use support::net::{Client, FakeUpstream, Gateway, Reply, config_text, parse_config};
+use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+
+const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+const INFO: &str = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo";
+const HEALTH: &str = "/grpc.health.v1.Health/Check";
+
+fn start(namespace: &str) -> Vec<u8> {
+    StartWorkflowExecutionRequest {
+        namespace: namespace.into(),
+        workflow_id: "wf".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test]
+async fn calls_go_where_the_rules_say() {
+    let a = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let b = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let t = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = format!(
+        r#"
+[upstreams.b]
+address = "http://{}"
+connections = 1
+
+[upstreams.per-namespace]
+address = "http://{{namespace}}:{}"
+
+[[routes]]
+namespace = "team-b-*"
+upstream = "b"
+
+[[routes]]
+metadata = {{ "x-tenant" = "blue" }}
+upstream = "b"
+
+[[routes]]
+namespace = "localhost"
+upstream = "per-namespace"
+
+[routing]
+system = "b"
+"#,
+        b.addr,
+        t.addr.port()
+    );
+    let gw = Gateway::start(parse_config(&config_text(a.addr, &extra))).await;
+    let client = Client::connect(gw.addr).await;
+    let ok = |ans: support::net::Answer| assert_eq!(ans.status(), 0, "{}", ans.grpc_message());
+
+    // By the namespace in the request body.
+    ok(client
+        .call(START, &start("team-b-orders"), &[], false)
+        .await);
+    assert_eq!(b.requests().len(), 1);
+    ok(client.call(START, &start("orders"), &[], false).await);
+    assert_eq!(a.requests().len(), 1);
+    // By metadata.
+    ok(client
+        .call(START, &start("orders"), &[("x-tenant", "blue")], false)
+        .await);
+    assert_eq!(b.requests().len(), 2);
+    // By the temporal-namespace header when the call is streamed through.
+    ok(client
+        .call(HEALTH, &[], &[("temporal-namespace", "team-b-x")], false)
+        .await);
+    assert_eq!(b.last().path, HEALTH);
+    // Namespace-less calls go to the system upstream.
+    ok(client.call(INFO, &[], &[], false).await);
+    assert_eq!(b.last().path, INFO);
+    assert_eq!(b.requests().len(), 4);
+
+    // A template upstream: the namespace becomes part of the address.
+    ok(client.call(START, &start("localhost"), &[], false).await);
+    assert_eq!(t.requests().len(), 1);
+    assert_eq!(
+        StartWorkflowExecutionRequest::decode(t.last().message())
+            .unwrap()
+            .namespace,
+        "localhost"
+    );
+    assert_eq!(a.requests().len(), 1, "nothing else reached the default");
+
+    // A header that contradicts the request's namespace is refused.
+    let ans = client
+        .call(
+            START,
+            &start("orders"),
+            &[("temporal-namespace", "team-b-x")],
+            false,
+        )
+        .await;
+    assert_eq!(ans.status(), 3, "{}", ans.grpc_message());
+    assert!(
+        ans.grpc_message().contains("\"team-b-x\""),
+        "{}",
+        ans.grpc_message()
+    );
+    assert_eq!(
+        a.requests().len() + b.requests().len(),
+        5,
+        "nothing forwarded"
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_that_cannot_be_a_host_name_is_refused() {
+    let a = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = r#"
+[upstreams.cloud]
+address = "http://{namespace}.tmprl.test:7233"
+[routing]
+default = "cloud"
+system = "default"
+"#;
+    let gw = Gateway::start(parse_config(&config_text(a.addr, extra))).await;
+    let client = Client::connect(gw.addr).await;
+    for bad in ["evil.example:80/x", "a@b", "..", "a b"] {
+        let ans = client.call(START, &start(bad), &[], false).await;
+        assert_eq!(ans.status(), 3, "{bad:?}: {}", ans.grpc_message());
+        assert!(
+            ans.grpc_message().contains("namespace"),
+            "{}",
+            ans.grpc_message()
+        );
+    }
+    assert!(a.requests().is_empty());
+}
+
+#[test]
+fn routes_must_name_known_upstreams() {
+    let text = config_text(
+        "127.0.0.1:1".parse().unwrap(),
+        "[[routes]]\nnamespace = \"x\"\nupstream = \"nope\"\n[routing]\nsystem = \"gone\"\n",
+    );
+    let err =
+        sealgate::config::Config::parse(&text, "t.toml", std::path::Path::new("."), &|_| None)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("routes[0].upstream: \"nope\" is not an upstream (known: default)"),
+        "{err}"
+    );
+    assert!(err.contains("routing.system"), "{err}");
+}
