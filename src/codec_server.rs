@@ -2,7 +2,7 @@
 //! (`POST /encode`, `POST /decode`, also under `/{namespace}/…`) for the Web
 //! UI and the CLI, with CORS and optional bearer or JWT auth.
 
-mod auth;
+pub(crate) mod auth;
 mod cors;
 mod fetch;
 #[cfg(test)]

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     codec::{Chain, ChainOptions, CodecStats, Pipeline, Setup},
+    inbound::{AuthMode, InboundConfig, Rule, Who},
     keys::{
         self, KeyOpsRegistry,
         envelope::{self, DekStore},
@@ -55,6 +56,8 @@ pub struct Config {
     pub upstreams: Vec<NamedUpstream>,
     /// Which upstream serves which call.
     pub routing: RoutingConfig,
+    /// TLS/mTLS on the listener and who may use which namespace.
+    pub inbound: InboundConfig,
     pub codec: CodecConfig,
     /// The remote-codec HTTP endpoint for the Web UI and CLI; off when absent.
     pub codec_server: Option<CodecServerConfig>,
@@ -484,6 +487,10 @@ impl Config {
             }
         }
         let routing = routing_section(&mut root, &upstreams, &mut issues);
+        let inbound = match root.table("inbound", &mut issues) {
+            Some(mut t) => inbound_section(&mut t, base, &mut issues),
+            None => InboundConfig::default(),
+        };
 
         let codec = match root.table("codec", &mut issues) {
             Some(mut t) => codec_section(&mut t, base, &mut issues),
@@ -515,6 +522,7 @@ impl Config {
                 proxy,
                 upstreams,
                 routing,
+                inbound,
                 codec,
                 codec_server,
                 telemetry,
@@ -835,6 +843,137 @@ fn routing_section(
         routes,
         default,
         system,
+    }
+}
+
+fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> InboundConfig {
+    let mut file = |key: &'static str, issues: &mut Issues| {
+        t.string(key, issues).map(|f| {
+            let path = base.join(f);
+            issues.read_file(path.clone());
+            Pem::File(path)
+        })
+    };
+    let cert = file("tls_cert_file", issues);
+    let key = file("tls_key_file", issues);
+    let client_ca = file("client_ca_file", issues);
+    let tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            issues.push(
+                &t.path("tls_cert_file"),
+                "TLS needs both tls_cert_file and tls_key_file".into(),
+            );
+            None
+        }
+    };
+    if client_ca.is_some() && tls.is_none() {
+        issues.push(
+            &t.path("client_ca_file"),
+            "client certificates need TLS: set tls_cert_file and tls_key_file too".into(),
+        );
+    }
+    let mode = t.string("auth", issues).unwrap_or_else(|| "none".into());
+    let auth = match mode.as_str() {
+        "none" => AuthMode::None,
+        "mtls" => {
+            if client_ca.is_none() {
+                issues.push(
+                    &t.path("auth"),
+                    "\"mtls\" needs client_ca_file (the CA that issues the workers' certificates)"
+                        .into(),
+                );
+            }
+            AuthMode::Mtls
+        }
+        "bearer" => AuthMode::Bearer,
+        "jwt" => {
+            let jwks_url = t.string("jwks_url", issues).unwrap_or_else(|| {
+                issues.push(
+                    &t.path("jwks_url"),
+                    "missing: where the signing keys (JWKS) are published".into(),
+                );
+                String::new()
+            });
+            AuthMode::Jwt(JwtConfig {
+                jwks_url,
+                issuer: t.string("issuer", issues),
+                audience: t.string("audience", issues),
+                refresh_interval: t
+                    .duration("refresh_interval", issues)
+                    .unwrap_or(Duration::from_secs(600)),
+                decode_requires: None,
+                encode_requires: None,
+            })
+        }
+        other => {
+            issues.push(
+                &t.path("auth"),
+                format!("{other:?}: use \"none\", \"mtls\", \"bearer\" or \"jwt\""),
+            );
+            AuthMode::None
+        }
+    };
+    let mut rules = Vec::new();
+    for mut r in t.array_of_tables("rules", issues) {
+        let san = r.string("san", issues);
+        let token = r.string("token", issues);
+        let claim = r.string("claim", issues);
+        let namespaces = r.strings("namespaces", issues).unwrap_or_default();
+        if namespaces.is_empty() {
+            issues.push(
+                &r.path("namespaces"),
+                "missing: the namespaces (exact or patterns, \"*\" for all) this caller may use"
+                    .into(),
+            );
+        }
+        let who = match (&auth, san, token, claim) {
+            (AuthMode::Mtls, Some(s), None, None) => Some(Who::San(s)),
+            (AuthMode::Bearer, None, Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
+            (AuthMode::Bearer, None, Some(_), None) => {
+                issues.push(&r.path("token"), "use at least 16 characters".into());
+                None
+            }
+            (AuthMode::Jwt(_), None, None, Some(c)) => match c.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Some(Who::Claim(k.into(), v.into())),
+                _ => {
+                    issues.push(&r.path("claim"), format!("{c:?}: write claim=value"));
+                    None
+                }
+            },
+            _ => {
+                let want = match auth {
+                    AuthMode::Mtls => "san",
+                    AuthMode::Bearer => "token",
+                    AuthMode::Jwt(_) => "claim",
+                    AuthMode::None => "nothing (auth is \"none\")",
+                };
+                issues.push(
+                    &r.path(""),
+                    format!("with auth = {mode:?} a rule names its caller with {want}"),
+                );
+                None
+            }
+        };
+        r.finish(issues);
+        if let Some(who) = who {
+            rules.push(Rule { who, namespaces });
+        }
+    }
+    if !matches!(auth, AuthMode::None) && rules.is_empty() {
+        issues.push(
+            &t.path("rules"),
+            "missing: with authentication on, [[inbound.rules]] say who may use which namespaces"
+                .into(),
+        );
+    }
+    t.finish(issues);
+    InboundConfig {
+        tls,
+        client_ca,
+        auth,
+        rules,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod codec_server;
 pub mod config;
 pub mod grpc;
 mod http1;
+pub mod inbound;
 pub mod keys;
 pub mod proxy;
 pub mod reload;
@@ -43,6 +44,8 @@ pub enum AppError {
     Tls(#[from] upstream::TlsError),
     #[error(transparent)]
     Route(#[from] proxy::router::RouteError),
+    #[error("inbound TLS: {0}")]
+    Inbound(String),
     #[error(transparent)]
     CodecServer(#[from] codec_server::CodecServerError),
     #[error(transparent)]
@@ -102,11 +105,13 @@ impl App {
         telemetry.observe_upstream(upstream.clone());
         let router =
             proxy::router::Router::new(upstream.clone(), &config.upstreams, &config.routing)?;
+        let inbound = inbound::Inbound::new(config.inbound.clone());
+        inbound.acceptor().map_err(AppError::Inbound)?;
         let proxy = Arc::new(proxy::Proxy::new(
             schema,
             pipeline,
             upstream,
-            router,
+            (router, inbound),
             config.proxy.clone(),
             telemetry.metrics.clone(),
             config.telemetry.otlp_endpoint.is_some(),

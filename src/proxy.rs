@@ -39,6 +39,8 @@ pub struct Proxy {
     pub(crate) upstream: Arc<Upstream>,
     /// Which upstream serves each call.
     pub(crate) router: router::Router,
+    /// Who may call, for which namespaces (and the listener's TLS).
+    pub(crate) inbound: crate::inbound::Inbound,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
     /// Server reflection, answered here; `None` when turned off.
@@ -53,7 +55,7 @@ impl Proxy {
         schema: Arc<Schema>,
         codec: Arc<Pipeline>,
         upstream: Arc<Upstream>,
-        router: router::Router,
+        routing: (router::Router, crate::inbound::Inbound),
         config: ProxyConfig,
         metrics: Metrics,
         trace_calls: bool,
@@ -74,7 +76,8 @@ impl Proxy {
             schema,
             codec,
             upstream,
-            router,
+            router: routing.0,
+            inbound: routing.1,
             config,
             metrics,
             trace_calls,
@@ -95,6 +98,7 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
+        peer: Arc<crate::inbound::Peer>,
     ) -> Result<Response<Body>, Infallible> {
         let path = req.uri().path().to_string();
         let service = service_of(&path).to_string();
@@ -134,7 +138,7 @@ impl Proxy {
         // Boxed: the call future is ~10 KB, and an unboxed one is copied each
         // time hyper and tokio move the stream task (memmove was the top
         // symbol in the profile).
-        let result = Box::pin(self.route(&path, req).instrument(span.clone())).await;
+        let result = Box::pin(self.route(&path, req, &peer).instrument(span.clone())).await;
         let (resp, code, routed) = match result {
             Ok(ok) => ok,
             Err(e) => {
@@ -172,11 +176,13 @@ impl Proxy {
         &self,
         path: &str,
         req: Request<Incoming>,
+        peer: &crate::inbound::Peer,
     ) -> Result<forward::Routed, ProxyError> {
         let service = service_of(path);
         if let Some(r) = &self.reflection
             && (service == reflection::V1 || service == reflection::V1ALPHA)
         {
+            self.inbound.authorize(peer, req.headers(), "").await?;
             return Ok((r.serve(service, req).await, "stream", None));
         }
         if !self.config.allowed_services.iter().any(|s| s == service) {
@@ -190,8 +196,10 @@ impl Proxy {
             .method(path)
             .filter(|m| &*m.service == WORKFLOW_SERVICE && m.is_unary());
         match unary {
-            Some(method) if grpc::is_grpc(req.headers()) => forward::unary(self, method, req).await,
-            _ => forward::stream(self, req).await,
+            Some(method) if grpc::is_grpc(req.headers()) => {
+                forward::unary(self, method, req, peer).await
+            }
+            _ => forward::stream(self, req, peer).await,
         }
     }
 }

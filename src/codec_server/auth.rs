@@ -116,7 +116,7 @@ pub struct Jwt {
 const MIN_REFETCH: Duration = Duration::from_secs(10);
 
 impl Jwt {
-    fn new(config: JwtConfig) -> Jwt {
+    pub(crate) fn new(config: JwtConfig) -> Jwt {
         Jwt {
             config,
             cache: RwLock::new(None),
@@ -159,6 +159,31 @@ impl Jwt {
     }
 
     async fn check(&self, token: &str, op: Op) -> Result<(), AuthError> {
+        let claims = self.claims(token).await?;
+        let rule = match op {
+            Op::Encode => &self.config.encode_requires,
+            Op::Decode => &self.config.decode_requires,
+        };
+        if let Some((claim, value)) = rule
+            && !claim_has(claims.get(claim), value)
+        {
+            return Err(AuthError::forbidden(format!(
+                "this token may not {}: it needs claim {claim} containing {value:?}",
+                match op {
+                    Op::Encode => "encode",
+                    Op::Decode => "decode",
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// The claims of a token that verifies (signature, algorithm, expiry,
+    /// issuer and audience as configured).
+    pub(crate) async fn claims(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, Value>, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::unauthenticated(format!("not a JWT: {e}")))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
@@ -188,27 +213,12 @@ impl Jwt {
         }
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
             .map_err(|e| AuthError::unauthenticated(format!("JWT rejected: {e}")))?;
-        let rule = match op {
-            Op::Encode => &self.config.encode_requires,
-            Op::Decode => &self.config.decode_requires,
-        };
-        if let Some((claim, value)) = rule
-            && !claim_has(data.claims.get(claim), value)
-        {
-            return Err(AuthError::forbidden(format!(
-                "this token may not {}: it needs claim {claim} containing {value:?}",
-                match op {
-                    Op::Encode => "encode",
-                    Op::Decode => "decode",
-                }
-            )));
-        }
-        Ok(())
+        Ok(data.claims)
     }
 }
 
 /// A claim holds `value`: equal, in an array, or in a space-separated list (OAuth scopes).
-pub(super) fn claim_has(claim: Option<&Value>, value: &str) -> bool {
+pub(crate) fn claim_has(claim: Option<&Value>, value: &str) -> bool {
     match claim {
         Some(Value::String(s)) => s == value || s.split_whitespace().any(|x| x == value),
         Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(value)),

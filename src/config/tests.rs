@@ -77,6 +77,7 @@ fn shipped_configs_are_valid() {
     std::fs::write(tmp.join("key.b64"), format!("{KEY}\n")).unwrap();
     let vars = |k: &str| match k {
         "SEALGATE_KEY_2026_11" | "SEALGATE_LOCAL_KEK" => Some(KEY.to_string()),
+        "SEALGATE_ORDERS_TOKEN" => Some("orders-token-0123456789".to_string()),
         "TEMPORAL_CLOUD_API_KEY" => Some("api-key".to_string()),
         _ => None,
     };

@@ -64,6 +64,8 @@ pub enum ProxyError {
         "the temporal-namespace header says {header:?} but the request is for namespace {body:?}"
     )]
     NamespaceMismatch { header: String, body: String },
+    #[error(transparent)]
+    Denied(#[from] crate::inbound::Denied),
     #[error("routing: {0}")]
     Route(#[from] super::router::RouteError),
     #[error("upstream {upstream} answered HTTP {status}, not gRPC: {body:?}{}", http_advice(*status))]
@@ -112,6 +114,8 @@ impl ProxyError {
             ProxyError::Keys(e) if is_kms_unavailable(e) => Code::Unavailable,
             ProxyError::Keys(_) => Code::Internal,
             ProxyError::Route(super::router::RouteError::BadNamespace(_)) => Code::InvalidArgument,
+            ProxyError::Denied(crate::inbound::Denied::Unauthenticated(_)) => Code::Unauthenticated,
+            ProxyError::Denied(_) => Code::PermissionDenied,
             ProxyError::Route(_) => Code::Unavailable,
             ProxyError::Upstream(_) => Code::Unavailable,
             ProxyError::Deadline { .. } => Code::DeadlineExceeded,
@@ -141,7 +145,8 @@ impl ProxyError {
                 Side::Upstream
             }
             ProxyError::Keys(e) if is_kms_unavailable(e) => Side::Upstream,
-            ProxyError::Route(super::router::RouteError::BadNamespace(_)) => Side::Downstream,
+            ProxyError::Route(super::router::RouteError::BadNamespace(_))
+            | ProxyError::Denied(_) => Side::Downstream,
             ProxyError::Route(_) => Side::Upstream,
             ProxyError::Encode(_) | ProxyError::Decode(_) | ProxyError::Keys(_) => Side::Internal,
         }

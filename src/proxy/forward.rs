@@ -13,6 +13,7 @@ use super::{Proxy, ProxyError};
 use crate::{
     codec::{CodecError, Decoder},
     grpc::{self, GRPC_ENCODING, GRPC_STATUS, GRPC_TIMEOUT, frame},
+    inbound::Peer,
     rewrite::{FailureMode, PayloadVisitor, rewrite},
     schema::{MessageId, Method, RPC_STATUS},
     telemetry,
@@ -94,12 +95,17 @@ fn full(bytes: Bytes) -> Body {
 
 /// Streams a call through untouched (but for hop-by-hop headers), to the
 /// upstream its `temporal-namespace` header routes it to.
-pub(super) async fn stream(p: &Proxy, req: Request<Incoming>) -> Result<Routed, ProxyError> {
+pub(super) async fn stream(
+    p: &Proxy,
+    req: Request<Incoming>,
+    peer: &Peer,
+) -> Result<Routed, ProxyError> {
     let namespace = req
         .headers()
         .get("temporal-namespace")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    p.inbound.authorize(peer, req.headers(), namespace).await?;
     let upstream = p.router.pick(namespace, req.headers())?;
     let (mut parts, body) = req.into_parts();
     clean_request(&mut parts.headers, p.config.forward_authorization);
@@ -277,6 +283,7 @@ pub(super) async fn unary(
     p: &Proxy,
     method: &Method,
     req: Request<Incoming>,
+    peer: &Peer,
 ) -> Result<Routed, ProxyError> {
     let limit = p.config.max_message_bytes;
     let (mut parts, body) = req.into_parts();
@@ -297,6 +304,7 @@ pub(super) async fn unary(
         ProxyError::RequestFrame,
     )?;
     let ns = namespace(method, messages.plain.first(), &parts.headers)?;
+    p.inbound.authorize(peer, &parts.headers, ns).await?;
     let upstream = p.router.pick(ns, &parts.headers)?;
     let mut session = p.codec.session(ns);
     let (body, encoded) = session

@@ -100,6 +100,14 @@ impl Router {
         })
     }
 
+    /// The upstream given by `upstream` + `[upstream_options]`.
+    pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
+        match self.targets.get(DEFAULT_UPSTREAM) {
+            Some(Target::Fixed(u)) => Some(u),
+            _ => None,
+        }
+    }
+
     /// The upstream for a call in `namespace` (`""`: none) with `headers`.
     pub fn pick(&self, namespace: &str, headers: &HeaderMap) -> Result<Arc<Upstream>, RouteError> {
         let matches = |r: &Route| {
@@ -166,7 +174,7 @@ fn dns_safe(ns: &str) -> bool {
 }
 
 /// `*` matches any run of characters, `?` any one.
-fn glob(pattern: &str, s: &str) -> bool {
+pub(crate) fn glob(pattern: &str, s: &str) -> bool {
     let (p, s) = (pattern.as_bytes(), s.as_bytes());
     let (mut pi, mut si) = (0, 0);
     let (mut star, mut mark) = (None, 0);

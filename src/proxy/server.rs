@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::Proxy;
+use crate::inbound::Peer;
 
 /// How serving ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +21,20 @@ pub enum Drained {
     Clean,
     /// The grace period ran out with calls still open.
     GraceExpired,
+}
+
+fn builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(10_000)
+        .adaptive_window(true);
+    b
+}
+
+async fn ended<E: std::error::Error + 'static>(conn: impl Future<Output = Result<(), E>>) {
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %crate::upstream::error_chain(&e), "connection ended");
+    }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
@@ -32,6 +47,12 @@ pub async fn serve(
 ) -> Drained {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    // Checked when the app was built, so this only fails if the files
+    // changed in between; then the listener refuses TLS handshakes.
+    let tls = proxy.inbound.acceptor().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "inbound TLS");
+        None
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -46,22 +67,31 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
-                let service = service_fn(move |req| proxy.clone().handle(req));
-                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .max_concurrent_streams(10_000)
-                    .adaptive_window(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
                 let span = tracing::info_span!("conn", %peer);
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %crate::upstream::error_chain(&e), "connection ended");
-                        }
+                match &tls {
+                    None => {
+                        let who = Arc::new(Peer::default());
+                        let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
+                        let conn = graceful.watch(builder().serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(ended(conn).instrument(span));
                     }
-                    .instrument(span),
-                );
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match acceptor.accept(stream).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    tracing::info!(error = %e, "TLS handshake with a caller failed");
+                                    return;
+                                }
+                            };
+                            let who = Arc::new(Peer::from_certs(stream.get_ref().1.peer_certificates()));
+                            let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
+                            ended(watcher.watch(builder().serve_connection(TokioIo::new(stream), service))).await;
+                        }.instrument(span));
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

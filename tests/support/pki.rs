@@ -23,6 +23,17 @@ impl Pki {
 /// A fresh CA with a server certificate for `server_names` and a client
 /// certificate with common name `client`, also written to files in `dir`.
 pub fn generate(dir: &Path, server_names: &[&str]) -> Pki {
+    generate_with_clients(dir, server_names, &[]).0
+}
+
+/// As [`generate`], plus one client certificate per SAN in `client_sans`
+/// (a DNS name, or a URI when it contains "://"): `(cert PEM, key PEM)`.
+#[allow(dead_code)]
+pub fn generate_with_clients(
+    dir: &Path,
+    server_names: &[&str],
+    client_sans: &[&str],
+) -> (Pki, Vec<(String, String)>) {
     std::fs::create_dir_all(dir).unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -53,6 +64,21 @@ pub fn generate(dir: &Path, server_names: &[&str]) -> Pki {
         client_cert_pem: client.pem(),
         client_key_pem: client_key.serialize_pem(),
     };
+    let clients = client_sans
+        .iter()
+        .map(|san| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            let name = if san.contains("://") {
+                rcgen::SanType::URI(rcgen::string::Ia5String::try_from(*san).unwrap())
+            } else {
+                rcgen::SanType::DnsName(rcgen::string::Ia5String::try_from(*san).unwrap())
+            };
+            params.subject_alt_names = vec![name];
+            let cert = params.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
     for (name, pem) in [
         ("ca.pem", &pki.ca_pem),
         ("server.pem", &pki.server_cert_pem),
@@ -62,5 +88,5 @@ pub fn generate(dir: &Path, server_names: &[&str]) -> Pki {
     ] {
         std::fs::write(dir.join(name), pem).unwrap();
     }
-    pki
+    (pki, clients)
 }

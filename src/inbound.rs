@@ -1,0 +1,292 @@
+//! Inbound security: TLS or mTLS on the listener, who the caller is (client
+//! certificate SANs, a static bearer token, or a JWT checked against a
+//! JWKS), and which namespaces that caller may use.
+//!
+//! A call whose credentials are missing or wrong gets UNAUTHENTICATED; a
+//! call to a namespace no matching rule allows gets PERMISSION_DENIED. The
+//! caller's credentials stay here: the `authorization` header is dropped
+//! before forwarding unless `proxy.forward_authorization` says otherwise,
+//! and the upstream's own credentials are added by sealgate.
+
+use std::{fmt, sync::Arc};
+
+use http::HeaderMap;
+use rustls::{
+    pki_types::CertificateDer,
+    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+};
+use tokio_rustls::TlsAcceptor;
+
+use crate::{
+    codec_server::auth::{Jwt, claim_has},
+    config::JwtConfig,
+    proxy::router::glob,
+    upstream::{Pem, tls},
+};
+
+/// How callers prove who they are.
+#[derive(Clone)]
+pub enum AuthMode {
+    /// Anyone who can reach the listener (a private subnet).
+    None,
+    /// The client certificate's SANs (needs `client_ca_file`).
+    Mtls,
+    /// `authorization: Bearer <token>`, one of the rules' tokens.
+    Bearer,
+    /// `authorization: Bearer <JWT>`, verified against a JWKS.
+    Jwt(JwtConfig),
+}
+
+impl fmt::Debug for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthMode::None => write!(f, "None"),
+            AuthMode::Mtls => write!(f, "Mtls"),
+            AuthMode::Bearer => write!(f, "Bearer"),
+            AuthMode::Jwt(j) => f.debug_tuple("Jwt").field(j).finish(),
+        }
+    }
+}
+
+/// Whom a rule is about.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A client certificate SAN (DNS name or URI), exact or `*`/`?` pattern.
+    San(String),
+    /// A static bearer token.
+    Token(String),
+    /// A JWT claim containing a value (`claim=value`).
+    Claim(String, String),
+}
+
+impl fmt::Debug for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::San(s) => f.debug_tuple("San").field(s).finish(),
+            Who::Token(_) => write!(f, "Token(<redacted>)"),
+            Who::Claim(c, v) => f.debug_tuple("Claim").field(c).field(v).finish(),
+        }
+    }
+}
+
+/// One `[[inbound.rules]]`: who, and the namespaces (exact or patterns)
+/// they may use.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub who: Who,
+    pub namespaces: Vec<String>,
+}
+
+/// The `[inbound]` section.
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    /// Serve TLS with this certificate chain and key.
+    pub tls: Option<(Pem, Pem)>,
+    /// Require client certificates issued by these CAs.
+    pub client_ca: Option<Pem>,
+    pub auth: AuthMode,
+    pub rules: Vec<Rule>,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig {
+            tls: None,
+            client_ca: None,
+            auth: AuthMode::None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// What the connection's TLS handshake proved about the caller.
+#[derive(Debug, Default, Clone)]
+pub struct Peer {
+    /// DNS and URI SANs of a verified client certificate.
+    pub sans: Vec<String>,
+}
+
+impl Peer {
+    /// The SANs of a client certificate chain's leaf (already verified by
+    /// the handshake).
+    pub fn from_certs(certs: Option<&[CertificateDer<'_>]>) -> Peer {
+        let Some(leaf) = certs.and_then(|c| c.first()) else {
+            return Peer::default();
+        };
+        match webpki::EndEntityCert::try_from(leaf) {
+            Ok(cert) => Peer {
+                sans: cert
+                    .valid_dns_names()
+                    .chain(cert.valid_uri_names())
+                    .map(str::to_string)
+                    .collect(),
+            },
+            Err(_) => Peer::default(),
+        }
+    }
+}
+
+/// Why a call may not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{who} may not use namespace {namespace:?}")]
+    PermissionDenied { who: String, namespace: String },
+}
+
+/// The listener's TLS and the caller checks.
+pub struct Inbound {
+    config: InboundConfig,
+    jwt: Option<Jwt>,
+}
+
+impl fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbound")
+            .field("auth", &self.config.auth)
+            .field("rules", &self.config.rules.len())
+            .finish()
+    }
+}
+
+impl Inbound {
+    pub fn new(config: InboundConfig) -> Inbound {
+        let jwt = match &config.auth {
+            AuthMode::Jwt(j) => Some(Jwt::new(j.clone())),
+            _ => None,
+        };
+        Inbound { config, jwt }
+    }
+
+    /// True when every call is let through unchecked.
+    pub fn is_open(&self) -> bool {
+        matches!(self.config.auth, AuthMode::None)
+    }
+
+    /// The TLS acceptor for the listener (HTTP/2), when TLS is configured.
+    pub fn acceptor(&self) -> Result<Option<TlsAcceptor>, String> {
+        let Some((cert, key)) = &self.config.tls else {
+            return Ok(None);
+        };
+        let certs = tls::certs(cert, "inbound.tls_cert_file").map_err(|e| e.to_string())?;
+        let key = tls::key(key, "inbound.tls_key_file").map_err(|e| e.to_string())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match &self.config.client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in tls::certs(ca, "inbound.client_ca_file").map_err(|e| e.to_string())? {
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("inbound.client_ca_file: {e}"))?;
+                }
+                let verifier: Arc<dyn ClientCertVerifier> =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| format!("inbound.client_ca_file: {e}"))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("inbound certificate and key: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    /// Checks the caller of one call for `namespace` (`""`: a call that names
+    /// none, allowed to any authenticated caller).
+    pub async fn authorize(
+        &self,
+        peer: &Peer,
+        headers: &HeaderMap,
+        namespace: &str,
+    ) -> Result<(), Denied> {
+        let (who, rules): (String, Vec<&Rule>) = match &self.config.auth {
+            AuthMode::None => return Ok(()),
+            AuthMode::Mtls => {
+                if peer.sans.is_empty() {
+                    return Err(Denied::Unauthenticated(
+                        "a client certificate with a DNS or URI SAN is required".into(),
+                    ));
+                }
+                let rules = self
+                    .config
+                    .rules
+                    .iter()
+                    .filter(
+                        |r| matches!(&r.who, Who::San(p) if peer.sans.iter().any(|s| glob(p, s))),
+                    )
+                    .collect();
+                (format!("client {}", peer.sans.join(", ")), rules)
+            }
+            AuthMode::Bearer => {
+                let token = bearer(headers)?;
+                let rules: Vec<&Rule> = self
+                    .config
+                    .rules
+                    .iter()
+                    .filter(|r| matches!(&r.who, Who::Token(t) if ct_eq(t.as_bytes(), token.as_bytes())))
+                    .collect();
+                if rules.is_empty() {
+                    return Err(Denied::Unauthenticated("unknown bearer token".into()));
+                }
+                ("this token".to_string(), rules)
+            }
+            AuthMode::Jwt(_) => {
+                let token = bearer(headers)?;
+                let Some(jwt) = &self.jwt else {
+                    return Err(Denied::Unauthenticated("JWT checks are not set up".into()));
+                };
+                let claims = jwt
+                    .claims(token)
+                    .await
+                    .map_err(|e| Denied::Unauthenticated(e.message))?;
+                let rules = self
+                    .config
+                    .rules
+                    .iter()
+                    .filter(|r| matches!(&r.who, Who::Claim(c, v) if claim_has(claims.get(c), v)))
+                    .collect();
+                let sub = claims
+                    .get("sub")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("this token");
+                (format!("subject {sub:?}"), rules)
+            }
+        };
+        let allowed = if namespace.is_empty() {
+            !rules.is_empty()
+        } else {
+            rules
+                .iter()
+                .any(|r| r.namespaces.iter().any(|p| glob(p, namespace)))
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied::PermissionDenied {
+                who,
+                namespace: namespace.to_string(),
+            })
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| Denied::Unauthenticated("authorization: Bearer <token> is required".into()))
+}
+
+/// Constant-time comparison.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

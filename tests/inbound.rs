@@ -1,0 +1,211 @@
+//! Inbound security: mTLS on the listener with client-certificate rules,
+//! static bearer tokens, PERMISSION_DENIED for namespaces a caller may not
+//! use, and inbound credentials that never reach the upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use bytes::{Bytes, BytesMut};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use support::{
+    net::{Client, FakeUpstream, Gateway, Reply, config_text, frame_into, parse_config},
+    pki,
+};
+use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+
+const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+
+fn start(namespace: &str) -> Vec<u8> {
+    StartWorkflowExecutionRequest {
+        namespace: namespace.into(),
+        workflow_id: "wf".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// One gRPC call over TLS (h2), presenting `client` (cert, key) if given;
+/// returns the grpc-status, or None when the handshake or call failed.
+async fn tls_call(
+    addr: SocketAddr,
+    ca_pem: &str,
+    client: Option<&(String, String)>,
+    namespace: &str,
+) -> Option<u16> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .ok()?;
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(tls))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let mut body = BytesMut::new();
+    frame_into(&mut body, &start(namespace), false);
+    let req = Request::post(format!("https://localhost{START}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.ok()?;
+    let (parts, body) = resp.into_parts();
+    let trailers = body.collect().await.ok()?.trailers().cloned();
+    let status = trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| parts.headers.get("grpc-status"))?;
+    status.to_str().ok()?.parse().ok()
+}
+
+#[tokio::test]
+async fn mtls_client_certificates_map_to_namespaces() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("inbound-mtls-{}", std::process::id()));
+    let (pki, clients) = pki::generate_with_clients(
+        &dir,
+        &["localhost"],
+        &[
+            "spiffe://acme.test/payments/worker",
+            "orders-worker.acme.test",
+        ],
+    );
+    let (_, strangers) = pki::generate_with_clients(&dir.join("other"), &["x"], &["payments.evil"]);
+    let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = format!(
+        r#"
+[inbound]
+tls_cert_file = "{}"
+tls_key_file = "{}"
+client_ca_file = "{}"
+auth = "mtls"
+
+[[inbound.rules]]
+san = "spiffe://acme.test/payments/*"
+namespaces = ["payments-*"]
+
+[[inbound.rules]]
+san = "orders-worker.acme.test"
+namespaces = ["orders"]
+"#,
+        pki.file("server.pem").display(),
+        pki.file("server-key.pem").display(),
+        pki.file("ca.pem").display(),
+    );
+    let gw = Gateway::start(parse_config(&config_text(up.addr, &extra))).await;
+    let (payments, orders) = (&clients[0], &clients[1]);
+
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(payments), "payments-eu").await,
+        Some(0)
+    );
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(orders), "orders").await,
+        Some(0)
+    );
+    // Each certificate only reaches its own namespaces.
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(payments), "orders").await,
+        Some(7)
+    );
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(orders), "payments-eu").await,
+        Some(7)
+    );
+    // No certificate, or one from another CA: no TLS session at all.
+    assert_eq!(tls_call(gw.addr, &pki.ca_pem, None, "orders").await, None);
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(&strangers[0]), "orders").await,
+        None
+    );
+    assert_eq!(
+        up.requests().len(),
+        2,
+        "only the two allowed calls went upstream"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn bearer_tokens_map_to_namespaces_and_never_reach_the_upstream() {
+    let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = r#"
+[inbound]
+auth = "bearer"
+
+[[inbound.rules]]
+token = "orders-token-0123456789"
+namespaces = ["orders", "orders-*"]
+
+[[inbound.rules]]
+token = "admin-token-0123456789ab"
+namespaces = ["*"]
+"#;
+    let gw = Gateway::start(parse_config(&config_text(up.addr, extra))).await;
+    let client = Client::connect(gw.addr).await;
+    let call = |ns: &'static str, token: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            let a = client.call(START, &start(ns), &headers, false).await;
+            (a.status(), a.grpc_message())
+        }
+    };
+    assert_eq!(call("orders", Some("orders-token-0123456789")).await.0, 0);
+    assert_eq!(
+        call("orders-eu", Some("orders-token-0123456789")).await.0,
+        0
+    );
+    let (code, msg) = call("payments", Some("orders-token-0123456789")).await;
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("\"payments\""), "{msg}");
+    assert!(
+        !msg.contains("orders-token"),
+        "the token is never echoed: {msg}"
+    );
+    assert_eq!(
+        call("payments", Some("admin-token-0123456789ab")).await.0,
+        0
+    );
+    assert_eq!(call("orders", None).await.0, 16);
+    assert_eq!(call("orders", Some("wrong-token-0123456789")).await.0, 16);
+
+    // Three calls went upstream, and none carried the caller's token.
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3);
+    for r in &seen {
+        assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
+        let raw = format!("{:?}", r.headers);
+        assert!(!raw.contains("token-0123456789"), "{raw}");
+    }
+}
