@@ -30,6 +30,7 @@ use crate::{
             DEFAULT_POLICY, KeySpec, KeysSpec, Policies, PolicyError, PolicySpec, ProviderSpec,
         },
     },
+    proxy::translate::Translation,
     schema::WORKFLOW_SERVICE,
     upstream::{Pem, TlsSettings},
 };
@@ -174,6 +175,8 @@ pub struct UpstreamOptions {
     pub api_key: Option<String>,
     /// Used when the upstream is TLS.
     pub tls: TlsSettings,
+    /// Local namespace names ↔ the upstream's (`namespaces` sub-table).
+    pub namespaces: Option<Translation>,
 }
 
 impl fmt::Debug for UpstreamOptions {
@@ -185,6 +188,7 @@ impl fmt::Debug for UpstreamOptions {
             .field("keepalive_timeout", &self.keepalive_timeout)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
+            .field("namespaces", &self.namespaces)
             .finish()
     }
 }
@@ -1110,8 +1114,30 @@ fn upstream_section(
             issues.push(&t.path(what), format!("cannot read {}", f.display()));
         }
     }
+    let namespaces = t.table("namespaces", issues).map(|mut n| {
+        let prefix = n.string("prefix", issues).unwrap_or_default();
+        let suffix = n.string("suffix", issues).unwrap_or_default();
+        let mut overrides = Vec::new();
+        if let Some(o) = n.table("overrides", issues) {
+            for (k, v) in o.entries() {
+                match v {
+                    toml::Value::String(v) if !v.is_empty() => {
+                        overrides.push((k.to_string(), v.clone()))
+                    }
+                    _ => issues.push(&o.path(k), "expected the upstream's namespace name".into()),
+                }
+            }
+        }
+        n.finish(issues);
+        Translation {
+            prefix,
+            suffix,
+            overrides,
+        }
+    });
     t.finish(issues);
     UpstreamOptions {
+        namespaces,
         connections: connections.clamp(1, 64) as usize,
         connect_timeout,
         keepalive_interval,

@@ -11,6 +11,7 @@ mod forward;
 pub mod reflection;
 pub mod router;
 pub mod server;
+pub mod translate;
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
@@ -34,6 +35,9 @@ use crate::{
 #[derive(Debug)]
 pub struct Proxy {
     pub(crate) schema: Arc<Schema>,
+    /// Namespace fields, for translation (built only when some upstream
+    /// translates namespaces).
+    pub(crate) namespace_schema: Option<Schema>,
     pub(crate) codec: Arc<Pipeline>,
     /// The default upstream (`upstream` + `[upstream_options]`).
     pub(crate) upstream: Arc<Upstream>,
@@ -71,7 +75,13 @@ impl Proxy {
         } else {
             None
         };
+        let namespace_schema = routing
+            .0
+            .translates()
+            .then(Schema::embedded_namespaces)
+            .and_then(Result::ok);
         Proxy {
+            namespace_schema,
             reflection,
             schema,
             codec,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-pub use plan::{Action, MessageKind, MessagePlan, PlannedField};
+pub use plan::{Action, Leaves, MessageKind, MessagePlan, PlannedField};
 
 /// The Temporal API descriptor set compiled into this binary.
 pub static EMBEDDED_DESCRIPTOR_SET: &[u8] =
@@ -105,7 +105,15 @@ impl Schema {
     /// Decodes a serialized `FileDescriptorSet` and computes its plan.
     pub fn from_descriptor_set(bytes: &[u8]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
-        plan::build(&set)
+        plan::build(&set, Leaves::Payloads)
+    }
+
+    /// The plan of every namespace-name string field (`namespace`,
+    /// `*_namespace`) in the embedded descriptor set, for translation: the
+    /// rewriter hands each such field's bytes to its visitor.
+    pub fn embedded_namespaces() -> Result<Schema, SchemaError> {
+        let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
+        plan::build(&set, Leaves::Namespaces)
     }
 
     /// Looks a message type up by its full name (no leading dot).

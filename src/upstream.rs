@@ -179,6 +179,11 @@ impl Upstream {
         self.credentials.send_replace(Arc::new(credentials));
     }
 
+    /// Namespace translation towards this upstream, if any.
+    pub fn translation(&self) -> Option<&crate::proxy::translate::Translation> {
+        self.options.namespaces.as_ref()
+    }
+
     /// `http(s)://host:port`.
     pub fn name(&self) -> &str {
         &self.display

@@ -152,3 +152,96 @@ fn routes_must_name_known_upstreams() {
     );
     assert!(err.contains("routing.system"), "{err}");
 }
+
+#[tokio::test]
+async fn namespaces_are_translated_both_ways_at_every_depth() {
+    use temporalio_protos::temporal::api::{
+        history::v1::{
+            History, HistoryEvent, WorkflowExecutionStartedEventAttributes,
+            history_event::Attributes,
+        },
+        workflowservice::v1::{PollWorkflowTaskQueueRequest, PollWorkflowTaskQueueResponse},
+    };
+    const POLL: &str = "/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue";
+    let up = FakeUpstream::start(|rec| {
+        if rec.path != POLL {
+            return Reply::message(Vec::new());
+        }
+        let event = HistoryEvent {
+            event_id: 1,
+            attributes: Some(Attributes::WorkflowExecutionStartedEventAttributes(
+                WorkflowExecutionStartedEventAttributes {
+                    parent_workflow_namespace: "acme-billing.a1b2c".into(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        Reply::message(
+            PollWorkflowTaskQueueResponse {
+                history: Some(History {
+                    events: vec![event],
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    })
+    .await;
+    let extra = r#"
+[upstream_options.namespaces]
+prefix = "acme-"
+suffix = ".a1b2c"
+overrides = { "legacy" = "old-legacy-ns.a1b2c" }
+"#;
+    let gw = Gateway::start(parse_config(&config_text(up.addr, extra))).await;
+    let client = Client::connect(gw.addr).await;
+
+    // Request: the body's namespace and the header.
+    let a = client
+        .call(
+            START,
+            &start("orders"),
+            &[("temporal-namespace", "orders")],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    let seen = up.last();
+    assert_eq!(seen.headers["temporal-namespace"], "acme-orders.a1b2c");
+    assert_eq!(
+        StartWorkflowExecutionRequest::decode(seen.message())
+            .unwrap()
+            .namespace,
+        "acme-orders.a1b2c"
+    );
+    client.call(START, &start("legacy"), &[], false).await;
+    assert_eq!(
+        StartWorkflowExecutionRequest::decode(up.last().message())
+            .unwrap()
+            .namespace,
+        "old-legacy-ns.a1b2c"
+    );
+
+    // Response: a namespace deep in a history event comes back local.
+    let poll = PollWorkflowTaskQueueRequest {
+        namespace: "orders".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let a = client.call(POLL, &poll, &[], false).await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    assert_eq!(
+        PollWorkflowTaskQueueRequest::decode(up.last().message())
+            .unwrap()
+            .namespace,
+        "acme-orders.a1b2c"
+    );
+    let resp = PollWorkflowTaskQueueResponse::decode(a.message()).unwrap();
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(attrs)) =
+        resp.history.unwrap().events[0].attributes.clone()
+    else {
+        panic!("no started event")
+    };
+    assert_eq!(attrs.parent_workflow_namespace, "billing");
+}

@@ -104,10 +104,18 @@ pub(super) async fn stream(
         .headers()
         .get("temporal-namespace")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_string();
+    let namespace = namespace.as_str();
     p.inbound.authorize(peer, req.headers(), namespace).await?;
     let upstream = p.router.pick(namespace, req.headers())?;
     let (mut parts, body) = req.into_parts();
+    if let Some(t) = upstream.translation()
+        && !namespace.is_empty()
+        && let Ok(v) = http::HeaderValue::from_str(&t.to_upstream(namespace))
+    {
+        parts.headers.insert("temporal-namespace", v);
+    }
     clean_request(&mut parts.headers, p.config.forward_authorization);
     telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());
@@ -223,6 +231,55 @@ fn reframe<V: PayloadVisitor, E>(
     Ok((out, v.changed))
 }
 
+/// Renames the namespaces in every frame of an uncompressed body (towards
+/// the upstream when `up`, back otherwise) and in `temporal-namespace`.
+fn translate(
+    p: &Proxy,
+    upstream: &Upstream,
+    id: MessageId,
+    body: Bytes,
+    headers: Option<&mut HeaderMap>,
+    up: bool,
+) -> Result<Bytes, ProxyError> {
+    let (Some(t), Some(schema)) = (upstream.translation(), &p.namespace_schema) else {
+        return Ok(body);
+    };
+    if let Some(h) = headers
+        && let Some(v) = h.get("temporal-namespace").and_then(|v| v.to_str().ok())
+    {
+        let new = if up { t.to_upstream(v) } else { t.to_local(v) };
+        if let Ok(v) = http::HeaderValue::from_str(&new) {
+            h.insert("temporal-namespace", v);
+        }
+    }
+    let limit = p.config.max_message_bytes;
+    let frames =
+        frame::split(body.clone(), limit.saturating_mul(2)).map_err(|e| ProxyError::Response {
+            upstream: upstream.name().to_string(),
+            reason: e.to_string(),
+        })?;
+    let mut visitor = crate::proxy::translate::Rename {
+        translation: t,
+        up,
+        seen: Default::default(),
+    };
+    let mut out = BytesMut::with_capacity(body.len() + 64);
+    let mut changed = false;
+    for f in &frames {
+        match rewrite(schema, id, &f.message, &mut visitor) {
+            Ok(std::borrow::Cow::Owned(new)) => {
+                changed = true;
+                frame::push(&mut out, &new);
+            }
+            Ok(std::borrow::Cow::Borrowed(m)) => frame::push(&mut out, m),
+            // The codec's pass parsed this message already; a message its
+            // namespace plan cannot walk is left as it is.
+            Err(_) => frame::push(&mut out, &f.message),
+        }
+    }
+    Ok(if changed { out.freeze() } else { body })
+}
+
 /// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status
 /// whose Any details, e.g. QueryFailedFailure, may carry failures).
 fn decode_details(
@@ -332,6 +389,14 @@ pub(super) async fn unary(
     // The request's buffers are not needed past here; a long poll would
     // otherwise hold them (and the receive buffer they share) for minutes.
     drop(messages);
+    let body = translate(
+        p,
+        &upstream,
+        method.input,
+        body,
+        Some(&mut parts.headers),
+        true,
+    )?;
 
     clean_request(&mut parts.headers, p.config.forward_authorization);
     // Frames now go out uncompressed (flag 0), so no encoding is declared.
@@ -418,6 +483,7 @@ pub(super) async fn unary(
             )
         })
         .await?;
+    let body = translate(p, &upstream, method.output, body, None, false)?;
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     tracing::Span::current().record("payloads", encoded + decoded);

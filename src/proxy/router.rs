@@ -100,6 +100,14 @@ impl Router {
         })
     }
 
+    /// True when some upstream translates namespace names.
+    pub fn translates(&self) -> bool {
+        self.targets.values().any(|t| match t {
+            Target::Fixed(u) => u.translation().is_some(),
+            Target::Template(t) => t.options.namespaces.is_some(),
+        })
+    }
+
     /// The upstream given by `upstream` + `[upstream_options]`.
     pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
         match self.targets.get(DEFAULT_UPSTREAM) {
@@ -137,15 +145,21 @@ impl Router {
                 if let Some(u) = pools.get(namespace) {
                     return Ok(u.clone());
                 }
-                if !dns_safe(namespace) {
-                    return Err(RouteError::BadNamespace(namespace.to_string()));
+                // The address takes the upstream's name for the namespace.
+                let remote = match &options.namespaces {
+                    Some(t) => t.to_upstream(namespace),
+                    None => namespace.to_string(),
+                };
+                if !dns_safe(&remote) {
+                    return Err(RouteError::BadNamespace(remote));
                 }
-                let up = Upstream::new(&address.for_namespace(namespace), options).map_err(
-                    |source| RouteError::Tls {
-                        upstream: name.clone(),
-                        source,
-                    },
-                )?;
+                let up =
+                    Upstream::new(&address.for_namespace(&remote), options).map_err(|source| {
+                        RouteError::Tls {
+                            upstream: name.clone(),
+                            source,
+                        }
+                    })?;
                 if pools.len() >= MAX_POOLS {
                     pools.clear();
                 }

@@ -84,7 +84,24 @@ struct RawMessage {
     fields: Vec<RawField>,
 }
 
-pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
+/// What a plan leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaves {
+    /// `temporal.api.common.v1.Payload` messages (the codec's plan).
+    Payloads,
+    /// String fields holding a namespace name (`namespace`,
+    /// `*_namespace`), for namespace translation.
+    Namespaces,
+}
+
+/// Sentinel target of a string leaf field.
+const STRING_LEAF: usize = usize::MAX;
+
+fn is_namespace_field(f: &prost_types::FieldDescriptorProto) -> bool {
+    f.r#type() == Type::String && (f.name() == "namespace" || f.name().ends_with("_namespace"))
+}
+
+pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, SchemaError> {
     // 1. Name every message type, nested ones included.
     let mut names: Vec<(String, &DescriptorProto)> = Vec::new();
     for file in &set.file {
@@ -107,6 +124,14 @@ pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
     for (name, desc) in &names {
         let mut fields = Vec::new();
         for f in &desc.field {
+            if leaves == Leaves::Namespaces && is_namespace_field(f) {
+                fields.push(RawField {
+                    number: f.number() as u32,
+                    target: STRING_LEAF,
+                    name: f.name().to_string(),
+                });
+                continue;
+            }
             if f.r#type() != Type::Message {
                 continue;
             }
@@ -115,7 +140,9 @@ pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
                 field: f.name().to_string(),
                 type_name: f.type_name().to_string(),
             })?;
-            if NEVER_ENCODED.contains(&(name.as_str(), f.number() as u32)) {
+            if leaves == Leaves::Payloads
+                && NEVER_ENCODED.contains(&(name.as_str(), f.number() as u32))
+            {
                 continue;
             }
             fields.push(RawField {
@@ -133,7 +160,13 @@ pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
     // 3. Fixpoint: a message reaches a payload when one of its fields is a
     //    Payload, an Any, or a message that reaches one. Recursive types
     //    (Failure.cause) converge because the set only grows.
-    let is_leaf = |t: usize| t == payload.0 as usize || Some(t) == any.map(|a| a.0 as usize);
+    // A Payload is a leaf of the codec's plan only; an Any may hold
+    // anything, so it is followed in both.
+    let leaf_target = match leaves {
+        Leaves::Payloads => payload.0 as usize,
+        Leaves::Namespaces => STRING_LEAF,
+    };
+    let is_leaf = |t: usize| t == leaf_target || Some(t) == any.map(|a| a.0 as usize);
     let mut reaches = vec![false; raw.len()];
     loop {
         let mut changed = false;
@@ -160,11 +193,11 @@ pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
                 .fields
                 .iter()
                 .filter_map(|f| {
-                    let action = if f.target == payload.0 as usize {
+                    let action = if f.target == leaf_target {
                         Action::Payload
                     } else if Some(f.target) == any.map(|a| a.0 as usize) {
                         Action::Any
-                    } else if reaches[f.target] {
+                    } else if f.target != STRING_LEAF && reaches[f.target] {
                         Action::Message(MessageId(f.target as u32))
                     } else {
                         return None;
@@ -177,7 +210,7 @@ pub(super) fn build(set: &FileDescriptorSet) -> Result<Schema, SchemaError> {
                 })
                 .collect();
             fields.sort_by_key(|f| f.number);
-            let kind = if m.name == FAILURE {
+            let kind = if m.name == FAILURE && leaves == Leaves::Payloads {
                 MessageKind::Failure
             } else {
                 MessageKind::Plain

@@ -116,3 +116,50 @@ fn bad_descriptor_sets_are_clear_errors() {
     let empty = Schema::from_descriptor_set(b"").unwrap_err();
     assert!(empty.to_string().contains(PAYLOAD), "{empty}");
 }
+
+#[test]
+fn the_namespace_plan_finds_namespace_fields_at_any_depth() {
+    let s = Schema::embedded_namespaces().unwrap();
+    let field = |msg: &str, n: u32| {
+        let id = s.message_id(msg).unwrap();
+        s.message(id).field(n).map(|f| f.action)
+    };
+    // StartWorkflowExecutionRequest.namespace = 1
+    assert_eq!(
+        field(
+            "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest",
+            1
+        ),
+        Some(Action::Payload)
+    );
+    // A child workflow's namespace inside a completed workflow task's commands.
+    let cmd = "temporal.api.command.v1.StartChildWorkflowExecutionCommandAttributes";
+    let id = s.message_id(cmd).unwrap();
+    assert!(
+        s.message(id)
+            .fields()
+            .iter()
+            .any(|f| &*f.name == "namespace")
+    );
+    let resp = "temporal.api.workflowservice.v1.RespondWorkflowTaskCompletedRequest";
+    assert!(!s.message(s.message_id(resp).unwrap()).is_empty());
+    // History events name namespaces too (parent_workflow_namespace).
+    let started = "temporal.api.history.v1.WorkflowExecutionStartedEventAttributes";
+    let id = s.message_id(started).unwrap();
+    assert!(
+        s.message(id)
+            .fields()
+            .iter()
+            .any(|f| &*f.name == "parent_workflow_namespace")
+    );
+    // Payloads are not leaves here, and the codec's plan is unchanged.
+    let payloads = Schema::embedded().unwrap();
+    let p = payloads.message_id(cmd).unwrap();
+    assert!(
+        !payloads
+            .message(p)
+            .fields()
+            .iter()
+            .any(|f| &*f.name == "namespace")
+    );
+}
