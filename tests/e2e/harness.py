@@ -95,6 +95,7 @@ def start_temporal(
     search_attributes: dict[str, str] | None = None,
     ui_port: int | None = None,
     codec_endpoint: str | None = None,
+    namespaces: list[str] | None = None,
 ) -> TemporalServer:
     """A dev server; headless unless `ui_port` is given (then the Web UI
     listens there, using `codec_endpoint` as its remote codec if given)."""
@@ -112,6 +113,8 @@ def start_temporal(
     ]
     for k, v in (search_attributes or {}).items():
         cmd += ["--search-attribute", f"{k}={v}"]
+    for ns in namespaces or []:
+        cmd += ["--namespace", ns]
     proc = start("temporal", cmd, workdir)
     wait_for_port(port, proc, timeout=90)
     # The port opens before the default namespace exists: wait until it answers.

@@ -98,7 +98,12 @@ class Outcome:
     seen: dict
 
 
-async def run(address: str, task_queue: str | None = None) -> Outcome:
+async def run(
+    address: str,
+    task_queue: str | None = None,
+    namespace: str = "default",
+    rpc_metadata: dict[str, str] | None = None,
+) -> Outcome:
     """Runs the scenario with a worker and a client both connected to `address`."""
     import asyncio
 
@@ -110,7 +115,7 @@ async def run(address: str, task_queue: str | None = None) -> Outcome:
     secret = f"SECRET{token}"
     sa_value = f"visible-{token}"
     task_queue = task_queue or f"scenario-{token}"
-    client = await Client.connect(address)
+    client = await Client.connect(address, namespace=namespace, rpc_metadata=rpc_metadata or {})
     async with Worker(
         client,
         task_queue=task_queue,
