@@ -10,13 +10,15 @@ use std::{
     time::Duration,
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use support::net::{FakeUpstream, Gateway, Reply, config_text, parse_config};
+use support::{
+    jwt::{jwks_server, now, signer, token},
+    net::{FakeUpstream, Gateway, Reply, config_text, parse_config},
+};
 
 const PLAIN: &str =
     r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlY3JldCI="}]}"#;
@@ -239,66 +241,6 @@ async fn bearer_token_auth() {
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
-}
-
-/// A JWKS server whose key set the test can swap.
-async fn jwks_server(keys: Arc<Mutex<Value>>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let keys = keys.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req| {
-                    let body = keys.lock().unwrap().to_string();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(body),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-struct Signer {
-    kid: String,
-    key: jsonwebtoken::EncodingKey,
-    jwk: Value,
-}
-
-fn signer(kid: &str) -> Signer {
-    let kp = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
-    let raw = kp.public_key_raw(); // 0x04 ‖ X ‖ Y
-    let jwk = json!({
-        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
-    });
-    Signer {
-        kid: kid.into(),
-        key: jsonwebtoken::EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
-        jwk,
-    }
-}
-
-fn token(s: &Signer, claims: Value) -> String {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(s.kid.clone());
-    jsonwebtoken::encode(&header, &claims, &s.key).unwrap()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[tokio::test]

@@ -207,5 +207,80 @@ namespaces = ["*"]
         assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
         let raw = format!("{:?}", r.headers);
         assert!(!raw.contains("token-0123456789"), "{raw}");
+        assert!(!support::contains(&r.body, b"token-0123456789"));
     }
+}
+
+#[tokio::test]
+async fn jwt_claims_map_to_namespaces() {
+    use serde_json::json;
+    use support::jwt::{jwks_server, now, signer, token};
+    let key = signer("k1");
+    let jwks = jwks_server(Arc::new(std::sync::Mutex::new(
+        json!({ "keys": [key.jwk.clone()] }),
+    )))
+    .await;
+    let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = format!(
+        r#"
+[inbound]
+auth = "jwt"
+jwks_url = "http://{jwks}/jwks.json"
+issuer = "https://idp.test/"
+audience = "sealgate"
+
+[[inbound.rules]]
+claim = "groups=payments"
+namespaces = ["payments-*"]
+"#
+    );
+    let gw = Gateway::start(parse_config(&config_text(up.addr, &extra))).await;
+    let client = Client::connect(gw.addr).await;
+    let claims = |groups: &[&str], iss: &str| json!({ "sub": "worker-7", "groups": groups, "iss": iss, "aud": "sealgate", "exp": now() + 300 });
+    let call = |jwt: Option<String>, ns: &'static str| {
+        let client = client.clone();
+        async move {
+            let auth = jwt.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            let a = client.call(START, &start(ns), &headers, false).await;
+            (a.status(), a.grpc_message())
+        }
+    };
+    let good = token(&key, claims(&["payments"], "https://idp.test/"));
+    assert_eq!(call(Some(good.clone()), "payments-eu").await.0, 0);
+    let (code, msg) = call(Some(good.clone()), "orders").await;
+    assert_eq!(code, 7, "{msg}");
+    assert!(
+        msg.contains("worker-7") && msg.contains("\"orders\""),
+        "{msg}"
+    );
+    // A token whose claims match no rule, from the wrong issuer, or none.
+    assert_eq!(
+        call(
+            Some(token(&key, claims(&["orders"], "https://idp.test/"))),
+            "payments-eu"
+        )
+        .await
+        .0,
+        7
+    );
+    assert_eq!(
+        call(
+            Some(token(&key, claims(&["payments"], "https://evil.test/"))),
+            "payments-eu"
+        )
+        .await
+        .0,
+        16
+    );
+    assert_eq!(call(Some("not.a.jwt".into()), "payments-eu").await.0, 16);
+    assert_eq!(call(None, "payments-eu").await.0, 16);
+    // One call went upstream; the JWT stayed at the gateway.
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("authorization").is_none());
+    assert!(!support::contains(&seen[0].body, good.as_bytes()));
 }
