@@ -290,3 +290,13 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// The listener's current TLS acceptor (none: plaintext h2c), swapped on
+/// reload.
+pub struct ListenerTls(pub tokio::sync::watch::Sender<Option<TlsAcceptor>>);
+
+impl fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ListenerTls(tls: {})", self.0.borrow().is_some())
+    }
+}

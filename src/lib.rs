@@ -143,13 +143,16 @@ impl App {
     /// Reloads keys and TLS material from `path` (the file this
     /// configuration came from).
     pub fn reloader(&self, path: &std::path::Path) -> Arc<reload::Reloader> {
-        Arc::new(reload::Reloader::new(
-            path,
-            self.config.clone(),
-            self.proxy.codec().clone(),
-            self.proxy.upstream().clone(),
-            self.codec_server.clone(),
-        ))
+        Arc::new(
+            reload::Reloader::new(
+                path,
+                self.config.clone(),
+                self.proxy.codec().clone(),
+                self.proxy.upstream().clone(),
+                self.codec_server.clone(),
+            )
+            .with_listener(self.proxy.clone()),
+        )
     }
 
     /// Binds the configured listen addresses.

@@ -43,8 +43,11 @@ pub struct Proxy {
     pub(crate) upstream: Arc<Upstream>,
     /// Which upstream serves each call.
     pub(crate) router: router::Router,
-    /// Who may call, for which namespaces (and the listener's TLS).
+    /// Who may call, for which namespaces.
     pub(crate) inbound: crate::inbound::Inbound,
+    /// The listener's TLS acceptor, swapped on reload; new connections
+    /// take the current one.
+    pub(crate) inbound_tls: crate::inbound::ListenerTls,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
     /// Server reflection, answered here; `None` when turned off.
@@ -80,7 +83,13 @@ impl Proxy {
             .translates()
             .then(Schema::embedded_namespaces)
             .and_then(Result::ok);
+        let inbound_tls =
+            tokio::sync::watch::Sender::new(routing.1.acceptor().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "inbound TLS");
+                None
+            }));
         Proxy {
+            inbound_tls: crate::inbound::ListenerTls(inbound_tls),
             namespace_schema,
             reflection,
             schema,
@@ -96,6 +105,18 @@ impl Proxy {
 
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
+    }
+
+    /// Builds the listener's TLS acceptor from `config` (certificate, key,
+    /// client CA) and uses it for new connections; nothing changes when it
+    /// does not load. Callers' rules need a restart.
+    pub fn reload_inbound_tls(&self, config: &crate::inbound::InboundConfig) -> Result<(), String> {
+        let acceptor = crate::inbound::Inbound::new(config.clone()).acceptor()?;
+        if acceptor.is_some() != self.inbound_tls.0.borrow().is_some() {
+            return Err("turning listener TLS on or off needs a restart".into());
+        }
+        self.inbound_tls.0.send_replace(acceptor);
+        Ok(())
     }
 
     /// The codec pipeline (swapped on reload).

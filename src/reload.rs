@@ -44,6 +44,8 @@ pub struct Reloader {
     codec: Arc<Pipeline>,
     upstream: Arc<Upstream>,
     codec_server: Option<Arc<CodecServer>>,
+    /// The gRPC listener, for its TLS material.
+    listener: Option<Arc<crate::proxy::Proxy>>,
     stats: ReloadStats,
 }
 
@@ -80,8 +82,15 @@ impl Reloader {
             codec,
             upstream,
             codec_server,
+            listener: None,
             stats: ReloadStats::default(),
         }
+    }
+
+    /// Also reloads the gRPC listener's TLS material (`[inbound]`).
+    pub fn with_listener(mut self, proxy: Arc<crate::proxy::Proxy>) -> Reloader {
+        self.listener = Some(proxy);
+        self
     }
 
     pub fn stats(&self) -> &ReloadStats {
@@ -153,6 +162,10 @@ impl Reloader {
             .map_err(|e| format!("upstream TLS: {e}"))?;
         if let (Some(server), Some(cs)) = (&self.codec_server, &config.codec_server) {
             server.reload_tls(cs).map_err(|e| e.to_string())?;
+        }
+        if let Some(p) = &self.listener {
+            p.reload_inbound_tls(&config.inbound)
+                .map_err(|e| format!("[inbound]: {e}"))?;
         }
         self.codec.publish(setup);
         self.upstream.set_credentials(credentials);
@@ -262,6 +275,16 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         "[codec_server] (other than its certificate)",
         format!("{:?}", cs(old)),
         format!("{:?}", cs(new)),
+    );
+    check(
+        "[inbound] auth and rules",
+        format!("{:?} {:?}", old.inbound.auth, old.inbound.rules),
+        format!("{:?} {:?}", new.inbound.auth, new.inbound.rules),
+    );
+    check(
+        "[upstreams] and [[routes]]",
+        format!("{:?} {:?}", old.upstreams, old.routing),
+        format!("{:?} {:?}", new.upstreams, new.routing),
     );
     check(
         "codec.dek_cache_size",

@@ -284,3 +284,51 @@ namespaces = ["payments-*"]
     assert!(seen[0].headers.get("authorization").is_none());
     assert!(!support::contains(&seen[0].body, good.as_bytes()));
 }
+
+#[tokio::test]
+async fn a_reload_swaps_the_listener_certificate() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("inbound-reload-{}", std::process::id()));
+    let old = pki::generate(&dir.join("old"), &["localhost"]);
+    let new = pki::generate(&dir.join("new"), &["localhost"]);
+    let install = |from: &pki::Pki| {
+        std::fs::copy(from.file("server.pem"), dir.join("tls.pem")).unwrap();
+        std::fs::copy(from.file("server-key.pem"), dir.join("tls-key.pem")).unwrap();
+    };
+    install(&old);
+    let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let path = dir.join("sealgate.toml");
+    std::fs::write(
+        &path,
+        config_text(
+            up.addr,
+            "[inbound]\ntls_cert_file = \"tls.pem\"\ntls_key_file = \"tls-key.pem\"\n",
+        ),
+    )
+    .unwrap();
+    let config = sealgate::config::Config::load(&path).unwrap();
+    let gw = Gateway::start(config.clone()).await;
+    let reloader = sealgate::reload::Reloader::new(
+        &path,
+        config,
+        gw.app.codec().clone(),
+        gw.app.upstream().clone(),
+        None,
+    )
+    .with_listener(gw.app.clone());
+    assert_eq!(
+        tls_call(gw.addr, &old.ca_pem, None, "orders").await,
+        Some(0)
+    );
+    assert_eq!(tls_call(gw.addr, &new.ca_pem, None, "orders").await, None);
+
+    install(&new);
+    assert!(reloader.files_changed());
+    reloader.reload("test").unwrap();
+    assert_eq!(
+        tls_call(gw.addr, &new.ca_pem, None, "orders").await,
+        Some(0)
+    );
+    assert_eq!(tls_call(gw.addr, &old.ca_pem, None, "orders").await, None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

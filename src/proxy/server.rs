@@ -47,12 +47,7 @@ pub async fn serve(
 ) -> Drained {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    // Checked when the app was built, so this only fails if the files
-    // changed in between; then the listener refuses TLS handshakes.
-    let tls = proxy.inbound.acceptor().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "inbound TLS");
-        None
-    });
+
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -68,6 +63,8 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let span = tracing::info_span!("conn", %peer);
+                // The acceptor current now: a reload affects new connections.
+                let tls = proxy.inbound_tls.0.borrow().clone();
                 match &tls {
                     None => {
                         let who = Arc::new(Peer::default());
