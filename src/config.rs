@@ -643,17 +643,7 @@ fn codec_server_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> 
     let max_body = t.integer("max_body_bytes", issues).unwrap_or(16 << 20);
     let cert = t.string("tls_cert_file", issues).map(|f| base.join(f));
     let key = t.string("tls_key_file", issues).map(|f| base.join(f));
-    let tls = match (cert, key) {
-        (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
-        _ => {
-            issues.push(
-                &t.path("tls_cert_file"),
-                "HTTPS needs both tls_cert_file and tls_key_file".into(),
-            );
-            None
-        }
-    };
+    let tls = both(t, cert, key, issues);
     let allow_open = t
         .bool("allow_unauthenticated_remote", issues)
         .unwrap_or(false);
@@ -682,6 +672,49 @@ fn codec_server_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> 
         max_body_bytes: max_body as usize,
         tls,
         auth,
+    }
+}
+
+/// A certificate and its key: both or neither.
+fn both<T>(t: &Table<'_>, cert: Option<T>, key: Option<T>, issues: &mut Issues) -> Option<(T, T)> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            issues.push(
+                &t.path("tls_cert_file"),
+                "TLS needs both tls_cert_file and tls_key_file".into(),
+            );
+            None
+        }
+    }
+}
+
+/// `jwks_url`, `issuer`, `audience`, `refresh_interval` of a JWT check.
+fn jwt_keys(t: &mut Table<'_>, issues: &mut Issues) -> JwtConfig {
+    let jwks_url = t.string("jwks_url", issues).unwrap_or_else(|| {
+        issues.push(
+            &t.path("jwks_url"),
+            "missing: where the signing keys (JWKS) are published".into(),
+        );
+        String::new()
+    });
+    let is_url = jwks_url.starts_with("https://") || jwks_url.starts_with("http://");
+    if !jwks_url.is_empty() && !is_url {
+        issues.push(
+            &t.path("jwks_url"),
+            format!("{jwks_url:?} must be an http(s):// URL"),
+        );
+    }
+    JwtConfig {
+        jwks_url,
+        issuer: t.string("issuer", issues),
+        audience: t.string("audience", issues),
+        refresh_interval: t
+            .duration("refresh_interval", issues)
+            .unwrap_or(Duration::from_secs(600)),
+        decode_requires: None,
+        encode_requires: None,
     }
 }
 
@@ -716,32 +749,11 @@ fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth 
                 CodecServerAuth::None
             }
         },
-        "jwt" => {
-            let jwks_url = t.string("jwks_url", issues).unwrap_or_else(|| {
-                issues.push(
-                    &t.path("jwks_url"),
-                    "missing: where the signing keys (JWKS) are published".into(),
-                );
-                String::new()
-            });
-            let is_url = jwks_url.starts_with("https://") || jwks_url.starts_with("http://");
-            if !jwks_url.is_empty() && !is_url {
-                issues.push(
-                    &t.path("jwks_url"),
-                    format!("{jwks_url:?} must be an http(s):// URL"),
-                );
-            }
-            CodecServerAuth::Jwt(JwtConfig {
-                jwks_url,
-                issuer: t.string("issuer", issues),
-                audience: t.string("audience", issues),
-                refresh_interval: t
-                    .duration("refresh_interval", issues)
-                    .unwrap_or(Duration::from_secs(600)),
-                decode_requires: rule(t, "decode_requires", issues),
-                encode_requires: rule(t, "encode_requires", issues),
-            })
-        }
+        "jwt" => CodecServerAuth::Jwt(JwtConfig {
+            decode_requires: rule(t, "decode_requires", issues),
+            encode_requires: rule(t, "encode_requires", issues),
+            ..jwt_keys(t, issues)
+        }),
         other => {
             issues.push(
                 &t.path("mode"),
@@ -861,17 +873,7 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
     let cert = file("tls_cert_file", issues);
     let key = file("tls_key_file", issues);
     let client_ca = file("client_ca_file", issues);
-    let tls = match (cert, key) {
-        (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
-        _ => {
-            issues.push(
-                &t.path("tls_cert_file"),
-                "TLS needs both tls_cert_file and tls_key_file".into(),
-            );
-            None
-        }
-    };
+    let tls = both(t, cert, key, issues);
     if client_ca.is_some() && tls.is_none() {
         issues.push(
             &t.path("client_ca_file"),
@@ -892,25 +894,7 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
             AuthMode::Mtls
         }
         "bearer" => AuthMode::Bearer,
-        "jwt" => {
-            let jwks_url = t.string("jwks_url", issues).unwrap_or_else(|| {
-                issues.push(
-                    &t.path("jwks_url"),
-                    "missing: where the signing keys (JWKS) are published".into(),
-                );
-                String::new()
-            });
-            AuthMode::Jwt(JwtConfig {
-                jwks_url,
-                issuer: t.string("issuer", issues),
-                audience: t.string("audience", issues),
-                refresh_interval: t
-                    .duration("refresh_interval", issues)
-                    .unwrap_or(Duration::from_secs(600)),
-                decode_requires: None,
-                encode_requires: None,
-            })
-        }
+        "jwt" => AuthMode::Jwt(jwt_keys(t, issues)),
         other => {
             issues.push(
                 &t.path("auth"),

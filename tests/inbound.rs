@@ -30,6 +30,18 @@ fn start(namespace: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A start call in `ns` with `token` as the bearer credential, if any:
+/// `(grpc-status, grpc-message)`.
+async fn call_as(client: &Client, ns: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    let a = client.call(START, &start(ns), &headers, false).await;
+    (a.status(), a.grpc_message())
+}
+
 /// One gRPC call over TLS (h2), presenting `client` (cert, key) if given;
 /// returns the grpc-status, or None when the handshake or call failed.
 async fn tls_call(
@@ -169,18 +181,7 @@ namespaces = ["*"]
 "#;
     let gw = Gateway::start(parse_config(&config_text(up.addr, extra))).await;
     let client = Client::connect(gw.addr).await;
-    let call = |ns: &'static str, token: Option<&'static str>| {
-        let client = client.clone();
-        async move {
-            let auth = token.map(|t| format!("Bearer {t}"));
-            let headers: Vec<(&str, &str)> = auth
-                .as_deref()
-                .map(|a| vec![("authorization", a)])
-                .unwrap_or_default();
-            let a = client.call(START, &start(ns), &headers, false).await;
-            (a.status(), a.grpc_message())
-        }
-    };
+    let call = |ns: &'static str, token: Option<&'static str>| call_as(&client, ns, token);
     assert_eq!(call("orders", Some("orders-token-0123456789")).await.0, 0);
     assert_eq!(
         call("orders-eu", Some("orders-token-0123456789")).await.0,
@@ -239,15 +240,7 @@ namespaces = ["payments-*"]
     let claims = |groups: &[&str], iss: &str| json!({ "sub": "worker-7", "groups": groups, "iss": iss, "aud": "sealgate", "exp": now() + 300 });
     let call = |jwt: Option<String>, ns: &'static str| {
         let client = client.clone();
-        async move {
-            let auth = jwt.map(|t| format!("Bearer {t}"));
-            let headers: Vec<(&str, &str)> = auth
-                .as_deref()
-                .map(|a| vec![("authorization", a)])
-                .unwrap_or_default();
-            let a = client.call(START, &start(ns), &headers, false).await;
-            (a.status(), a.grpc_message())
-        }
+        async move { call_as(&client, ns, jwt.as_deref()).await }
     };
     let good = token(&key, claims(&["payments"], "https://idp.test/"));
     assert_eq!(call(Some(good.clone()), "payments-eu").await.0, 0);

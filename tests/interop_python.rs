@@ -47,6 +47,28 @@ fn python() -> Option<PathBuf> {
     found
 }
 
+/// Runs `tests/interop/<script>` with `req` as JSON on stdin; its JSON answer.
+fn run_script(py: &PathBuf, script: &str, req: &serde_json::Value) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let mut child = Command::new(py)
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{script} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn run_sample(
     py: &PathBuf,
     encode: &[Vec<u8>],
@@ -59,22 +81,7 @@ fn run_sample(
         "encode": b64(encode),
         "decode": b64(decode),
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/sample_codec.py");
-    let mut child = Command::new(py)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sample codec failed");
-    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resp = run_script(py, "sample_codec.py", &req);
     let list = |k: &str| {
         resp[k]
             .as_array()
@@ -175,23 +182,7 @@ async fn temporal_proxy_envelope_payloads_decode_given_the_kek() {
         "kek": STANDARD.encode(kek),
         "payloads": originals.iter().map(|p| STANDARD.encode(p)).collect::<Vec<_>>(),
     });
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/temporal_proxy_envelope.py");
-    let mut child = Command::new(&py)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "temporal_proxy_envelope.py failed");
-    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resp = run_script(&py, "temporal_proxy_envelope.py", &req);
     let kek_id = resp["kek_id"].as_str().unwrap();
     assert!(kek_id.starts_with("base64key://"));
 
