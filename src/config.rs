@@ -177,6 +177,9 @@ pub struct UpstreamOptions {
     pub tls: TlsSettings,
     /// Local namespace names ↔ the upstream's (`namespaces` sub-table).
     pub namespaces: Option<Translation>,
+    /// Pass the caller's own `authorization` header to this upstream
+    /// (default false; `proxy.forward_authorization` does it for all).
+    pub forward_authorization: bool,
 }
 
 impl fmt::Debug for UpstreamOptions {
@@ -189,6 +192,7 @@ impl fmt::Debug for UpstreamOptions {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("namespaces", &self.namespaces)
+            .field("forward_authorization", &self.forward_authorization)
             .finish()
     }
 }
@@ -1119,8 +1123,10 @@ fn upstream_section(
             overrides,
         }
     });
+    let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
     t.finish(issues);
     UpstreamOptions {
+        forward_authorization,
         namespaces,
         connections: connections.clamp(1, 64) as usize,
         connect_timeout,

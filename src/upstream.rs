@@ -179,6 +179,11 @@ impl Upstream {
         self.credentials.send_replace(Arc::new(credentials));
     }
 
+    /// True when callers' own `authorization` headers go to this upstream.
+    pub fn forwards_authorization(&self) -> bool {
+        self.options.forward_authorization
+    }
+
     /// Namespace translation towards this upstream, if any.
     pub fn translation(&self) -> Option<&crate::proxy::translate::Translation> {
         self.options.namespaces.as_ref()

@@ -167,7 +167,17 @@ namespaces = ["orders"]
 #[tokio::test]
 async fn bearer_tokens_map_to_namespaces_and_never_reach_the_upstream() {
     let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
-    let extra = r#"
+    let checking = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = format!(
+        r#"
+[upstreams.checks]
+address = "http://{}"
+forward_authorization = true
+
+[[routes]]
+namespace = "audited"
+upstream = "checks"
+
 [inbound]
 auth = "bearer"
 
@@ -178,8 +188,10 @@ namespaces = ["orders", "orders-*"]
 [[inbound.rules]]
 token = "admin-token-0123456789ab"
 namespaces = ["*"]
-"#;
-    let gw = Gateway::start(parse_config(&config_text(up.addr, extra))).await;
+"#,
+        checking.addr
+    );
+    let gw = Gateway::start(parse_config(&config_text(up.addr, &extra))).await;
     let client = Client::connect(gw.addr).await;
     let call = |ns: &'static str, token: Option<&'static str>| call_as(&client, ns, token);
     assert_eq!(call("orders", Some("orders-token-0123456789")).await.0, 0);
@@ -201,7 +213,14 @@ namespaces = ["*"]
     assert_eq!(call("orders", None).await.0, 16);
     assert_eq!(call("orders", Some("wrong-token-0123456789")).await.0, 16);
 
-    // Three calls went upstream, and none carried the caller's token.
+    // An upstream whose settings say so gets the caller's header.
+    assert_eq!(call("audited", Some("admin-token-0123456789ab")).await.0, 0);
+    assert_eq!(
+        checking.last().headers["authorization"],
+        "Bearer admin-token-0123456789ab"
+    );
+
+    // Three calls went to the default upstream, and none carried the token.
     let seen = up.requests();
     assert_eq!(seen.len(), 3);
     for r in &seen {

@@ -116,7 +116,10 @@ pub(super) async fn stream(
     {
         parts.headers.insert("temporal-namespace", v);
     }
-    clean_request(&mut parts.headers, p.config.forward_authorization);
+    clean_request(
+        &mut parts.headers,
+        p.config.forward_authorization || upstream.forwards_authorization(),
+    );
     telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());
     upstream.prepare(&mut up);
@@ -398,7 +401,10 @@ pub(super) async fn unary(
         true,
     )?;
 
-    clean_request(&mut parts.headers, p.config.forward_authorization);
+    clean_request(
+        &mut parts.headers,
+        p.config.forward_authorization || upstream.forwards_authorization(),
+    );
     // Frames now go out uncompressed (flag 0), so no encoding is declared.
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
