@@ -110,7 +110,6 @@ impl App {
         let proxy = Arc::new(proxy::Proxy::new(
             schema,
             pipeline,
-            upstream,
             (router, inbound),
             config.proxy.clone(),
             telemetry.metrics.clone(),

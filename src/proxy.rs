@@ -61,7 +61,6 @@ impl Proxy {
     pub fn new(
         schema: Arc<Schema>,
         codec: Arc<Pipeline>,
-        upstream: Arc<Upstream>,
         routing: (router::Router, crate::inbound::Inbound),
         config: ProxyConfig,
         metrics: Metrics,
@@ -94,7 +93,7 @@ impl Proxy {
             reflection,
             schema,
             codec,
-            upstream,
+            upstream: routing.0.default_upstream().clone(),
             router: routing.0,
             inbound: routing.1,
             config,

@@ -11,23 +11,16 @@ use bytes::{Bytes, BytesMut};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use support::{
     net::{Client, FakeUpstream, Gateway, Reply, config_text, frame_into, parse_config},
     pki,
 };
-use temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 
 const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 
 fn start(namespace: &str) -> Vec<u8> {
-    StartWorkflowExecutionRequest {
-        namespace: namespace.into(),
-        workflow_id: "wf".into(),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    support::net::start_request(namespace)
 }
 
 /// A start call in `ns` with `token` as the bearer credential, if any:

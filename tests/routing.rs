@@ -13,12 +13,7 @@ const INFO: &str = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemIn
 const HEALTH: &str = "/grpc.health.v1.Health/Check";
 
 fn start(namespace: &str) -> Vec<u8> {
-    StartWorkflowExecutionRequest {
-        namespace: namespace.into(),
-        workflow_id: "wf".into(),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    support::net::start_request(namespace)
 }
 
 #[tokio::test]

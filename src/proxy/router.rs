@@ -41,6 +41,8 @@ struct Route {
 /// The routing table.
 #[derive(Debug)]
 pub struct Router {
+    /// The upstream of `upstream` + `[upstream_options]`.
+    default_upstream: Arc<Upstream>,
     targets: HashMap<String, Target>,
     routes: Vec<Route>,
     default: String,
@@ -66,7 +68,7 @@ impl Router {
         routing: &RoutingConfig,
     ) -> Result<Router, RouteError> {
         let mut targets = HashMap::new();
-        targets.insert(DEFAULT_UPSTREAM.to_string(), Target::Fixed(default));
+        targets.insert(DEFAULT_UPSTREAM.to_string(), Target::Fixed(default.clone()));
         for u in upstreams {
             let target = if u.address.is_template() {
                 Target::Template(Box::new(Template {
@@ -85,6 +87,7 @@ impl Router {
             targets.insert(u.name.clone(), target);
         }
         Ok(Router {
+            default_upstream: default,
             targets,
             routes: routing
                 .routes
@@ -109,11 +112,8 @@ impl Router {
     }
 
     /// The upstream given by `upstream` + `[upstream_options]`.
-    pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
-        match self.targets.get(DEFAULT_UPSTREAM) {
-            Some(Target::Fixed(u)) => Some(u),
-            _ => None,
-        }
+    pub fn default_upstream(&self) -> &Arc<Upstream> {
+        &self.default_upstream
     }
 
     /// The upstream for a call in `namespace` (`""`: none) with `headers`.
@@ -169,10 +169,7 @@ impl Router {
                     .clone())
             }
             // Names are checked when the configuration loads.
-            None => match self.targets.get(DEFAULT_UPSTREAM) {
-                Some(Target::Fixed(u)) => Ok(u.clone()),
-                _ => Err(RouteError::BadNamespace(namespace.to_string())),
-            },
+            None => Ok(self.default_upstream.clone()),
         }
     }
 }

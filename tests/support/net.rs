@@ -473,3 +473,14 @@ impl Gateway {
         self.task.take().unwrap().await.unwrap()
     }
 }
+
+/// A StartWorkflowExecutionRequest in `namespace`, with no payloads.
+pub fn start_request(namespace: &str) -> Vec<u8> {
+    use prost::Message;
+    temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest {
+        namespace: namespace.into(),
+        workflow_id: "wf".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
