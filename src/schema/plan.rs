@@ -97,8 +97,15 @@ pub enum Leaves {
 /// Sentinel target of a string leaf field.
 const STRING_LEAF: usize = usize::MAX;
 
-fn is_namespace_field(f: &prost_types::FieldDescriptorProto) -> bool {
-    f.r#type() == Type::String && (f.name() == "namespace" || f.name().ends_with("_namespace"))
+/// Fields that name a namespace without saying so in their own name.
+const NAMESPACE_NAME_FIELDS: &[(&str, &str)] =
+    &[("temporal.api.namespace.v1.NamespaceInfo", "name")];
+
+fn is_namespace_field(message: &str, f: &prost_types::FieldDescriptorProto) -> bool {
+    f.r#type() == Type::String
+        && (f.name() == "namespace"
+            || f.name().ends_with("_namespace")
+            || NAMESPACE_NAME_FIELDS.contains(&(message, f.name())))
 }
 
 pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, SchemaError> {
@@ -124,7 +131,7 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
     for (name, desc) in &names {
         let mut fields = Vec::new();
         for f in &desc.field {
-            if leaves == Leaves::Namespaces && is_namespace_field(f) {
+            if leaves == Leaves::Namespaces && is_namespace_field(name, f) {
                 fields.push(RawField {
                     number: f.number() as u32,
                     target: STRING_LEAF,

@@ -152,6 +152,11 @@ fn the_namespace_plan_finds_namespace_fields_at_any_depth() {
             .iter()
             .any(|f| &*f.name == "parent_workflow_namespace")
     );
+    // DescribeNamespace's answer names the namespace in NamespaceInfo.name.
+    assert_eq!(
+        field("temporal.api.namespace.v1.NamespaceInfo", 1),
+        Some(Action::Payload)
+    );
     // Payloads are not leaves here, and the codec's plan is unchanged.
     let payloads = Schema::embedded().unwrap();
     let p = payloads.message_id(cmd).unwrap();
