@@ -910,6 +910,7 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
     let mut rules = Vec::new();
     for mut r in t.array_of_tables("rules", issues) {
         let san = r.string("san", issues);
+        let subject = r.string("subject", issues);
         let token = r.string("token", issues);
         let claim = r.string("claim", issues);
         let namespaces = r.strings("namespaces", issues).unwrap_or_default();
@@ -920,14 +921,15 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
                     .into(),
             );
         }
-        let who = match (&auth, san, token, claim) {
-            (AuthMode::Mtls, Some(s), None, None) => Some(Who::San(s)),
-            (AuthMode::Bearer, None, Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
-            (AuthMode::Bearer, None, Some(_), None) => {
+        let who = match (&auth, san, subject, token, claim) {
+            (AuthMode::Mtls, Some(s), None, None, None) => Some(Who::San(s)),
+            (AuthMode::Mtls, None, Some(s), None, None) => Some(Who::Subject(s)),
+            (AuthMode::Bearer, None, None, Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
+            (AuthMode::Bearer, None, None, Some(_), None) => {
                 issues.push(&r.path("token"), "use at least 16 characters".into());
                 None
             }
-            (AuthMode::Jwt(_), None, None, Some(c)) => match c.split_once('=') {
+            (AuthMode::Jwt(_), None, None, None, Some(c)) => match c.split_once('=') {
                 Some((k, v)) if !k.is_empty() => Some(Who::Claim(k.into(), v.into())),
                 _ => {
                     issues.push(&r.path("claim"), format!("{c:?}: write claim=value"));
@@ -936,7 +938,7 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
             },
             _ => {
                 let want = match auth {
-                    AuthMode::Mtls => "san",
+                    AuthMode::Mtls => "san or subject",
                     AuthMode::Bearer => "token",
                     AuthMode::Jwt(_) => "claim",
                     AuthMode::None => "nothing (auth is \"none\")",

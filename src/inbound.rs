@@ -53,6 +53,9 @@ impl fmt::Debug for AuthMode {
 pub enum Who {
     /// A client certificate SAN (DNS name or URI), exact or `*`/`?` pattern.
     San(String),
+    /// A client certificate's subject as RFC 4514 text (`CN=worker, O=Acme`),
+    /// exact or pattern.
+    Subject(String),
     /// A static bearer token.
     Token(String),
     /// A JWT claim containing a value (`claim=value`).
@@ -63,6 +66,7 @@ impl fmt::Debug for Who {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Who::San(s) => f.debug_tuple("San").field(s).finish(),
+            Who::Subject(s) => f.debug_tuple("Subject").field(s).finish(),
             Who::Token(_) => write!(f, "Token(<redacted>)"),
             Who::Claim(c, v) => f.debug_tuple("Claim").field(c).field(v).finish(),
         }
@@ -104,6 +108,8 @@ impl Default for InboundConfig {
 pub struct Peer {
     /// DNS and URI SANs of a verified client certificate.
     pub sans: Vec<String>,
+    /// Its subject, RFC 4514 text (`CN=worker, O=Acme`).
+    pub subject: Option<String>,
 }
 
 impl Peer {
@@ -113,16 +119,20 @@ impl Peer {
         let Some(leaf) = certs.and_then(|c| c.first()) else {
             return Peer::default();
         };
-        match webpki::EndEntityCert::try_from(leaf) {
-            Ok(cert) => Peer {
-                sans: cert
-                    .valid_dns_names()
-                    .chain(cert.valid_uri_names())
-                    .map(str::to_string)
-                    .collect(),
-            },
-            Err(_) => Peer::default(),
-        }
+        let sans = match webpki::EndEntityCert::try_from(leaf) {
+            Ok(cert) => cert
+                .valid_dns_names()
+                .chain(cert.valid_uri_names())
+                .map(str::to_string)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // The handshake verified the chain; this only reads the name.
+        let subject = x509_parser::parse_x509_certificate(leaf)
+            .ok()
+            .map(|(_, cert)| cert.subject().to_string())
+            .filter(|s| !s.is_empty());
+        Peer { sans, subject }
     }
 }
 
@@ -209,20 +219,24 @@ impl Inbound {
         let (who, rules): (String, Vec<&Rule>) = match &self.config.auth {
             AuthMode::None => return Ok(()),
             AuthMode::Mtls => {
-                if peer.sans.is_empty() {
+                if peer.sans.is_empty() && peer.subject.is_none() {
                     return Err(Denied::Unauthenticated(
-                        "a client certificate with a DNS or URI SAN is required".into(),
+                        "a client certificate is required".into(),
                     ));
                 }
                 let rules = self
                     .config
                     .rules
                     .iter()
-                    .filter(
-                        |r| matches!(&r.who, Who::San(p) if peer.sans.iter().any(|s| glob(p, s))),
-                    )
+                    .filter(|r| match &r.who {
+                        Who::San(p) => peer.sans.iter().any(|s| glob(p, s)),
+                        Who::Subject(p) => peer.subject.as_deref().is_some_and(|s| glob(p, s)),
+                        _ => false,
+                    })
                     .collect();
-                (format!("client {}", peer.sans.join(", ")), rules)
+                let mut names = peer.sans.clone();
+                names.extend(peer.subject.iter().cloned());
+                (format!("client {}", names.join(", ")), rules)
             }
             AuthMode::Bearer => {
                 let token = bearer(headers)?;

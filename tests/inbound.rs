@@ -118,6 +118,10 @@ namespaces = ["payments-*"]
 [[inbound.rules]]
 san = "orders-worker.acme.test"
 namespaces = ["orders"]
+
+[[inbound.rules]]
+subject = "CN=worker"
+namespaces = ["legacy"]
 "#,
         pki.file("server.pem").display(),
         pki.file("server-key.pem").display(),
@@ -143,6 +147,16 @@ namespaces = ["orders"]
         tls_call(gw.addr, &pki.ca_pem, Some(orders), "payments-eu").await,
         Some(7)
     );
+    // A certificate without SANs, matched by its subject.
+    let by_subject = (pki.client_cert_pem.clone(), pki.client_key_pem.clone());
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(&by_subject), "legacy").await,
+        Some(0)
+    );
+    assert_eq!(
+        tls_call(gw.addr, &pki.ca_pem, Some(&by_subject), "orders").await,
+        Some(7)
+    );
     // No certificate, or one from another CA: no TLS session at all.
     assert_eq!(tls_call(gw.addr, &pki.ca_pem, None, "orders").await, None);
     assert_eq!(
@@ -151,8 +165,8 @@ namespaces = ["orders"]
     );
     assert_eq!(
         up.requests().len(),
-        2,
-        "only the two allowed calls went upstream"
+        3,
+        "only the three allowed calls went upstream"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
