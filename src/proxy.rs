@@ -50,8 +50,10 @@ pub struct Proxy {
     pub(crate) inbound_tls: crate::inbound::ListenerTls,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Metrics,
-    /// Server reflection, answered here; `None` when turned off.
-    pub(crate) reflection: Option<reflection::Reflection>,
+    /// Server reflection, answered here and built on first use (it decodes
+    /// the whole descriptor set twice, which most gateways never need);
+    /// `None` when turned off.
+    pub(crate) reflection: Option<std::sync::OnceLock<Option<reflection::Reflection>>>,
     /// Build a span per call (only when traces are exported: a span that
     /// goes nowhere still costs the log layer a formatting pass).
     pub(crate) trace_calls: bool,
@@ -66,17 +68,7 @@ impl Proxy {
         metrics: Metrics,
         trace_calls: bool,
     ) -> Self {
-        let reflection = if config.reflection {
-            match reflection::Reflection::new(&schema, &config.allowed_services) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "server reflection is off");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let reflection = config.reflection.then(std::sync::OnceLock::new);
         let namespace_schema = routing
             .0
             .translates()
@@ -202,6 +194,19 @@ impl Proxy {
         Ok(resp)
     }
 
+    /// The reflection service, built on first use; `None` when off or when
+    /// it cannot be built (then reflection calls get UNIMPLEMENTED).
+    fn reflection(&self) -> Option<&reflection::Reflection> {
+        self.reflection
+            .as_ref()?
+            .get_or_init(|| {
+                reflection::Reflection::new(&self.schema, &self.config.allowed_services)
+                    .inspect_err(|e| tracing::warn!(error = %e, "server reflection is off"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
     async fn route(
         &self,
         path: &str,
@@ -209,8 +214,8 @@ impl Proxy {
         peer: &crate::inbound::Peer,
     ) -> Result<forward::Routed, ProxyError> {
         let service = service_of(path);
-        if let Some(r) = &self.reflection
-            && (service == reflection::V1 || service == reflection::V1ALPHA)
+        if (service == reflection::V1 || service == reflection::V1ALPHA)
+            && let Some(r) = self.reflection()
         {
             self.inbound.authorize(peer, req.headers(), "").await?;
             return Ok((r.serve(service, req).await, "stream", None));

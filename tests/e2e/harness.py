@@ -173,22 +173,31 @@ def start_sealgate(
     upstream: str | None = None,
     codec_port: int | None = None,
 ) -> Sealgate:
-    port = free_port()
-    e = {
-        "SEALGATE_LISTEN": f"127.0.0.1:{port}",
-        "SEALGATE_CODEC_SERVER_LISTEN": f"127.0.0.1:{codec_port or free_port()}",
-        "SEALGATE_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
-        "SEALGATE_LOG": "info",
-    }
-    if upstream is not None:
-        e["SEALGATE_UPSTREAM"] = upstream
-    if env:
-        e.update(env)
-    proc = start("sealgate", [str(sealgate_bin()), "run", "--config", str(config)], workdir, e)
-    wait_for_port(port, proc, timeout=30)
-    if codec_port:
-        wait_for_port(codec_port, proc, timeout=30)
-    return Sealgate(proc, port, config)
+    # A port free_port() found can be taken by someone else before sealgate
+    # binds it; then sealgate says so and exits, and we try fresh ports.
+    for attempt in range(3):
+        port = free_port()
+        e = {
+            "SEALGATE_LISTEN": f"127.0.0.1:{port}",
+            "SEALGATE_CODEC_SERVER_LISTEN": f"127.0.0.1:{codec_port or free_port()}",
+            "SEALGATE_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+            "SEALGATE_LOG": "info",
+        }
+        if upstream is not None:
+            e["SEALGATE_UPSTREAM"] = upstream
+        if env:
+            e.update(env)
+        proc = start("sealgate", [str(sealgate_bin()), "run", "--config", str(config)], workdir, e)
+        try:
+            wait_for_port(port, proc, timeout=30)
+        except RuntimeError:
+            if attempt < 2 and codec_port is None and "Address already in use" in proc.tail():
+                continue
+            raise
+        if codec_port:
+            wait_for_port(codec_port, proc, timeout=30)
+        return Sealgate(proc, port, config)
+    raise RuntimeError("unreachable")
 
 
 # --- test PKI, generated at test time with `cryptography` -----------------------
