@@ -281,11 +281,6 @@ impl Chain {
             Err(_) => self.stats.failed.fetch_add(1, Relaxed),
         };
     }
-
-    /// Whether failures' messages and stack traces are encoded.
-    pub fn encodes_failures(&self) -> bool {
-        self.encode_failures
-    }
 }
 
 /// The new bytes if any codec produced some, `None` if the input stands.

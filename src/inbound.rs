@@ -169,11 +169,6 @@ impl Inbound {
         Inbound { config, jwt }
     }
 
-    /// True when every call is let through unchecked.
-    pub fn is_open(&self) -> bool {
-        matches!(self.config.auth, AuthMode::None)
-    }
-
     /// The TLS acceptor for the listener (HTTP/2), when TLS is configured.
     pub fn acceptor(&self) -> Result<Option<TlsAcceptor>, String> {
         let Some((cert, key)) = &self.config.tls else {

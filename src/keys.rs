@@ -151,11 +151,6 @@ impl Key {
     pub(crate) fn count_decrypt(&self) {
         self.ops.decrypts.fetch_add(1, Relaxed);
     }
-
-    /// Payloads encrypted and decrypted under this key's id so far.
-    pub fn operations(&self) -> (u64, u64) {
-        self.ops.get()
-    }
 }
 
 impl fmt::Debug for Key {
@@ -232,10 +227,6 @@ impl Keyring {
         std::str::from_utf8(id)
             .ok()
             .and_then(|id| self.by_id.get(id))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 
     /// Every key, in no particular order.

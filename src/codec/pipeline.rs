@@ -125,10 +125,6 @@ impl Session {
         &self.policy
     }
 
-    pub fn chain(&self) -> &Chain {
-        &self.setup.chain
-    }
-
     /// The chain's counters.
     pub fn stats(&self) -> &Arc<CodecStats> {
         self.setup.chain.stats()

@@ -121,15 +121,6 @@ impl Provider {
     pub fn config(&self) -> &ProviderConfig {
         &self.config
     }
-
-    /// The provider kind as a metric label.
-    pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Local => "local",
-            Backend::Aws(_) => "awskms",
-            Backend::Extension(_) => "extension",
-        }
-    }
 }
 
 /// One key-encryption key: an id (written as `encryption-key-id`) at a

@@ -174,11 +174,6 @@ impl Policy {
             .and_then(|id| self.keks.get(id))
     }
 
-    /// True when the policy can decrypt anything at all.
-    pub fn decrypts(&self) -> bool {
-        !self.statics.is_empty() || !self.keks.is_empty()
-    }
-
     /// Ids of every key and KEK this policy decrypts with, sorted.
     pub fn decrypt_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
