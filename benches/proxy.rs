@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../tests/support/net.rs"]
+#[path = "../tests/it/support/net.rs"]
 mod net;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! The rewriter fuzz harness, shared by the cargo-fuzz target and the stable
-//! test that replays the committed corpus (tests/fuzz_corpus.rs).
+//! test that replays the committed corpus (tests/it/fuzz_corpus.rs).
 //!
 //! Input: first byte picks a message type (every WorkflowService request and
 //! response, plus Failure, google.rpc.Status and Payloads); the rest is the
@@ -61,7 +61,7 @@ fn state() -> &'static State {
 }
 
 /// Index of the message type a corpus byte selects, by full name.
-#[allow(dead_code)] // used by tests/fuzz_corpus.rs, not by the fuzz target
+#[allow(dead_code)] // used by tests/it/fuzz_corpus.rs, not by the fuzz target
 pub(crate) fn selector(name: &str) -> Option<u8> {
     let s = state();
     s.types

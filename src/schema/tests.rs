@@ -1,4 +1,4 @@
-//! Spot checks of the plan; tests/plan_coverage.rs checks all of it against
+//! Spot checks of the plan; tests/it/plan_coverage.rs checks all of it against
 //! an independent computation.
 
 use super::*;

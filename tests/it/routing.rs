@@ -1,8 +1,7 @@
 //! Routing calls to named upstreams by namespace and metadata, a system
 //! upstream for namespace-less calls, and address templates.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use prost::Message;
 use support::net::{Client, FakeUpstream, Gateway, Reply, config_text, parse_config};

@@ -6,7 +6,6 @@
 //! Needs a Python with `cryptography`, `temporalio` and PyNaCl (scripts/setup-python
 //! makes `.venv`). Without one the test says so and passes, unless
 //! `SEALGATE_REQUIRE_INTEROP=1` (set by scripts/test), where it fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::Write,

@@ -1,9 +1,8 @@
 //! Keys through the running proxy: rotation under load with hot reload,
 //! envelope encryption with a local KEK, and the extension key service
 //! (the example server, as a separate process).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     collections::HashMap,
@@ -342,7 +341,7 @@ impl Drop for KeyService {
 
 impl KeyService {
     fn start(key_id: &str, material: &str) -> KeyService {
-        // target/debug/deps/keys-… → target/debug/examples/kms_extension
+        // target/debug/deps/it-… → target/debug/examples/kms_extension
         let exe = std::env::current_exe().unwrap();
         let bin = exe
             .parent()

@@ -1,9 +1,8 @@
 //! The upstream over TLS as Temporal Cloud does it: mTLS with a private CA,
 //! a server name that differs from the address, and an API key. The
 //! certificates are generated at test time.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 

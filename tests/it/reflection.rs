@@ -1,8 +1,7 @@
 //! gRPC server reflection answered by the gateway itself (v1 and v1alpha),
 //! as grpcurl and ghz use it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use prost::Message;
 use prost_types::FileDescriptorProto;

@@ -1,8 +1,7 @@
 //! The built-in Codec Server over HTTP: routes, namespaces, CORS, limits,
 //! bearer and JWT auth (keys generated here, JWKS served by the test).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::SocketAddr,

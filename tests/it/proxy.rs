@@ -1,8 +1,7 @@
 //! The data plane against an in-process fake upstream that records the exact
 //! bytes it receives.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,9 +1,8 @@
 //! Replays the committed fuzz corpus (fuzz/corpus/rewrite) through the fuzz
 //! harness on stable, so every CI run checks what the fuzzer once found.
 //! `SEALGATE_WRITE_CORPUS=1` regenerates the seed files from real messages.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::PathBuf;

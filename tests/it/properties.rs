@@ -5,9 +5,7 @@
 //! - every generated payload was found (the encoder's count matches);
 //! - decode(encode(m)) == m, byte for byte (unknown fields included).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering::Relaxed;
 

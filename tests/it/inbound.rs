@@ -1,9 +1,8 @@
 //! Inbound security: mTLS on the listener with client-certificate rules,
 //! static bearer tokens, PERMISSION_DENIED for namespaces a caller may not
 //! use, and inbound credentials that never reach the upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -1,5 +1,4 @@
 //! The `sealgate` binary as an operator uses it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::{BufRead, BufReader, Write},

@@ -1,7 +1,6 @@
 //! Metrics, health and traces as an SRE sees them.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -1,9 +1,7 @@
 //! The plan covers exactly the fields that can lead to a payload, as computed
 //! independently from prost-reflect's view of the same descriptor set.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
