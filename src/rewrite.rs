@@ -4,6 +4,11 @@
 //! Bytes the plan does not name are copied verbatim, so unknown fields, field
 //! order and non-canonical encodings survive. A message whose payloads all
 //! come back unchanged is returned as the input slice itself (no copy).
+//!
+//! The walk does not build nested copies: it records [`Patch`]es (new
+//! payloads, and the new length prefixes of the messages around them) against
+//! the input, and the output is written once, straight into its final buffer
+//! (a gRPC frame, say), with its exact size known before the first byte.
 
 mod failure;
 #[cfg(test)]
@@ -11,6 +16,8 @@ mod tests;
 pub(crate) mod wire;
 
 use std::{borrow::Cow, fmt};
+
+use bytes::BufMut;
 
 use thiserror::Error;
 
@@ -157,16 +164,137 @@ pub fn rewrite<'a, V: PayloadVisitor>(
     bytes: &'a [u8],
     visitor: &mut V,
 ) -> Result<Cow<'a, [u8]>, RewriteError> {
+    Ok(rewrite_patched(schema, message, bytes, visitor)?.into_cow())
+}
+
+/// Rewrites one message of type `message` without writing it out yet: the
+/// result knows its length and writes itself into any buffer.
+pub fn rewrite_patched<'a, V: PayloadVisitor>(
+    schema: &Schema,
+    message: MessageId,
+    bytes: &'a [u8],
+    visitor: &mut V,
+) -> Result<Rewritten<'a>, RewriteError> {
     let mut walker = Walker {
         schema,
         visitor,
         failures: FailureMode::Off,
+        patches: Vec::new(),
     };
     walker.failures = walker.visitor.failure_mode();
-    Ok(match walker.message(message, bytes, 0)? {
-        Some(v) => Cow::Owned(v),
-        None => Cow::Borrowed(bytes),
-    })
+    let delta = walker.message(message, bytes, 0, 0)?.unwrap_or(0);
+    Ok(Rewritten::new(bytes, walker.patches, delta))
+}
+
+/// A rewritten message: its input and the patches that turn it into the
+/// output, in input order.
+#[derive(Debug)]
+pub struct Rewritten<'a> {
+    input: &'a [u8],
+    patches: Vec<Patch>,
+    len: usize,
+}
+
+impl<'a> Rewritten<'a> {
+    fn new(input: &'a [u8], patches: Vec<Patch>, delta: isize) -> Self {
+        let len = input.len().checked_add_signed(delta).unwrap_or(0);
+        Rewritten {
+            input,
+            patches,
+            len,
+        }
+    }
+
+    /// `input` as it is.
+    pub fn unchanged(input: &'a [u8]) -> Self {
+        Rewritten::new(input, Vec::new(), 0)
+    }
+
+    /// The output's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the output is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the output differs from the input.
+    pub fn changed(&self) -> bool {
+        !self.patches.is_empty()
+    }
+
+    /// Appends the output to `out` (exactly [`Self::len`] bytes).
+    pub fn write_to(&self, out: &mut impl BufMut) {
+        let mut copied = 0;
+        for p in &self.patches {
+            out.put_slice(&self.input[copied..p.start]);
+            p.fill.write(out);
+            copied = p.end;
+        }
+        out.put_slice(&self.input[copied..]);
+    }
+
+    /// The output: the input itself when nothing changed.
+    pub fn into_cow(self) -> Cow<'a, [u8]> {
+        if !self.changed() {
+            return Cow::Borrowed(self.input);
+        }
+        let mut out = Vec::with_capacity(self.len);
+        self.write_to(&mut out);
+        debug_assert_eq!(out.len(), self.len, "patched length");
+        Cow::Owned(out)
+    }
+}
+
+/// Input bytes `start..end` (offsets into the message being rewritten)
+/// become `fill`.
+#[derive(Debug)]
+struct Patch {
+    start: usize,
+    end: usize,
+    fill: Fill,
+}
+
+#[derive(Debug)]
+enum Fill {
+    /// A message field's new length prefix.
+    Varint(u64),
+    /// A length-delimited value: its length prefix, then the bytes.
+    Value(Vec<u8>),
+    /// A whole message body (a rewritten `Failure`).
+    Raw(Vec<u8>),
+    /// Nothing: a dropped field.
+    Nothing,
+}
+
+impl Fill {
+    fn len(&self) -> usize {
+        match self {
+            Fill::Varint(v) => wire::varint_len(*v),
+            Fill::Value(b) => wire::varint_len(b.len() as u64) + b.len(),
+            Fill::Raw(b) => b.len(),
+            Fill::Nothing => 0,
+        }
+    }
+
+    fn write(&self, out: &mut impl BufMut) {
+        match self {
+            Fill::Varint(v) => wire::write_varint(*v, out),
+            Fill::Value(b) => {
+                wire::write_varint(b.len() as u64, out);
+                out.put_slice(b);
+            }
+            Fill::Raw(b) => out.put_slice(b),
+            Fill::Nothing => {}
+        }
+    }
+}
+
+/// `new - old` as a signed size change.
+fn growth(new: usize, old: usize) -> isize {
+    new as isize - old as isize
 }
 
 /// A change to one field number, wherever it occurs in a message.
@@ -181,15 +309,21 @@ struct Walker<'s, 'v, V> {
     schema: &'s Schema,
     visitor: &'v mut V,
     failures: FailureMode,
+    /// Changes so far, in input order; offsets are into the message the
+    /// current walk started from.
+    patches: Vec<Patch>,
 }
 
 impl<V: PayloadVisitor> Walker<'_, '_, V> {
+    /// Walks a message of type `id` found at offset `base`; records its
+    /// changes and returns how much it grew (`None`: unchanged).
     fn message(
         &mut self,
         id: MessageId,
         bytes: &[u8],
+        base: usize,
         depth: u32,
-    ) -> Result<Option<Vec<u8>>, RewriteError> {
+    ) -> Result<Option<isize>, RewriteError> {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
         }
@@ -198,13 +332,24 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
             return Ok(None);
         }
         if plan.kind() == MessageKind::Failure && self.failures != FailureMode::Off {
-            return failure::rewrite(self, id, bytes, depth);
+            return Ok(failure::rewrite(self, id, bytes, depth)?.map(|new| {
+                let d = growth(new.len(), bytes.len());
+                self.patches.push(Patch {
+                    start: base,
+                    end: base + bytes.len(),
+                    fill: Fill::Raw(new),
+                });
+                d
+            }));
         }
-        self.walk(id, bytes, depth, &[])
+        self.splice(bytes, base, depth, &[], plan.name(), |n| {
+            plan.field(n).map(|f| (f.action, &*f.name))
+        })
     }
 
     /// Walks the planned fields of a message of type `id`, applying `edits`
-    /// to the fields they name. `None` when the output would equal the input.
+    /// to the fields they name, into bytes of its own (failure encoding
+    /// reads its result). `None` when the output would equal the input.
     fn walk(
         &mut self,
         id: MessageId,
@@ -213,14 +358,34 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         edits: &[(u32, Edit<'_>)],
     ) -> Result<Option<Vec<u8>>, RewriteError> {
         let plan = self.schema.message(id);
-        self.splice(bytes, depth, edits, plan.name(), |n| {
+        self.splice_vec(bytes, depth, edits, plan.name(), |n| {
             plan.field(n).map(|f| (f.action, &*f.name))
         })
     }
 
+    /// [`Self::splice`] on a patch list of its own, written out.
+    fn splice_vec<'p>(
+        &mut self,
+        bytes: &[u8],
+        depth: u32,
+        edits: &[(u32, Edit<'_>)],
+        owner: &str,
+        lookup: impl Fn(u32) -> Option<(Action, &'p str)>,
+    ) -> Result<Option<Vec<u8>>, RewriteError> {
+        let outer = std::mem::take(&mut self.patches);
+        let walked = self.splice(bytes, 0, depth, edits, owner, lookup);
+        let patches = std::mem::replace(&mut self.patches, outer);
+        Ok(walked?.map(|d| Rewritten::new(bytes, patches, d).into_cow().into_owned()))
+    }
+
     /// `google.protobuf.Any`: descend into `value` (2) when `type_url` (1)
     /// names a message that can lead to payloads.
-    fn any(&mut self, bytes: &[u8], depth: u32) -> Result<Option<Vec<u8>>, RewriteError> {
+    fn any(
+        &mut self,
+        bytes: &[u8],
+        base: usize,
+        depth: u32,
+    ) -> Result<Option<isize>, RewriteError> {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
         }
@@ -238,25 +403,27 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         if schema.message(target).is_empty() {
             return Ok(None);
         }
-        self.splice(bytes, depth, &[], schema::ANY, |n| {
+        self.splice(bytes, base, depth, &[], schema::ANY, |n| {
             (n == 2).then_some((Action::Message(target), "value"))
         })
     }
 
-    /// The one loop over a message's fields: copies what `lookup` does not
-    /// name, rewrites what it does, and splices changed children back in with
-    /// their original key bytes and a new length.
+    /// The one loop over a message's fields (found at offset `base`): skips
+    /// what `lookup` does not name, and records patches for what changes —
+    /// a payload's new value, or a child message's new length prefix (its
+    /// key bytes stay). Returns how much the message grew.
     fn splice<'p>(
         &mut self,
         bytes: &[u8],
+        base: usize,
         depth: u32,
         edits: &[(u32, Edit<'_>)],
         owner: &str,
         lookup: impl Fn(u32) -> Option<(Action, &'p str)>,
-    ) -> Result<Option<Vec<u8>>, RewriteError> {
+    ) -> Result<Option<isize>, RewriteError> {
         let remaining = MAX_DEPTH.saturating_sub(depth);
-        let mut out: Option<Vec<u8>> = None;
-        let mut copied = 0;
+        let mut changed = false;
+        let mut delta = 0isize;
         let mut pos = 0;
         while pos < bytes.len() {
             let start = pos;
@@ -272,16 +439,17 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 }
                 let key_end = pos;
                 wire::skip_value(bytes, &mut pos, tag, remaining, MAX_DEPTH)?;
-                let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
-                match edit {
-                    Edit::Drop => out.extend_from_slice(&bytes[copied..start]),
-                    Edit::Replace(value) => {
-                        out.extend_from_slice(&bytes[copied..key_end]);
-                        wire::write_varint(value.len() as u64, out);
-                        out.extend_from_slice(value);
-                    }
-                }
-                copied = pos;
+                let (from, fill) = match edit {
+                    Edit::Drop => (start, Fill::Nothing),
+                    Edit::Replace(value) => (key_end, Fill::Value(value.to_vec())),
+                };
+                delta += growth(fill.len(), pos - from);
+                self.patches.push(Patch {
+                    start: base + from,
+                    end: base + pos,
+                    fill,
+                });
+                changed = true;
                 continue;
             }
             let Some((action, field)) = lookup(tag.field) else {
@@ -299,24 +467,48 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
             let key_end = pos;
             let body = wire::read_len_delimited(bytes, &mut pos)
                 .map_err(|e| RewriteError::from(e).within(owner, field))?;
-            let new = match action {
-                Action::Payload => self.visitor.payload(body).map_err(RewriteError::from),
-                Action::Message(child) => self.message(child, body, depth + 1),
-                Action::Any => self.any(body, depth + 1),
+            let value_start = pos - body.len();
+            let mark = self.patches.len();
+            let child = match action {
+                Action::Payload => {
+                    let new = self
+                        .visitor
+                        .payload(body)
+                        .map_err(|e| RewriteError::from(e).within(owner, field))?;
+                    if let Some(new) = new {
+                        // The field's key bytes stay; length and value are new.
+                        let fill = Fill::Value(new);
+                        delta += growth(fill.len(), pos - key_end);
+                        self.patches.push(Patch {
+                            start: base + key_end,
+                            end: base + pos,
+                            fill,
+                        });
+                        changed = true;
+                    }
+                    continue;
+                }
+                Action::Message(child) => self.message(child, body, base + value_start, depth + 1),
+                Action::Any => self.any(body, base + value_start, depth + 1),
             }
             .map_err(|e| e.within(owner, field))?;
-            if let Some(new) = new {
-                let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 256));
-                // Everything before this field, then its original key bytes.
-                out.extend_from_slice(&bytes[copied..key_end]);
-                wire::write_varint(new.len() as u64, out);
-                out.extend_from_slice(&new);
-                copied = pos;
+            let Some(d) = child else { continue };
+            changed = true;
+            if d != 0 {
+                let new_len = body.len().checked_add_signed(d).unwrap_or(0) as u64;
+                let fill = Fill::Varint(new_len);
+                delta += d + growth(fill.len(), value_start - key_end);
+                // Before the child's own patches: the list stays in input order.
+                self.patches.insert(
+                    mark,
+                    Patch {
+                        start: base + key_end,
+                        end: base + value_start,
+                        fill,
+                    },
+                );
             }
         }
-        Ok(out.map(|mut out| {
-            out.extend_from_slice(&bytes[copied..]);
-            out
-        }))
+        Ok(changed.then_some(delta))
     }
 }

@@ -7,7 +7,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use flate2::read::GzDecoder;
 use thiserror::Error;
 
-const HEADER: usize = 5;
+/// Bytes before each message: the compressed flag and the length.
+pub const HEADER: usize = 5;
 
 /// One framed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +94,13 @@ pub fn plain(frame: &Frame, encoding: Option<&str>, limit: usize) -> Result<Byte
 /// Appends one uncompressed frame carrying `message`.
 pub fn push(out: &mut BytesMut, message: &[u8]) {
     out.reserve(HEADER + message.len());
-    out.put_u8(0);
-    out.put_u32(message.len() as u32);
+    push_header(out, message.len());
     out.put_slice(message);
+}
+
+/// Appends the header of an uncompressed frame whose `len`-byte message the
+/// caller writes next.
+pub fn push_header(out: &mut BytesMut, len: usize) {
+    out.put_u8(0);
+    out.put_u32(len as u32);
 }

@@ -14,7 +14,7 @@ use crate::{
     codec::{CodecError, Decoder},
     grpc::{self, GRPC_ENCODING, GRPC_STATUS, GRPC_TIMEOUT, frame},
     inbound::Peer,
-    rewrite::{FailureMode, PayloadVisitor, rewrite},
+    rewrite::{FailureMode, PayloadVisitor, Rewritten, rewrite, rewrite_patched},
     schema::{MessageId, Method, RPC_STATUS},
     telemetry,
     upstream::{Body, BoxError, Upstream},
@@ -207,25 +207,20 @@ fn reframe<V: PayloadVisitor, E>(
     };
     let mut rewritten = Vec::with_capacity(messages.plain.len());
     for message in &messages.plain {
-        let new = match rewrite(&p.schema, id, message, &mut v).map_err(&rewrite_err)? {
-            std::borrow::Cow::Owned(n) => Some(n),
-            std::borrow::Cow::Borrowed(_) => None,
-        };
-        let len = new.as_ref().map_or(message.len(), Vec::len);
-        if len > limit {
-            return Err(frame_err(frame::FrameError::TooLarge { len, limit }));
+        let new = rewrite_patched(&p.schema, id, message, &mut v).map_err(&rewrite_err)?;
+        if new.len() > limit {
+            return Err(frame_err(frame::FrameError::TooLarge {
+                len: new.len(),
+                limit,
+            }));
         }
         rewritten.push(new);
     }
-    let out = if !messages.any_compressed && rewritten.iter().all(Option::is_none) {
+    let out = if !messages.any_compressed && rewritten.iter().all(|r| !r.changed()) {
         // Nothing changed and nothing was compressed: forward the very bytes.
         messages.original.clone()
     } else {
-        let mut out = BytesMut::new();
-        for (new, message) in rewritten.iter().zip(&messages.plain) {
-            frame::push(&mut out, new.as_deref().unwrap_or(message));
-        }
-        out.freeze()
+        frame_all(&rewritten)
     };
     p.metrics.codec_duration.record(
         started.elapsed().as_secs_f64(),
@@ -266,21 +261,31 @@ fn translate(
         up,
         seen: Default::default(),
     };
-    let mut out = BytesMut::with_capacity(body.len() + 64);
-    let mut changed = false;
+    let mut rewritten = Vec::with_capacity(frames.len());
     for f in &frames {
-        match rewrite(schema, id, &f.message, &mut visitor) {
-            Ok(std::borrow::Cow::Owned(new)) => {
-                changed = true;
-                frame::push(&mut out, &new);
-            }
-            Ok(std::borrow::Cow::Borrowed(m)) => frame::push(&mut out, m),
-            // The codec's pass parsed this message already; a message its
-            // namespace plan cannot walk is left as it is.
-            Err(_) => frame::push(&mut out, &f.message),
-        }
+        // The codec's pass parsed this message already; a message its
+        // namespace plan cannot walk is left as it is.
+        let new = rewrite_patched(schema, id, &f.message, &mut visitor).ok();
+        rewritten.push(new.unwrap_or_else(|| Rewritten::unchanged(&f.message)));
     }
-    Ok(if changed { out.freeze() } else { body })
+    Ok(if rewritten.iter().any(Rewritten::changed) {
+        frame_all(&rewritten)
+    } else {
+        body
+    })
+}
+
+/// Frames rewritten messages (uncompressed) into one body, each written
+/// once, straight into a buffer of the exact size.
+fn frame_all(messages: &[Rewritten<'_>]) -> Bytes {
+    let size = messages.iter().map(|m| frame::HEADER + m.len()).sum();
+    let mut out = BytesMut::with_capacity(size);
+    for m in messages {
+        frame::push_header(&mut out, m.len());
+        m.write_to(&mut out);
+    }
+    debug_assert_eq!(out.len(), size, "framed length");
+    out.freeze()
 }
 
 /// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status

@@ -122,7 +122,7 @@ fn decode<V: PayloadVisitor>(
         (ENCODED_ATTRIBUTES, Edit::Drop),
     ];
     let mut out = w
-        .splice(cur, depth, &edits, crate::schema::FAILURE, |_| None)?
+        .splice_vec(cur, depth, &edits, crate::schema::FAILURE, |_| None)?
         .unwrap_or_else(|| cur.to_vec());
     if s.stack_trace.is_none() && !stack_trace.is_empty() {
         wire::write_len_field(STACK_TRACE, stack_trace.as_bytes(), &mut out);
