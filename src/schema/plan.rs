@@ -41,6 +41,11 @@ pub struct MessagePlan {
     name: Box<str>,
     /// Sorted by field number; empty when nothing inside can hold a payload.
     fields: Box<[PlannedField]>,
+    /// `slots[n]` is 1 + the index in `fields` of field `n`, 0 when `n` is
+    /// not planned; up to the largest planned number, when that is small.
+    /// `HistoryEvent` plans some fifty attribute fields, and the rewriter
+    /// looks up every field of every event.
+    slots: Box<[u8]>,
     kind: MessageKind,
 }
 
@@ -67,9 +72,33 @@ impl MessagePlan {
     /// What to do with field `number`, if anything.
     #[inline]
     pub fn field(&self, number: u32) -> Option<&PlannedField> {
-        // Plans are short (a handful of fields): a linear scan beats hashing.
-        self.fields.iter().find(|f| f.number == number)
+        match self.slots.get(number as usize) {
+            Some(0) => None,
+            Some(&slot) => self.fields.get(usize::from(slot) - 1),
+            None => self
+                .fields
+                .binary_search_by_key(&number, |f| f.number)
+                .ok()
+                .and_then(|i| self.fields.get(i)),
+        }
     }
+}
+
+/// The dense index of `fields` (sorted by number); empty when the numbers
+/// or the count are too large for one byte per field number.
+fn slots(fields: &[PlannedField]) -> Box<[u8]> {
+    const MAX_DENSE: u32 = 255;
+    let Some(last) = fields.last() else {
+        return Box::default();
+    };
+    if last.number > MAX_DENSE || fields.len() >= usize::from(u8::MAX) {
+        return Box::default();
+    }
+    let mut slots = vec![0u8; last.number as usize + 1];
+    for (i, f) in fields.iter().enumerate() {
+        slots[f.number as usize] = (i + 1) as u8;
+    }
+    slots.into_boxed_slice()
 }
 
 /// A message-typed field as found in the descriptor set.
@@ -224,6 +253,7 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
             };
             MessagePlan {
                 name: m.name.into_boxed_str(),
+                slots: slots(&fields),
                 fields: fields.into_boxed_slice(),
                 kind,
             }

@@ -168,3 +168,23 @@ fn the_namespace_plan_finds_namespace_fields_at_any_depth() {
             .any(|f| &*f.name == "namespace")
     );
 }
+
+#[test]
+fn field_lookup_agrees_with_the_plan_for_every_number() {
+    for schema in [
+        Schema::embedded().unwrap(),
+        Schema::embedded_namespaces().unwrap(),
+    ] {
+        for (_, plan) in schema.messages() {
+            for n in 0..600 {
+                let scanned = plan.fields().iter().find(|f| f.number == n);
+                assert_eq!(
+                    plan.field(n).map(|f| f.number),
+                    scanned.map(|f| f.number),
+                    "{} field {n}",
+                    plan.name()
+                );
+            }
+        }
+    }
+}
