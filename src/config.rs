@@ -148,6 +148,22 @@ pub struct ProxyConfig {
     pub forward_authorization: bool,
     /// Answer gRPC server reflection (v1, v1alpha) for the allowed services.
     pub reflection: bool,
+    /// How calls are spread over threads.
+    pub runtime: Runtime,
+    /// Threads serving gRPC (`threads = 0` in the file: one per core).
+    pub threads: usize,
+}
+
+/// How the gRPC listener's work is spread over threads (`[proxy] runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `threads` threads, each with its own single-threaded runtime and its
+    /// own upstream connections; a connection stays on the thread that
+    /// accepted it, so a call never hops between threads.
+    PerCore,
+    /// One work-stealing runtime with `threads` workers: the calls of one
+    /// connection can use every core, at the cost of cross-thread wakeups.
+    WorkStealing,
 }
 
 /// Default bound on one gRPC message (the SDKs' default).
@@ -989,6 +1005,28 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         .unwrap_or(Duration::from_secs(30));
     let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
     let reflection = t.bool("reflection", issues).unwrap_or(true);
+    let runtime = match t.string("runtime", issues).as_deref() {
+        None | Some("per-core") => Runtime::PerCore,
+        Some("work-stealing") => Runtime::WorkStealing,
+        Some(other) => {
+            issues.push(
+                &t.path("runtime"),
+                format!("{other:?} is not a runtime: \"per-core\" or \"work-stealing\""),
+            );
+            Runtime::PerCore
+        }
+    };
+    let threads = match t.integer("threads", issues) {
+        None | Some(0) => std::thread::available_parallelism().map_or(1, usize::from),
+        Some(n) if n <= 1024 => n as usize,
+        Some(n) => {
+            issues.push(
+                &t.path("threads"),
+                format!("{n} is out of range: 0 (one per core) to 1024"),
+            );
+            1
+        }
+    };
     t.finish(issues);
     ProxyConfig {
         max_message_bytes: max.min(u32::MAX as u64) as usize,
@@ -996,6 +1034,8 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         shutdown_grace,
         forward_authorization,
         reflection,
+        runtime,
+        threads,
     }
 }
 

@@ -90,6 +90,10 @@ impl App {
     ) -> Result<App, AppError> {
         let schema = Arc::new(schema::Schema::embedded()?);
         let pipeline = Arc::new(config.codec.pipeline()?);
+        // Upstream pools get a share per serving thread.
+        if config.proxy.runtime == config::Runtime::PerCore {
+            proxy::shards::configure(config.proxy.threads);
+        }
         let upstream = Arc::new(upstream::Upstream::new(
             &config.upstream,
             &config.upstream_options,
@@ -208,7 +212,24 @@ impl App {
             let _ = stop.send(true);
         };
         // Serving ends only after the signal, so both finish.
-        let serve = proxy::server::serve(listeners.proxy, self.proxy, wait(stopped.clone()), grace);
+        let serve = async {
+            match self.config.proxy.runtime {
+                config::Runtime::PerCore => {
+                    proxy::shards::serve(
+                        listeners.proxy,
+                        self.proxy,
+                        self.config.proxy.threads,
+                        stopped.clone(),
+                        grace,
+                    )
+                    .await
+                }
+                config::Runtime::WorkStealing => {
+                    proxy::server::serve(listeners.proxy, self.proxy, wait(stopped.clone()), grace)
+                        .await
+                }
+            }
+        };
         let (drained, ()) = tokio::join!(serve, signal);
         for task in [codec, admin].into_iter().flatten() {
             let _ = task.await;

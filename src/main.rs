@@ -183,7 +183,14 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // With per-core serving, gRPC calls run on threads of their own; this
+    // runtime keeps the control plane (reloads, admin, Codec Server).
+    let workers = match config.proxy.runtime {
+        sealgate::config::Runtime::PerCore => 1,
+        sealgate::config::Runtime::WorkStealing => config.proxy.threads,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
@@ -287,6 +294,10 @@ async fn serve(
             Drained::GraceExpired => {
                 tracing::warn!("grace period over with calls still in flight; exiting");
                 ExitCode::SUCCESS
+            }
+            Drained::Failed(reason) => {
+                tracing::error!("cannot serve: {reason}");
+                ExitCode::FAILURE
             }
         }
     }

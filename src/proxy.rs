@@ -11,6 +11,7 @@ mod forward;
 pub mod reflection;
 pub mod router;
 pub mod server;
+pub mod shards;
 pub mod translate;
 
 use std::{convert::Infallible, sync::Arc, time::Instant};

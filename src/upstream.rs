@@ -90,7 +90,10 @@ pub struct Upstream {
     /// TLS material and API key; swapped on reload (new connections and
     /// requests use the new ones, open connections keep theirs).
     credentials: watch::Sender<Arc<Credentials>>,
+    /// `connections` slots per serving thread (`shards::count()`): each
+    /// thread dials and uses its own, so a call stays on its thread.
     slots: Vec<Mutex<Option<SendRequest<Body>>>>,
+    connections: usize,
     next: AtomicUsize,
     stats: UpstreamStats,
 }
@@ -156,7 +159,8 @@ impl Upstream {
         };
         let credentials = Credentials::load(address, options)?;
         let display = format!("{scheme}://{authority}");
-        let slots = (0..options.connections.max(1))
+        let connections = options.connections.max(1);
+        let slots = (0..connections * crate::proxy::shards::count())
             .map(|_| Mutex::new(None))
             .collect();
         Ok(Upstream {
@@ -167,6 +171,7 @@ impl Upstream {
             scheme,
             credentials: watch::Sender::new(Arc::new(credentials)),
             slots,
+            connections,
             next: AtomicUsize::new(0),
             stats: UpstreamStats::default(),
         })
@@ -251,7 +256,8 @@ impl Upstream {
     }
 
     async fn sender(&self) -> Result<SendRequest<Body>, UpstreamError> {
-        let i = self.next.fetch_add(1, Relaxed) % self.slots.len();
+        let group = crate::proxy::shards::index() % (self.slots.len() / self.connections);
+        let i = group * self.connections + self.next.fetch_add(1, Relaxed) % self.connections;
         let mut slot = self.slots[i].lock().await;
         if let Some(s) = slot.as_mut() {
             // A live connection that can take another stream.
@@ -310,7 +316,9 @@ impl Upstream {
             .keep_alive_interval(self.options.keepalive_interval)
             .keep_alive_timeout(self.options.keepalive_timeout)
             .keep_alive_while_idle(true)
-            .adaptive_window(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| UpstreamError::Handshake {
@@ -326,6 +334,15 @@ impl Upstream {
         Ok(sender)
     }
 }
+
+/// HTTP/2 flow control, both sides. Fixed windows rather than hyper's
+/// adaptive (BDP ping) windows: the pings cost a frame exchange and wakeups
+/// on every burst of data, and 2 MiB per stream covers a long fat WAN hop.
+pub(crate) const STREAM_WINDOW: u32 = 2 << 20;
+pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
+/// The largest DATA frame peers may send us: fewer, larger frames for big
+/// payloads (the protocol default is 16 KiB).
+pub(crate) const MAX_FRAME: u32 = 64 << 10;
 
 /// An error and its sources, joined: hyper's top-level messages alone
 /// ("connection error") do not say what went wrong.

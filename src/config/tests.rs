@@ -257,6 +257,11 @@ fn proxy_and_upstream_sections_have_defaults_and_limits() {
     assert_eq!(c.proxy.allowed_services.len(), 3);
     assert_eq!(c.proxy.shutdown_grace, std::time::Duration::from_secs(30));
     assert!(!c.proxy.forward_authorization);
+    assert_eq!(c.proxy.runtime, crate::config::Runtime::PerCore);
+    assert_eq!(
+        c.proxy.threads,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
     assert_eq!(c.upstream_options.connections, 4);
     assert_eq!(
         c.upstream_options.keepalive_interval,
@@ -265,7 +270,15 @@ fn proxy_and_upstream_sections_have_defaults_and_limits() {
     assert!(!c.upstream.tls);
 
     let text = format!(
-        "{}\n[proxy]\nmax_message_bytes = 10\nshutdown_grace = \"soon\"\n[upstream_options]\nconnections = 0\nkeepalive_interval = \"5s\"\nclient_cert_pem = \"x\"\n",
+        "{}\n[proxy]\nruntime = \"work-stealing\"\nthreads = 3\n",
+        minimal(KEY)
+    );
+    let c = parse_with(&text, &[]).unwrap();
+    assert_eq!(c.proxy.runtime, crate::config::Runtime::WorkStealing);
+    assert_eq!(c.proxy.threads, 3);
+
+    let text = format!(
+        "{}\n[proxy]\nmax_message_bytes = 10\nshutdown_grace = \"soon\"\nruntime = \"green\"\nthreads = 5000\n[upstream_options]\nconnections = 0\nkeepalive_interval = \"5s\"\nclient_cert_pem = \"x\"\n",
         minimal(KEY)
     );
     let err = parse_with(&text, &[]).unwrap_err();
@@ -273,6 +286,8 @@ fn proxy_and_upstream_sections_have_defaults_and_limits() {
     for want in [
         "proxy.max_message_bytes",
         "proxy.shutdown_grace",
+        "proxy.runtime",
+        "proxy.threads",
         "upstream_options.connections",
         "upstream_options.keepalive_interval",
         "upstream_options.client_cert_file",

@@ -21,13 +21,17 @@ pub enum Drained {
     Clean,
     /// The grace period ran out with calls still open.
     GraceExpired,
+    /// Serving could not start (threads, runtimes); says why.
+    Failed(String),
 }
 
 fn builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_concurrent_streams(10_000)
-        .adaptive_window(true);
+        .initial_stream_window_size(crate::upstream::STREAM_WINDOW)
+        .initial_connection_window_size(crate::upstream::CONNECTION_WINDOW)
+        .max_frame_size(crate::upstream::MAX_FRAME);
     b
 }
 

@@ -557,7 +557,22 @@ async fn unknown_fields_survive_both_ways() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_calls() {
-    let r = rig(|rec| {
+    concurrent_calls("").await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_calls_on_three_per_core_threads() {
+    concurrent_calls("[proxy]\nthreads = 3\n[upstream_options]\nconnections = 1\n").await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_calls_on_the_work_stealing_runtime() {
+    concurrent_calls("[proxy]\nruntime = \"work-stealing\"\n").await;
+}
+
+/// 1,000 calls over three connections, each answered with its own id.
+async fn concurrent_calls(extra: &str) {
+    let r = rig_with(extra, |rec| {
         // Echo the workflow id back as the run id, so answers are matched.
         let req = StartWorkflowExecutionRequest::decode(rec.message()).unwrap();
         Reply::message(
