@@ -251,8 +251,12 @@ impl Inbound {
                 let Some(jwt) = &self.jwt else {
                     return Err(Denied::Unauthenticated("JWT checks are not set up".into()));
                 };
-                let claims = jwt
-                    .claims(token)
+                // Boxed: a JWKS fetch is rare; inline, its future would
+                // weigh on every call for as long as the call lasts. (The
+                // box is made in a statement of its own: see
+                // `Session::encode_with`.)
+                let claims = Box::pin(jwt.claims(token));
+                let claims = claims
                     .await
                     .map_err(|e| Denied::Unauthenticated(e.message))?;
                 let rules = self

@@ -161,7 +161,8 @@ impl Proxy {
         // Boxed: the call future is ~10 KB, and an unboxed one is copied each
         // time hyper and tokio move the stream task (memmove was the top
         // symbol in the profile).
-        let result = Box::pin(self.route(&path, req, &peer).instrument(span.clone())).await;
+        let call = Box::pin(self.route(&path, req, &peer).instrument(span.clone()));
+        let result = call.await;
         let (resp, code, routed) = match result {
             Ok(ok) => ok,
             Err(e) => {
@@ -219,7 +220,8 @@ impl Proxy {
             && let Some(r) = self.reflection()
         {
             self.inbound.authorize(peer, req.headers(), "").await?;
-            return Ok((r.serve(service, req).await, "stream", None));
+            let serve = Box::pin(r.serve(service, req));
+            return Ok((serve.await, "stream", None));
         }
         if !self.config.allowed_services.iter().any(|s| s == service) {
             return Err(ProxyError::ServiceNotAllowed {
@@ -235,7 +237,13 @@ impl Proxy {
             Some(method) if grpc::is_grpc(req.headers()) => {
                 forward::unary(self, method, req, peer).await
             }
-            _ => forward::stream(self, req, peer).await,
+            // Boxed, like the rare paths inside `unary`: the route future is
+            // as large as its largest branch, and long polls hold it. (The box
+            // is made in a statement of its own: see `Session::encode_with`.)
+            _ => {
+                let stream = Box::pin(forward::stream(self, req, peer));
+                stream.await
+            }
         }
     }
 }

@@ -266,7 +266,13 @@ impl Upstream {
             }
             *slot = None;
         }
-        let s = self.connect().await.inspect_err(|_| {
+        // Boxed: dialling (TCP, TLS, HTTP/2 handshake) is rare, and inline it
+        // would make every call's future several KB larger for as long as
+        // the call lasts (a long poll: a minute).
+        // (The box is made in a statement of its own: see
+        // `Session::encode_with`.)
+        let connect = Box::pin(self.connect());
+        let s = connect.await.inspect_err(|_| {
             self.stats.connect_failures.fetch_add(1, Relaxed);
         })?;
         self.stats.connects.fetch_add(1, Relaxed);

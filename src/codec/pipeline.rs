@@ -223,7 +223,11 @@ impl Session {
         }
         // Boxed: KMS client futures are large, and an unboxed one would
         // grow every call's future (and every held long poll) by its size.
-        Box::pin(self.prepare_encode()).await?;
+        // The box is made in a statement of its own: a temporary lives to the
+        // end of its statement, so inside `Box::pin(f).await` the unboxed
+        // future would still take room in the caller's future.
+        let prepare = Box::pin(self.prepare_encode());
+        prepare.await?;
         run(&mut self.encoder())
     }
 
@@ -234,7 +238,8 @@ impl Session {
         mut run: impl FnMut(&mut Decoder<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let first = run(&mut self.decoder());
-        if !Box::pin(self.fetch_missing()).await? {
+        let fetch = Box::pin(self.fetch_missing());
+        if !fetch.await? {
             return first;
         }
         let again = run(&mut self.decoder());
