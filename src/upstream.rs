@@ -7,7 +7,7 @@ pub(crate) mod tls;
 use std::{
     fmt,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
@@ -92,7 +92,7 @@ pub struct Upstream {
     credentials: watch::Sender<Arc<Credentials>>,
     /// `connections` slots per serving thread (`shards::count()`): each
     /// thread dials and uses its own, so a call stays on its thread.
-    slots: Vec<Mutex<Option<SendRequest<Body>>>>,
+    slots: Vec<Mutex<Option<Conn>>>,
     connections: usize,
     next: AtomicUsize,
     stats: UpstreamStats,
@@ -209,7 +209,7 @@ impl Upstream {
             .iter()
             .filter(|s| {
                 s.try_lock()
-                    .is_ok_and(|g| g.as_ref().is_some_and(|c| !c.is_closed()))
+                    .is_ok_and(|g| g.as_ref().is_some_and(|c| !c.sender.is_closed()))
             })
             .count()
     }
@@ -245,23 +245,46 @@ impl Upstream {
 
     /// Sends a request on the next connection, dialling it when needed.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        let mut sender = self.sender().await?;
-        sender
+        let mut conn = self.sender().await?;
+        conn.sender
             .send_request(req)
             .await
             .map_err(|e| UpstreamError::Request {
                 upstream: self.display.clone(),
-                reason: error_chain(&e),
+                // "connection closed" alone hides why: a TLS alert (no client
+                // certificate) arrives only once the connection is in use.
+                reason: match conn.ended.get() {
+                    Some(why) => format!("{}: {why}{}", error_chain(&e), self.closed_advice(why)),
+                    None => error_chain(&e),
+                },
             })
     }
 
-    async fn sender(&self) -> Result<SendRequest<Body>, UpstreamError> {
+    /// What to check when a TLS connection was closed under us. A server
+    /// that refuses the client certificate (or its absence) says so in a TLS
+    /// alert after the handshake, then closes; when the close wins the race
+    /// with our first write, all we see is a broken pipe or a reset.
+    fn closed_advice(&self, why: &str) -> &'static str {
+        let cut = why.contains("broken pipe") || why.contains("reset");
+        if self.scheme != Scheme::HTTPS || !cut || !advice(why).is_empty() {
+            ""
+        } else if self.options.tls.client_cert.is_none() {
+            " (the upstream closed the TLS connection as soon as it was used: if it wants a \
+             client certificate, set upstream_options.client_cert_file and client_key_file, or \
+             TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
+        } else {
+            " (the upstream closed the TLS connection as soon as it was used: check that it \
+             trusts the CA of upstream_options.client_cert_file)"
+        }
+    }
+
+    async fn sender(&self) -> Result<Conn, UpstreamError> {
         let group = crate::proxy::shards::index() % (self.slots.len() / self.connections);
         let i = group * self.connections + self.next.fetch_add(1, Relaxed) % self.connections;
         let mut slot = self.slots[i].lock().await;
         if let Some(s) = slot.as_mut() {
             // A live connection that can take another stream.
-            if !s.is_closed() && s.ready().await.is_ok() {
+            if !s.sender.is_closed() && s.sender.ready().await.is_ok() {
                 return Ok(s.clone());
             }
             *slot = None;
@@ -280,7 +303,7 @@ impl Upstream {
         Ok(s)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
         let upstream = || self.display.clone();
         let timeout = self.options.connect_timeout;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(&self.authority))
@@ -313,7 +336,7 @@ impl Upstream {
         }
     }
 
-    async fn handshake<S>(&self, io: S) -> Result<SendRequest<Body>, UpstreamError>
+    async fn handshake<S>(&self, io: S) -> Result<Conn, UpstreamError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
@@ -332,13 +355,24 @@ impl Upstream {
                 reason: error_chain(&e),
             })?;
         let name = self.display.clone();
+        let ended = Arc::new(OnceLock::new());
+        let why = ended.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::info!(upstream = %name, error = %error_chain(&e), "upstream connection closed");
+                let e = error_chain(&e);
+                tracing::info!(upstream = %name, error = %e, "upstream connection closed");
+                let _ = why.set(e);
             }
         });
-        Ok(sender)
+        Ok(Conn { sender, ended })
     }
+}
+
+/// One HTTP/2 connection: its sender, and why it ended once it has.
+#[derive(Clone)]
+struct Conn {
+    sender: SendRequest<Body>,
+    ended: Arc<OnceLock<String>>,
 }
 
 /// HTTP/2 flow control, both sides. Fixed windows rather than hyper's

@@ -166,8 +166,10 @@ async fn missing_client_certificate_and_wrong_ca_are_clear_errors() {
     let a = call(&gw).await;
     assert_eq!(a.status(), 14, "{}", a.grpc_message());
     let msg = a.grpc_message();
+    // The TLS alert, or (when the server's close wins the race with the
+    // first write) the broken connection and what to check.
     assert!(
-        msg.contains("CertificateRequired"),
+        msg.contains("CertificateRequired") || msg.contains("client certificate"),
         "says what went wrong: {msg}"
     );
     assert!(msg.contains("client_cert_file"), "says what to do: {msg}");
@@ -217,15 +219,7 @@ async fn a_reload_swaps_the_client_certificate_and_api_key_for_new_connections()
         std::fs::write(&path, text).unwrap();
     };
     write("old-api-key");
-    let config = Config::load(&path).unwrap();
-    let gw = Gateway::start(config.clone()).await;
-    let reloader = sealgate::reload::Reloader::new(
-        &path,
-        config,
-        gw.app.codec().clone(),
-        gw.app.upstream().clone(),
-        None,
-    );
+    let (gw, reloader) = Gateway::start_reloadable(&path).await;
     let a = call(&gw).await;
     assert_eq!(a.status(), 14, "a certificate the upstream does not trust");
 
