@@ -1,7 +1,7 @@
 //! The `sealgate` binary as an operator uses it.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -20,21 +20,7 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Runs sealgate with `args`, then `path`, feeding `stdin`.
 fn pipe(args: &[&str], path: &std::path::Path, stdin: &str) -> std::process::Output {
-    let mut child = bin()
-        .args(args)
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::support::run_with_stdin(bin().args(args).arg(path), stdin.as_bytes())
 }
 
 fn dev_config() -> PathBuf {

@@ -405,16 +405,8 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
         "[codec_server]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"tls.pem\"\ntls_key_file = \"tls-key.pem\"\n",
     );
     std::fs::write(&path, text).unwrap();
-    let config = sealgate::config::Config::load(&path).unwrap();
-    let g = Gateway::start(config.clone()).await;
+    let (g, reloader) = Gateway::start_reloadable(&path).await;
     let addr = g.codec_addr.unwrap();
-    let reloader = sealgate::reload::Reloader::new(
-        &path,
-        config,
-        g.app.codec().clone(),
-        g.app.upstream().clone(),
-        g.codec_server.clone(),
-    );
     assert!(https(addr, &old.ca_pem).await.is_ok());
     assert!(https(addr, &new.ca_pem).await.is_err());
 

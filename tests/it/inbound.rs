@@ -324,16 +324,7 @@ async fn a_reload_swaps_the_listener_certificate() {
         ),
     )
     .unwrap();
-    let config = sealgate::config::Config::load(&path).unwrap();
-    let gw = Gateway::start(config.clone()).await;
-    let reloader = sealgate::reload::Reloader::new(
-        &path,
-        config,
-        gw.app.codec().clone(),
-        gw.app.upstream().clone(),
-        None,
-    )
-    .with_listener(gw.app.clone());
+    let (gw, reloader) = Gateway::start_reloadable(&path).await;
     assert_eq!(
         tls_call(gw.addr, &old.ca_pem, None, "orders").await,
         Some(0)

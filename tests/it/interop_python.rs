@@ -8,7 +8,6 @@
 //! `SEALGATE_REQUIRE_INTEROP=1` (set by scripts/test), where it fails.
 
 use std::{
-    io::Write,
     path::PathBuf,
     process::{Command, Stdio},
 };
@@ -51,20 +50,13 @@ fn run_script(py: &PathBuf, script: &str, req: &serde_json::Value) -> serde_json
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(script);
-    let mut child = Command::new(py)
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(req.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{script} failed");
+    let out =
+        crate::support::run_with_stdin(Command::new(py).arg(path), req.to_string().as_bytes());
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

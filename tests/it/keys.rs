@@ -131,16 +131,9 @@ fn write_static_config(
 
 /// Starts the gateway from a config file, with its reload watcher running.
 async fn gateway_with_reload(path: &Path) -> (Gateway, Arc<Reloader>) {
-    let config = Config::load(path).unwrap();
-    let interval = config.reload_check_interval;
-    let gateway = Gateway::start(config.clone()).await;
-    let reloader = Arc::new(Reloader::new(
-        path,
-        config,
-        gateway.app.codec().clone(),
-        gateway.app.upstream().clone(),
-        None,
-    ));
+    let interval = Config::load(path).unwrap().reload_check_interval;
+    let (gateway, reloader) = Gateway::start_reloadable(path).await;
+    let reloader = Arc::new(reloader);
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
     tokio::spawn(
         reloader

@@ -465,6 +465,23 @@ impl Gateway {
         }
     }
 
+    /// A gateway from the config file at `path`, and a reloader for it that
+    /// swaps everything a reload can (keys, upstream credentials, the Codec
+    /// Server's and the listener's certificates).
+    pub async fn start_reloadable(path: &std::path::Path) -> (Gateway, sealgate::reload::Reloader) {
+        let config = Config::load(path).unwrap();
+        let gateway = Gateway::start(config.clone()).await;
+        let reloader = sealgate::reload::Reloader::new(
+            path,
+            config,
+            gateway.app.codec().clone(),
+            gateway.app.upstream().clone(),
+            gateway.codec_server.clone(),
+        )
+        .with_listener(gateway.app.clone());
+        (gateway, reloader)
+    }
+
     /// Signals shutdown and waits for the drain.
     pub async fn shutdown(&mut self) -> Drained {
         if let Some(tx) = self.stop.take() {
