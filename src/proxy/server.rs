@@ -1,14 +1,25 @@
 //! Accepting connections: h2c (HTTP/2 with prior knowledge), a span per
 //! connection, and drain-based graceful shutdown with a grace period.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use hyper::service::service_fn;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::net::TcpListener;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
 use tracing::Instrument;
 
 use super::Proxy;
@@ -41,10 +52,66 @@ async fn ended<E: std::error::Error + 'static>(conn: impl Future<Output = Result
     }
 }
 
+/// Where a serving loop gets its connections.
+pub(crate) enum Source {
+    /// Accepted here.
+    Listener(TcpListener),
+    /// Accepted by another thread and handed over; `load` counts this
+    /// thread's open connections (the acceptor picks the least loaded).
+    Handed {
+        streams: mpsc::UnboundedReceiver<std::net::TcpStream>,
+        load: Arc<AtomicUsize>,
+    },
+}
+
+impl Source {
+    async fn next(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        match self {
+            Source::Listener(l) => l.accept().await,
+            Source::Handed { streams, .. } => match streams.recv().await {
+                Some(s) => {
+                    let s = TcpStream::from_std(s)?;
+                    let peer = s.peer_addr()?;
+                    Ok((s, peer))
+                }
+                // The acceptor has stopped: nothing more until shutdown.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    /// Held by a connection's task: its share of the thread's load.
+    fn hold(&self) -> Option<Held> {
+        match self {
+            Source::Listener(_) => None,
+            Source::Handed { load, .. } => Some(Held(load.clone())),
+        }
+    }
+}
+
+/// One open connection counted in a thread's load, until dropped.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
 /// calls finish for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Drained {
+    serve_from(Source::Listener(listener), proxy, shutdown, grace).await
+}
+
+/// [`serve`], for connections from `source`.
+pub(crate) async fn serve_from(
+    mut source: Source,
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -54,13 +121,19 @@ pub async fn serve(
 
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = source.next() => {
+                let held = source.hold();
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
-                    Err(e) => {
+                    Err(e) if matches!(source, Source::Listener(_)) => {
                         // Out of file descriptors and the like: back off, keep serving.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        // Handed over, then gone before it could be served.
+                        tracing::debug!(error = %e, "connection lost before serving");
                         continue;
                     }
                 };
@@ -74,7 +147,10 @@ pub async fn serve(
                         let who = Arc::new(Peer::default());
                         let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
                         let conn = graceful.watch(builder().serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(ended(conn).instrument(span));
+                        tokio::spawn(async move {
+                            ended(conn).await;
+                            drop(held);
+                        }.instrument(span));
                     }
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
@@ -90,6 +166,7 @@ pub async fn serve(
                             let who = Arc::new(Peer::from_certs(stream.get_ref().1.peer_certificates()));
                             let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
                             ended(watcher.watch(builder().serve_connection(TokioIo::new(stream), service))).await;
+                            drop(held);
                         }.instrument(span));
                     }
                 }
@@ -97,7 +174,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(source);
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining in-flight calls");
     tokio::select! {
         () = graceful.shutdown() => Drained::Clean,

@@ -1,6 +1,6 @@
 //! Thread-per-core serving (`[proxy] runtime = "per-core"`): N threads,
-//! each running its own single-threaded runtime, all accepting from the one
-//! listening socket. A connection, its calls and the upstream connections
+//! each running its own single-threaded runtime, serving the connections
+//! the acceptor hands them (to the least loaded). A connection, its calls and the upstream connections
 //! they use stay on the thread that accepted it, so a call never waits for
 //! another thread to wake up: with the work-stealing runtime those handoffs
 //! (futex wakeups, task stealing) cost about a third of the CPU per call.
@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Proxy,
@@ -46,7 +46,10 @@ pub(crate) fn configure(threads: usize) {
 }
 
 /// Serves `listener` on `threads` threads until `stop` turns true, then
-/// lets each drain its in-flight calls for up to `grace`.
+/// lets each drain its in-flight calls for up to `grace`. Connections are
+/// accepted here and each is handed to the thread with the fewest open
+/// connections: workers keep few, long-lived connections, and a random
+/// spread could leave one core with most of them.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     proxy: Arc<Proxy>,
@@ -54,37 +57,26 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> Drained {
-    let shared = match listener.into_std() {
-        Ok(l) => l,
-        Err(e) => return Drained::Failed(format!("cannot share the listening socket: {e}")),
-    };
     // Everything that can fail happens before the first thread starts.
-    let mut shards = Vec::with_capacity(threads);
+    let mut runtimes = Vec::with_capacity(threads);
     for i in 0..threads.max(1) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
+        match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
-            Ok(rt) => rt,
+            Ok(rt) => runtimes.push(rt),
             Err(e) => return Drained::Failed(format!("cannot start runtime {i}: {e}")),
-        };
-        let listener = {
-            let _inside = runtime.enter();
-            match shared
-                .try_clone()
-                .and_then(tokio::net::TcpListener::from_std)
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    return Drained::Failed(format!("cannot share the listening socket: {e}"));
-                }
-            }
-        };
-        shards.push((runtime, listener));
+        }
     }
-    drop(shared);
-    let mut done = Vec::with_capacity(shards.len());
-    for (i, (runtime, listener)) in shards.into_iter().enumerate() {
+    let mut shards = Vec::with_capacity(runtimes.len());
+    let mut done = Vec::with_capacity(runtimes.len());
+    for (i, runtime) in runtimes.into_iter().enumerate() {
+        let (handoff, streams) = mpsc::unbounded_channel();
+        let load = Arc::new(AtomicUsize::new(0));
+        let source = server::Source::Handed {
+            streams,
+            load: load.clone(),
+        };
         let proxy = proxy.clone();
         let mut stop = stop.clone();
         let (tx, rx) = oneshot::channel();
@@ -95,15 +87,48 @@ pub async fn serve(
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let drained = runtime.block_on(server::serve(listener, proxy, stopped, grace));
+                let drained = runtime.block_on(server::serve_from(source, proxy, stopped, grace));
                 let _ = tx.send(drained);
             });
         match spawned {
-            Ok(_) => done.push(rx),
+            Ok(_) => {
+                shards.push((handoff, load));
+                done.push(rx);
+            }
             // The threads already started serve until `stop`.
             Err(e) => return Drained::Failed(format!("cannot start thread {i}: {e}")),
         }
     }
+    let mut stop = stop;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted.and_then(|(s, _)| s.into_std()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some((handoff, load)) = shards.iter().min_by_key(|(_, l)| l.load(Relaxed)) else {
+                    break;
+                };
+                load.fetch_add(1, Relaxed);
+                if handoff.send(stream).is_err() {
+                    load.fetch_sub(1, Relaxed);
+                }
+            }
+            () = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    drop(shards);
     let mut all = Drained::Clean;
     for rx in done {
         match rx.await {

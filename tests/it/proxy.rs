@@ -570,6 +570,30 @@ async fn a_thousand_concurrent_calls_on_the_work_stealing_runtime() {
     concurrent_calls("[proxy]\nruntime = \"work-stealing\"\n").await;
 }
 
+#[tokio::test]
+async fn connections_go_to_the_least_loaded_thread_which_dials_its_own_upstream() {
+    let r = rig_with(
+        "[proxy]\nthreads = 2\n[upstream_options]\nconnections = 1\n",
+        |_| Reply::message(start_response()),
+    )
+    .await;
+    let second = Client::connect(r.gateway.addr).await;
+    for client in [&r.client, &second] {
+        let a = client
+            .call(
+                &format!("{WS}StartWorkflowExecution"),
+                &start_request("x"),
+                &[],
+                false,
+            )
+            .await;
+        assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    }
+    // One client connection per thread, so each thread opened its own
+    // upstream connection: the calls never crossed threads.
+    assert_eq!(r.gateway.app.upstream().open_connections(), 2);
+}
+
 /// 1,000 calls over three connections, each answered with its own id.
 async fn concurrent_calls(extra: &str) {
     let r = rig_with(extra, |rec| {
