@@ -45,6 +45,39 @@ pub(crate) fn configure(threads: usize) {
     COUNT.store(threads.max(1), Relaxed);
 }
 
+/// A serving thread, as the acceptor sees it.
+struct Shard {
+    index: usize,
+    /// Its inbox for accepted connections.
+    handoff: mpsc::UnboundedSender<std::net::TcpStream>,
+    /// How many connections it has open.
+    load: Arc<AtomicUsize>,
+}
+
+/// Hands `stream` to the least loaded thread. A thread whose inbox is gone
+/// (it ended: a bug) leaves the rotation and the next one gets the
+/// connection. False when no thread is left.
+fn hand_over(shards: &mut Vec<Shard>, mut stream: std::net::TcpStream) -> bool {
+    loop {
+        let Some(i) = (0..shards.len()).min_by_key(|&i| shards[i].load.load(Relaxed)) else {
+            return false;
+        };
+        let shard = &shards[i];
+        shard.load.fetch_add(1, Relaxed);
+        match shard.handoff.send(stream) {
+            Ok(()) => return true,
+            Err(returned) => {
+                tracing::error!(
+                    thread = shard.index,
+                    "a serving thread has ended; serving on the others"
+                );
+                stream = returned.0;
+                shards.swap_remove(i);
+            }
+        }
+    }
+}
+
 /// Serves `listener` on `threads` threads until `stop` turns true, then
 /// lets each drain its in-flight calls for up to `grace`. Connections are
 /// accepted here and each is handed to the thread with the fewest open
@@ -92,7 +125,11 @@ pub async fn serve(
             });
         match spawned {
             Ok(_) => {
-                shards.push((handoff, load));
+                shards.push(Shard {
+                    index: i,
+                    handoff,
+                    load,
+                });
                 done.push(rx);
             }
             // The threads already started serve until `stop`.
@@ -116,12 +153,8 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Some((handoff, load)) = shards.iter().min_by_key(|(_, l)| l.load(Relaxed)) else {
+                if !hand_over(&mut shards, stream) {
                     break;
-                };
-                load.fetch_add(1, Relaxed);
-                if handoff.send(stream).is_err() {
-                    load.fetch_sub(1, Relaxed);
                 }
             }
             () = &mut stopped => break,
@@ -139,3 +172,6 @@ pub async fn serve(
     }
     all
 }
+
+#[cfg(test)]
+mod tests;
