@@ -189,9 +189,7 @@ impl App {
     ) -> proxy::server::Drained {
         let grace = self.config.proxy.shutdown_grace;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let wait = proxy::server::stopped;
         let codec = match (self.codec_server, listeners.codec_server) {
             (Some(server), Some(listener)) => Some(tokio::spawn(codec_server::serve(
                 listener,

@@ -52,6 +52,24 @@ async fn ended<E: std::error::Error + 'static>(conn: impl Future<Output = Result
     }
 }
 
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Accepts one connection. A failure (out of file descriptors and the
+/// like) is logged and backed off from, and gives `None`: keep serving.
+pub(crate) async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// Where a serving loop gets its connections.
 pub(crate) enum Source {
     /// Accepted here.
@@ -65,18 +83,26 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    async fn next(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
+    /// The next connection; `None` when one could not be taken (logged).
+    async fn next(&mut self) -> Option<(TcpStream, SocketAddr)> {
         match self {
-            Source::Listener(l) => l.accept().await,
-            Source::Handed { streams, .. } => match streams.recv().await {
-                Some(s) => {
-                    let s = TcpStream::from_std(s)?;
-                    let peer = s.peer_addr()?;
-                    Ok((s, peer))
+            Source::Listener(l) => accept(l).await,
+            Source::Handed { streams, .. } => {
+                // `None` from the channel: the acceptor has stopped, and
+                // nothing more comes until shutdown.
+                let Some(s) = streams.recv().await else {
+                    return std::future::pending().await;
+                };
+                let handed = TcpStream::from_std(s).and_then(|s| Ok((s.peer_addr()?, s)));
+                match handed {
+                    Ok((peer, s)) => Some((s, peer)),
+                    Err(e) => {
+                        // Handed over, then gone before it could be served.
+                        tracing::debug!(error = %e, "connection lost before serving");
+                        None
+                    }
                 }
-                // The acceptor has stopped: nothing more until shutdown.
-                None => std::future::pending().await,
-            },
+            }
         }
     }
 
@@ -123,19 +149,8 @@ pub(crate) async fn serve_from(
         tokio::select! {
             accepted = source.next() => {
                 let held = source.hold();
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) if matches!(source, Source::Listener(_)) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    Err(e) => {
-                        // Handed over, then gone before it could be served.
-                        tracing::debug!(error = %e, "connection lost before serving");
-                        continue;
-                    }
+                let Some((stream, peer)) = accepted else {
+                    continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();

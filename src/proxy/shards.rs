@@ -1,8 +1,8 @@
 //! Thread-per-core serving (`[proxy] runtime = "per-core"`): N threads,
 //! each running its own single-threaded runtime, serving the connections
-//! the acceptor hands them (to the least loaded). A connection, its calls and the upstream connections
-//! they use stay on the thread that accepted it, so a call never waits for
-//! another thread to wake up: with the work-stealing runtime those handoffs
+//! the acceptor hands them (each to the least loaded). A connection, its
+//! calls and the upstream connections they use stay on that thread, so a
+//! call never waits for another thread to wake up: with the work-stealing runtime those handoffs
 //! (futex wakeups, task stealing) cost about a third of the CPU per call.
 //!
 //! Each thread keeps its own upstream connections: [`index`] picks the
@@ -111,15 +111,13 @@ pub async fn serve(
             load: load.clone(),
         };
         let proxy = proxy.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         let (tx, rx) = oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name(format!("sealgate-{i}"))
             .spawn(move || {
                 INDEX.with(|c| c.set(i));
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
+                let stopped = server::stopped(stop);
                 let drained = runtime.block_on(server::serve_from(source, proxy, stopped, grace));
                 let _ = tx.send(drained);
             });
@@ -136,20 +134,18 @@ pub async fn serve(
             Err(e) => return Drained::Failed(format!("cannot start thread {i}: {e}")),
         }
     }
-    let mut stop = stop;
-    let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
+    let stopped = server::stopped(stop);
     tokio::pin!(stopped);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted.and_then(|(s, _)| s.into_std()) {
+            accepted = server::accept(&listener) => {
+                let Some((stream, _)) = accepted else {
+                    continue;
+                };
+                let stream = match stream.into_std() {
                     Ok(s) => s,
                     Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tracing::warn!(error = %e, "cannot hand over an accepted connection");
                         continue;
                     }
                 };
