@@ -158,8 +158,8 @@ pub struct ProxyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
     /// `threads` threads, each with its own single-threaded runtime and its
-    /// own upstream connections; a connection stays on the thread that
-    /// accepted it, so a call never hops between threads.
+    /// own upstream connections; each connection is handed to the least
+    /// loaded thread and stays there, so a call never hops between threads.
     PerCore,
     /// One work-stealing runtime with `threads` workers: the calls of one
     /// connection can use every core, at the cost of cross-thread wakeups.
