@@ -24,6 +24,17 @@ fn main() {
     fs::copy(&src, out.join("temporal.fds"))
         .unwrap_or_else(|e| panic!("copying {} into OUT_DIR: {e}", src.display()));
     println!("cargo:rerun-if-changed={}", src.display());
+    // The API version, for the messages that name the schema.
+    let version = fs::read_to_string("Cargo.lock")
+        .ok()
+        .and_then(|lock| {
+            let at = lock.find("name = \"temporalio-protos\"\nversion = \"")?;
+            let rest = &lock[at + "name = \"temporalio-protos\"\nversion = \"".len()..];
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=SEALGATE_TEMPORAL_API=temporalio-protos {version}");
+    println!("cargo:rerun-if-changed=Cargo.lock");
 
     let kms = "proto/sealgate/kms/v1/kms.proto";
     let fds = protox::compile([kms], ["proto"]).unwrap_or_else(|e| panic!("{kms}: {e}"));

@@ -152,7 +152,24 @@ pub struct ProxyConfig {
     pub runtime: Runtime,
     /// Threads serving gRPC (`threads = 0` in the file: one per core).
     pub threads: usize,
+    /// Services not in the schema that stream through unread (explicitly
+    /// opaque: a warning at start).
+    pub opaque_services: Vec<String>,
+    /// Bytes all calls together may buffer (requests and responses).
+    pub memory_budget_bytes: usize,
+    /// How long a request's body may take to arrive.
+    pub request_body_timeout: Duration,
+    /// HTTP/2 streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Largest header list (request metadata) accepted, in bytes.
+    pub max_header_list_bytes: u32,
 }
+
+/// Default of `[proxy] memory_budget_bytes`: 1 GiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
+/// Default of `[proxy] max_header_list_bytes` (grpc-go's frontend accepts
+/// more; 1 MiB holds any real metadata).
+pub const DEFAULT_MAX_HEADER_LIST: u32 = 1 << 20;
 
 /// How the gRPC listener's work is spread over threads (`[proxy] runtime`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -930,10 +947,11 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
         let token = r.string("token", issues);
         let claim = r.string("claim", issues);
         let namespaces = r.strings("namespaces", issues).unwrap_or_default();
-        if namespaces.is_empty() {
+        let system = r.bool("system", issues).unwrap_or(false);
+        if namespaces.is_empty() && !system {
             issues.push(
                 &r.path("namespaces"),
-                "missing: the namespaces (exact or patterns, \"*\" for all) this caller may use"
+                "missing: the namespaces (exact or patterns, \"*\" for all) this caller may use, or system = true"
                     .into(),
             );
         }
@@ -968,7 +986,11 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
         };
         r.finish(issues);
         if let Some(who) = who {
-            rules.push(Rule { who, namespaces });
+            rules.push(Rule {
+                who,
+                namespaces,
+                system,
+            });
         }
     }
     if !matches!(auth, AuthMode::None) && rules.is_empty() {
@@ -1027,6 +1049,37 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
             1
         }
     };
+    let opaque_services = t.strings("opaque_services", issues).unwrap_or_default();
+    let memory_budget_bytes = t
+        .integer("memory_budget_bytes", issues)
+        .unwrap_or(DEFAULT_MEMORY_BUDGET as u64);
+    if memory_budget_bytes < 2 * max.min(u32::MAX as u64) {
+        issues.push(
+            &t.path("memory_budget_bytes"),
+            format!(
+                "{memory_budget_bytes} is less than twice max_message_bytes ({max}): one call buffers its request and its rewritten copy"
+            ),
+        );
+    }
+    let request_body_timeout = t
+        .duration("request_body_timeout", issues)
+        .unwrap_or(Duration::from_secs(30));
+    let max_concurrent_streams = t.integer("max_concurrent_streams", issues).unwrap_or(1000);
+    if !(1..=100_000).contains(&max_concurrent_streams) {
+        issues.push(
+            &t.path("max_concurrent_streams"),
+            format!("{max_concurrent_streams} is out of range: 1 to 100000"),
+        );
+    }
+    let max_header_list_bytes = t
+        .integer("max_header_list_bytes", issues)
+        .unwrap_or(DEFAULT_MAX_HEADER_LIST as u64);
+    if !(16 << 10..=16 << 20).contains(&max_header_list_bytes) {
+        issues.push(
+            &t.path("max_header_list_bytes"),
+            format!("{max_header_list_bytes} is out of range: 16384 to 16777216"),
+        );
+    }
     t.finish(issues);
     ProxyConfig {
         max_message_bytes: max.min(u32::MAX as u64) as usize,
@@ -1036,6 +1089,11 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         reflection,
         runtime,
         threads,
+        opaque_services,
+        memory_budget_bytes: memory_budget_bytes.min(usize::MAX as u64) as usize,
+        request_body_timeout,
+        max_concurrent_streams: max_concurrent_streams.clamp(1, 100_000) as u32,
+        max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
     }
 }
 

@@ -79,6 +79,10 @@ impl fmt::Debug for Who {
 pub struct Rule {
     pub who: Who,
     pub namespaces: Vec<String>,
+    /// May make calls that name no namespace (ListNamespaces, cluster and
+    /// Nexus endpoint administration). GetSystemInfo, health checks and
+    /// reflection need only authentication.
+    pub system: bool,
 }
 
 /// The `[inbound]` section.
@@ -143,6 +147,12 @@ pub enum Denied {
     Unauthenticated(String),
     #[error("{who} may not use namespace {namespace:?}")]
     PermissionDenied { who: String, namespace: String },
+    #[error(
+        "{who} may not make calls that name no namespace (cluster-level calls): that needs an [[inbound.rules]] entry with system = true"
+    )]
+    NoNamespace { who: String },
+    #[error("no [[inbound.rules]] entry matches {who}")]
+    NoRule { who: String },
 }
 
 /// The listener's TLS and the caller checks.
@@ -203,16 +213,16 @@ impl Inbound {
         Ok(Some(TlsAcceptor::from(Arc::new(config))))
     }
 
-    /// Checks the caller of one call for `namespace` (`""`: a call that names
-    /// none, allowed to any authenticated caller).
-    pub async fn authorize(
+    /// Who is calling, from the request's headers and the connection alone
+    /// (nothing of the body has been read): UNAUTHENTICATED when the
+    /// credentials are missing or wrong.
+    pub async fn authenticate(
         &self,
         peer: &Peer,
         headers: &HeaderMap,
-        namespace: &str,
-    ) -> Result<(), Denied> {
+    ) -> Result<Caller<'_>, Denied> {
         let (who, rules): (String, Vec<&Rule>) = match &self.config.auth {
-            AuthMode::None => return Ok(()),
+            AuthMode::None => return Ok(Caller::anyone()),
             AuthMode::Mtls => {
                 if peer.sans.is_empty() && peer.subject.is_none() {
                     return Err(Denied::Unauthenticated(
@@ -272,8 +282,67 @@ impl Inbound {
                 (format!("subject {sub:?}"), rules)
             }
         };
+        Ok(Caller {
+            who,
+            rules: Some(rules),
+        })
+    }
+
+    /// Checks the caller of one call for `namespace` (`""`: a call that
+    /// names none, which needs a rule with `system = true`).
+    pub async fn authorize(
+        &self,
+        peer: &Peer,
+        headers: &HeaderMap,
+        namespace: &str,
+    ) -> Result<(), Denied> {
+        self.authenticate(peer, headers).await?.may_use(namespace)
+    }
+
+    /// True when callers are checked at all (`auth` is not "none").
+    pub fn checks_callers(&self) -> bool {
+        !matches!(self.config.auth, AuthMode::None)
+    }
+}
+
+/// An authenticated caller and the rules that match it.
+#[derive(Debug)]
+pub struct Caller<'a> {
+    who: String,
+    /// `None`: no checks configured, anyone may do anything.
+    rules: Option<Vec<&'a Rule>>,
+}
+
+impl Caller<'_> {
+    /// The caller when `auth = "none"`.
+    pub fn anyone() -> Caller<'static> {
+        Caller {
+            who: "anyone".into(),
+            rules: None,
+        }
+    }
+
+    /// Some rule matches this caller (or nothing is checked): enough for
+    /// calls that touch no namespace's data (reflection, health checks,
+    /// GetSystemInfo, the SDKs' handshake).
+    pub fn known(&self) -> Result<(), Denied> {
+        if self.rules.as_ref().is_none_or(|r| !r.is_empty()) {
+            Ok(())
+        } else {
+            Err(Denied::NoRule {
+                who: self.who.clone(),
+            })
+        }
+    }
+
+    /// May this caller use `namespace`? `""` is a call that names no
+    /// namespace: it needs a rule with `system = true`.
+    pub fn may_use(&self, namespace: &str) -> Result<(), Denied> {
+        let Some(rules) = &self.rules else {
+            return Ok(());
+        };
         let allowed = if namespace.is_empty() {
-            !rules.is_empty()
+            rules.iter().any(|r| r.system)
         } else {
             rules
                 .iter()
@@ -281,9 +350,13 @@ impl Inbound {
         };
         if allowed {
             Ok(())
+        } else if namespace.is_empty() {
+            Err(Denied::NoNamespace {
+                who: self.who.clone(),
+            })
         } else {
             Err(Denied::PermissionDenied {
-                who,
+                who: self.who.clone(),
                 namespace: namespace.to_string(),
             })
         }

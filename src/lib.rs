@@ -46,6 +46,8 @@ pub enum AppError {
     Route(#[from] proxy::router::RouteError),
     #[error("inbound TLS: {0}")]
     Inbound(String),
+    #[error("{0}")]
+    Proxy(String),
     #[error(transparent)]
     CodecServer(#[from] codec_server::CodecServerError),
     #[error(transparent)]
@@ -111,14 +113,17 @@ impl App {
             proxy::router::Router::new(upstream.clone(), &config.upstreams, &config.routing)?;
         let inbound = inbound::Inbound::new(config.inbound.clone());
         inbound.acceptor().map_err(AppError::Inbound)?;
-        let proxy = Arc::new(proxy::Proxy::new(
-            schema,
-            pipeline,
-            (router, inbound),
-            config.proxy.clone(),
-            telemetry.metrics.clone(),
-            config.telemetry.otlp_endpoint.is_some(),
-        ));
+        let proxy = Arc::new(
+            proxy::Proxy::new(
+                schema,
+                pipeline,
+                (router, inbound),
+                config.proxy.clone(),
+                telemetry.metrics.clone(),
+                config.telemetry.otlp_endpoint.is_some(),
+            )
+            .map_err(AppError::Proxy)?,
+        );
         Ok(App {
             proxy,
             telemetry,

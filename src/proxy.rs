@@ -1,24 +1,33 @@
-//! The data plane: an HTTP/2 gRPC proxy that rewrites WorkflowService calls
-//! and streams everything else through.
+//! The data plane: an HTTP/2 gRPC proxy that classifies every call before
+//! it reads a byte of its body, and rewrites or refuses it.
 //!
-//! Each request is routed once: a service outside the allowlist is refused;
-//! a unary WorkflowService call is buffered (bounded), its payloads encoded,
-//! forwarded, and the response's payloads decoded (status details included);
-//! anything else (OperatorService, health, streaming) is streamed unchanged.
+//! A call's life, as named phases (cloudflare/pingora's shape):
+//! admit (head checks) → authenticate (headers only) → classify (path and
+//! schema) → read (bounded) → authorize (every namespace the call names) →
+//! route → encode → send → decode → respond. Each is a small function in
+//! [`unary`] (buffered, rewritten calls) or [`stream`] (services that carry
+//! neither payloads nor namespaces); failures become gRPC statuses in one
+//! place, [`ProxyError::into_response`]; [`metrics::CallGuard`] records the
+//! call when it drops, cancelled calls included.
 
+pub mod body;
+pub mod budget;
+pub mod classify;
 mod error;
-mod forward;
+pub mod headers;
+mod metrics;
 pub mod reflection;
 pub mod router;
 pub mod server;
 pub mod shards;
+mod stream;
 pub mod translate;
+mod unary;
 
-use std::{convert::Infallible, sync::Arc, time::Instant};
+use std::{convert::Infallible, sync::Arc};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use opentelemetry::KeyValue;
 use tracing::Instrument;
 
 pub use error::{ProxyError, Side};
@@ -26,19 +35,27 @@ pub use error::{ProxyError, Side};
 use crate::{
     codec::Pipeline,
     config::ProxyConfig,
-    grpc,
-    schema::{Schema, WORKFLOW_SERVICE},
+    inbound::Peer,
+    schema::Schema,
     telemetry::{self, Metrics},
     upstream::{Body, Upstream},
 };
+
+/// A response, its status label (a gRPC code, or `stream` for a streamed
+/// response whose status comes later), and the upstream that served it
+/// (none when sealgate answered itself).
+pub(crate) type Routed = (Response<Body>, &'static str, Option<Arc<Upstream>>);
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub struct Proxy {
     pub(crate) schema: Arc<Schema>,
-    /// Namespace fields, for translation (built only when some upstream
-    /// translates namespaces).
-    pub(crate) namespace_schema: Option<Schema>,
+    /// Every namespace field, for authorization and translation.
+    pub(crate) namespace_schema: Schema,
+    /// The lane of each served service.
+    pub(crate) services: classify::Services,
+    /// Bytes all calls together may buffer.
+    pub(crate) budget: budget::Budget,
     pub(crate) codec: Arc<Pipeline>,
     /// The default upstream (`upstream` + `[upstream_options]`).
     pub(crate) upstream: Arc<Upstream>,
@@ -61,6 +78,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Assembles the data plane; fails when a configured service cannot be
+    /// classified or the listener's TLS does not load.
     pub fn new(
         schema: Arc<Schema>,
         codec: Arc<Pipeline>,
@@ -68,21 +87,17 @@ impl Proxy {
         config: ProxyConfig,
         metrics: Metrics,
         trace_calls: bool,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let reflection = config.reflection.then(std::sync::OnceLock::new);
-        let namespace_schema = routing
-            .0
-            .translates()
-            .then(Schema::embedded_namespaces)
-            .and_then(Result::ok);
-        let inbound_tls =
-            tokio::sync::watch::Sender::new(routing.1.acceptor().unwrap_or_else(|e| {
-                tracing::error!(error = %e, "inbound TLS");
-                None
-            }));
-        Proxy {
+        let namespace_schema = Schema::embedded_namespaces().map_err(|e| e.to_string())?;
+        let services = classify::Services::new(&config, &schema, &namespace_schema)
+            .map_err(|e| e.to_string())?;
+        let inbound_tls = tokio::sync::watch::Sender::new(routing.1.acceptor()?);
+        Ok(Proxy {
             inbound_tls: crate::inbound::ListenerTls(inbound_tls),
             namespace_schema,
+            services,
+            budget: budget::Budget::new(config.memory_budget_bytes),
             reflection,
             schema,
             codec,
@@ -92,7 +107,7 @@ impl Proxy {
             config,
             metrics,
             trace_calls,
-        }
+        })
     }
 
     pub fn upstream(&self) -> &Arc<Upstream> {
@@ -116,19 +131,24 @@ impl Proxy {
         &self.codec
     }
 
-    /// Serves one request in its own span, records its metrics, and turns
-    /// failures into gRPC statuses here and only here.
+    /// Bytes buffered by calls now, and the budget.
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.budget.in_use(), self.budget.total())
+    }
+
+    /// Serves one request in its own span; a guard records its metrics
+    /// when it ends, however it ends.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: Arc<crate::inbound::Peer>,
+        peer: Arc<Peer>,
     ) -> Result<Response<Body>, Infallible> {
-        let path = req.uri().path().to_string();
-        let service = service_of(&path).to_string();
+        let path = req.uri().path();
+        let service = classify::service_of(path);
         // Bounded labels: method names come from the schema, others are "other".
         let method = self
             .schema
-            .method(&path)
+            .method(path)
             .map_or_else(|| "other".to_string(), |m| m.name.to_string());
         let span = if !self.trace_calls {
             tracing::Span::none()
@@ -153,17 +173,14 @@ impl Proxy {
             telemetry::extract_parent(&span, req.headers());
             span
         };
-        let started = Instant::now();
-        let service_kv = KeyValue::new("service", service.clone());
-        self.metrics
-            .in_flight
-            .add(1, std::slice::from_ref(&service_kv));
+        let mut guard =
+            metrics::CallGuard::start(&self.metrics, span.clone(), service, method, &self.upstream);
+        let path = path.to_string();
         // Boxed: the call future is ~10 KB, and an unboxed one is copied each
         // time hyper and tokio move the stream task (memmove was the top
         // symbol in the profile).
-        let call = Box::pin(self.route(&path, req, &peer).instrument(span.clone()));
-        let result = call.await;
-        let (resp, code, routed) = match result {
+        let call = Box::pin(self.call(req, &peer).instrument(span.clone()));
+        let (resp, code, routed) = match call.await {
             Ok(ok) => ok,
             Err(e) => {
                 let _enter = span.enter();
@@ -178,22 +195,45 @@ impl Proxy {
                 (e.into_response(), code, None)
             }
         };
-        span.record("rpc.grpc.status_code", code);
-        let labels = [
-            service_kv.clone(),
-            KeyValue::new("method", method),
-            KeyValue::new("code", code),
-            KeyValue::new(
-                "upstream",
-                routed.as_ref().unwrap_or(&self.upstream).name().to_string(),
-            ),
-        ];
-        self.metrics.calls.add(1, &labels);
-        self.metrics
-            .call_duration
-            .record(started.elapsed().as_secs_f64(), &labels[..3]);
-        self.metrics.in_flight.add(-1, &[service_kv]);
+        guard.answered(code, routed);
         Ok(resp)
+    }
+
+    /// The phases every call goes through before its lane's own.
+    async fn call(&self, req: Request<Incoming>, peer: &Peer) -> Result<Routed, ProxyError> {
+        self.admit(&req)?;
+        let caller = self.inbound.authenticate(peer, req.headers()).await?;
+        match classify::classify(
+            &self.services,
+            &self.schema,
+            self.reflection.is_some(),
+            req.uri().path(),
+        )? {
+            classify::Class::Rewrite(method) => unary::call(self, method, caller, req).await,
+            classify::Class::Reflection(service) => {
+                // Reflection describes the API, no namespace's data.
+                caller.known()?;
+                let Some(r) = self.reflection() else {
+                    return Err(ProxyError::ServiceNotAllowed {
+                        service: service.to_string(),
+                    });
+                };
+                let serve = Box::pin(r.serve(service, req));
+                Ok((serve.await, "stream", None))
+            }
+            // Boxed, like the rare paths inside `unary`: the call future is
+            // as large as its largest branch, and long polls hold it.
+            classify::Class::Stream { opaque } => {
+                let stream = Box::pin(stream::call(self, caller, opaque, req));
+                stream.await
+            }
+        }
+    }
+
+    /// Admit: the request's head is a well-formed gRPC call.
+    fn admit(&self, req: &Request<Incoming>) -> Result<(), ProxyError> {
+        headers::check(req.method(), req.uri(), req.headers())?;
+        Ok(())
     }
 
     /// The reflection service, built on first use; `None` when off or when
@@ -208,50 +248,6 @@ impl Proxy {
             })
             .as_ref()
     }
-
-    async fn route(
-        &self,
-        path: &str,
-        req: Request<Incoming>,
-        peer: &crate::inbound::Peer,
-    ) -> Result<forward::Routed, ProxyError> {
-        let service = service_of(path);
-        if (service == reflection::V1 || service == reflection::V1ALPHA)
-            && let Some(r) = self.reflection()
-        {
-            self.inbound.authorize(peer, req.headers(), "").await?;
-            let serve = Box::pin(r.serve(service, req));
-            return Ok((serve.await, "stream", None));
-        }
-        if !self.config.allowed_services.iter().any(|s| s == service) {
-            return Err(ProxyError::ServiceNotAllowed {
-                service: service.to_string(),
-                allowed: self.config.allowed_services.join(", "),
-            });
-        }
-        let unary = self
-            .schema
-            .method(path)
-            .filter(|m| &*m.service == WORKFLOW_SERVICE && m.is_unary());
-        match unary {
-            Some(method) if grpc::is_grpc(req.headers()) => {
-                forward::unary(self, method, req, peer).await
-            }
-            // Boxed, like the rare paths inside `unary`: the route future is
-            // as large as its largest branch, and long polls hold it. (The box
-            // is made in a statement of its own: see `Session::encode_with`.)
-            _ => {
-                let stream = Box::pin(forward::stream(self, req, peer));
-                stream.await
-            }
-        }
-    }
-}
-
-/// `pkg.Service` of `/pkg.Service/Method`.
-fn service_of(path: &str) -> &str {
-    let p = path.strip_prefix('/').unwrap_or(path);
-    p.split_once('/').map_or(p, |(s, _)| s)
 }
 
 #[cfg(test)]

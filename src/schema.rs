@@ -20,6 +20,10 @@ pub use plan::{Action, Leaves, MessageKind, MessagePlan, PlannedField};
 pub static EMBEDDED_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/temporal.fds"));
 
+/// The API the embedded descriptor set comes from (`temporalio-protos
+/// <version>`), named in the messages about unknown methods.
+pub const EMBEDDED_API: &str = env!("SEALGATE_TEMPORAL_API");
+
 /// Full name of the payload message every codec works on.
 pub const PAYLOAD: &str = "temporal.api.common.v1.Payload";
 /// Full name of `google.protobuf.Any`, resolved by type URL at run time.
@@ -142,6 +146,22 @@ impl Schema {
     /// All methods of all services in the descriptor set.
     pub fn methods(&self) -> impl Iterator<Item = &Method> {
         self.methods.values()
+    }
+
+    /// True when `service` is defined in this descriptor set.
+    pub fn defines_service(&self, service: &str) -> bool {
+        self.methods.values().any(|m| &*m.service == service)
+    }
+
+    /// True when some request or response of `service` can lead to one of
+    /// this plan's leaves (a payload, or a namespace name).
+    pub fn service_reaches(&self, service: &str) -> bool {
+        self.methods.values().any(|m| {
+            &*m.service == service
+                && (m.namespace_field.is_some()
+                    || !self.message(m.input).is_empty()
+                    || !self.message(m.output).is_empty())
+        })
     }
 
     /// Resolves a `google.protobuf.Any` type URL (`…/full.Name`) to a message.

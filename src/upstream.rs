@@ -348,6 +348,9 @@ impl Upstream {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
+            // Trailers carry status details (a failed query's failure): as
+            // large as the listener accepts.
+            .max_header_list_size(crate::config::DEFAULT_MAX_HEADER_LIST)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| UpstreamError::Handshake {

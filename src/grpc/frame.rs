@@ -32,6 +32,8 @@ pub enum FrameError {
     MissingEncoding,
     #[error("gzip message does not decompress: {0}")]
     Gzip(String),
+    #[error("{0} gRPC messages in a unary call: it carries exactly one")]
+    Several(usize),
 }
 
 /// Splits a buffered body into frames, each at most `limit` bytes.

@@ -25,10 +25,27 @@ pub enum Side {
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
+    #[error("service {service:?} is not served by this gateway (proxy.allowed_services)")]
+    ServiceNotAllowed { service: String },
     #[error(
-        "service {service:?} is not forwarded by this gateway (proxy.allowed_services: {allowed})"
+        "method {path} is not in sealgate's Temporal API schema ({}), so its payloads cannot be found and it is not forwarded; upgrade sealgate, or load a newer API descriptor set",
+        crate::schema::EMBEDDED_API
     )]
-    ServiceNotAllowed { service: String, allowed: String },
+    UnknownMethod { path: String },
+    #[error("streaming method {method} carries payloads and sealgate rewrites only unary calls")]
+    StreamingNotRewritten { method: String },
+    #[error("{0}")]
+    Head(super::headers::HeadError),
+    #[error("{0}")]
+    Budget(#[from] super::budget::Exhausted),
+    #[error(
+        "the request body did not arrive within {0:?} (proxy.request_body_timeout); nothing was forwarded"
+    )]
+    RequestTimeout(std::time::Duration),
+    #[error(
+        "the request carries no message, and a unary call carries exactly one; nothing was forwarded"
+    )]
+    NoMessage,
     #[error("request: {0}")]
     RequestFrame(FrameError),
     #[error("request body is over the {limit}-byte limit (proxy.max_message_bytes)")]
@@ -101,7 +118,14 @@ impl ProxyError {
     /// The gRPC status the caller sees.
     pub fn code(&self) -> Code {
         match self {
-            ProxyError::ServiceNotAllowed { .. } => Code::Unimplemented,
+            ProxyError::ServiceNotAllowed { .. }
+            | ProxyError::UnknownMethod { .. }
+            | ProxyError::StreamingNotRewritten { .. } => Code::Unimplemented,
+            ProxyError::Head(_) => Code::InvalidArgument,
+            ProxyError::Budget(_) => Code::ResourceExhausted,
+            ProxyError::RequestTimeout(_) => Code::DeadlineExceeded,
+            // What grpc-go answers a unary call without a message.
+            ProxyError::NoMessage => Code::Internal,
             ProxyError::RequestFrame(FrameError::TooLarge { .. })
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::EncodedTooLarge { .. } => Code::ResourceExhausted,
@@ -134,6 +158,11 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::ServiceNotAllowed { .. }
+            | ProxyError::UnknownMethod { .. }
+            | ProxyError::StreamingNotRewritten { .. }
+            | ProxyError::Head(_)
+            | ProxyError::RequestTimeout(_)
+            | ProxyError::NoMessage
             | ProxyError::RequestFrame(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestBody(_)
@@ -148,13 +177,23 @@ impl ProxyError {
             ProxyError::Route(super::router::RouteError::BadNamespace(_))
             | ProxyError::Denied(_) => Side::Downstream,
             ProxyError::Route(_) => Side::Upstream,
-            ProxyError::Encode(_) | ProxyError::Decode(_) | ProxyError::Keys(_) => Side::Internal,
+            ProxyError::Encode(_)
+            | ProxyError::Decode(_)
+            | ProxyError::Keys(_)
+            | ProxyError::Budget(_) => Side::Internal,
         }
     }
 
     /// A trailers-only response with the status and a message saying what
     /// went wrong, prefixed so operators know the gateway said it.
     pub fn into_response(self) -> Response<Body> {
-        grpc::status_response(self.code(), &format!("sealgate: {self}"))
+        let mut resp = grpc::status_response(self.code(), &format!("sealgate: {self}"));
+        if let ProxyError::Head(h) = &self
+            && h.is_media_type()
+        {
+            // As grpc-go does: 415, so no plain HTTP client takes it for a success.
+            *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        }
+        resp
     }
 }

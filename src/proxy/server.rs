@@ -36,10 +36,16 @@ pub enum Drained {
     Failed(String),
 }
 
-fn builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+/// HTTP/2 settings for a gateway: bounded streams per connection, header
+/// lists as large as a Temporal frontend takes (hyper's 16 KiB default
+/// refused them, and closed the connection at 64 KiB).
+fn builder(
+    config: &crate::config::ProxyConfig,
+) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
-        .max_concurrent_streams(10_000)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_header_list_size(config.max_header_list_bytes)
         .initial_stream_window_size(crate::upstream::STREAM_WINDOW)
         .initial_connection_window_size(crate::upstream::CONNECTION_WINDOW)
         .max_frame_size(crate::upstream::MAX_FRAME);
@@ -159,9 +165,10 @@ pub(crate) async fn serve_from(
                 let tls = proxy.inbound_tls.0.borrow().clone();
                 match &tls {
                     None => {
+                        let h2 = builder(&proxy.config);
                         let who = Arc::new(Peer::default());
                         let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
-                        let conn = graceful.watch(builder().serve_connection(TokioIo::new(stream), service));
+                        let conn = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
                         tokio::spawn(async move {
                             ended(conn).await;
                             drop(held);
@@ -169,6 +176,7 @@ pub(crate) async fn serve_from(
                     }
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
+                        let h2 = builder(&proxy.config);
                         let watcher = graceful.watcher();
                         tokio::spawn(async move {
                             let stream = match acceptor.accept(stream).await {
@@ -180,7 +188,7 @@ pub(crate) async fn serve_from(
                             };
                             let who = Arc::new(Peer::from_certs(stream.get_ref().1.peer_certificates()));
                             let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
-                            ended(watcher.watch(builder().serve_connection(TokioIo::new(stream), service))).await;
+                            ended(watcher.watch(h2.serve_connection(TokioIo::new(stream), service))).await;
                             drop(held);
                         }.instrument(span));
                     }

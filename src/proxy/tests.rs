@@ -1,5 +1,5 @@
-use super::*;
-use crate::{codec::CodecError, grpc::frame::FrameError, rewrite::RewriteError};
+use super::{classify::service_of, *};
+use crate::{codec::CodecError, grpc, grpc::frame::FrameError, rewrite::RewriteError};
 
 fn codec_failure() -> RewriteError {
     // A real codec failure surfaced through the rewriter.
@@ -52,9 +52,25 @@ fn failures_map_to_the_status_a_client_expects() {
         (
             ProxyError::ServiceNotAllowed {
                 service: "x".into(),
-                allowed: "y".into(),
             },
             grpc::Code::Unimplemented,
+        ),
+        (
+            ProxyError::UnknownMethod {
+                path: "/temporal.api.workflowservice.v1.WorkflowService/NewThing".into(),
+            },
+            grpc::Code::Unimplemented,
+        ),
+        (
+            ProxyError::RequestFrame(FrameError::Several(2)),
+            grpc::Code::InvalidArgument,
+        ),
+        (
+            ProxyError::Budget(budget::Exhausted {
+                total: 1,
+                wanted: 2,
+            }),
+            grpc::Code::ResourceExhausted,
         ),
         (
             ProxyError::Deadline {
@@ -82,4 +98,55 @@ fn service_names_come_from_the_path() {
     );
     assert_eq!(service_of("/"), "");
     assert_eq!(service_of("nothing"), "nothing");
+}
+
+#[test]
+fn an_unknown_method_says_what_to_do() {
+    let e = ProxyError::UnknownMethod {
+        path: "/temporal.api.workflowservice.v1.WorkflowService/NewThing".into(),
+    };
+    let m = e.to_string();
+    assert!(
+        m.contains("NewThing") && m.contains("temporalio-protos") && m.contains("upgrade"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_non_grpc_content_type_is_415_with_a_grpc_status() {
+    let e = ProxyError::Head(headers::HeadError::NoContentType);
+    let resp = e.into_response();
+    assert_eq!(resp.status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(resp.headers()["grpc-status"], "3");
+}
+
+#[test]
+fn services_are_classified_from_the_schema() {
+    use classify::{ServiceClass, Services};
+    let schema = Schema::embedded().unwrap();
+    let names = Schema::embedded_namespaces().unwrap();
+    let mut config = crate::config::Config::parse(
+        "listen = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\n[codec]\nencryption = false\ncompression = false\n",
+        "t.toml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap()
+    .proxy;
+    let s = Services::new(&config, &schema, &names).unwrap();
+    assert_eq!(
+        s.class(crate::schema::WORKFLOW_SERVICE),
+        Some(ServiceClass::Rewrite)
+    );
+    assert_eq!(
+        s.class("temporal.api.operatorservice.v1.OperatorService"),
+        Some(ServiceClass::Rewrite)
+    );
+    assert_eq!(s.class("grpc.health.v1.Health"), Some(ServiceClass::Plain));
+    config.allowed_services.push("acme.Custom".into());
+    let e = Services::new(&config, &schema, &names).unwrap_err();
+    assert!(e.to_string().contains("opaque_services"), "{e}");
+    config.opaque_services.push("acme.Custom".into());
+    let s = Services::new(&config, &schema, &names).unwrap();
+    assert_eq!(s.class("acme.Custom"), Some(ServiceClass::Opaque));
 }

@@ -1,0 +1,281 @@
+//! Reading a unary call's body, bounded three ways: at most one frame of at
+//! most `max_message_bytes` (counted again while inflating), every byte
+//! taken from the memory budget as it arrives, and (for requests) a time
+//! limit for the body to arrive. Inflating yields to the runtime every
+//! [`INFLATE_SLICE`] bytes, so a gzip bomb costs its own call's time, not
+//! its neighbours'.
+
+use std::{io::Read, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use flate2::read::GzDecoder;
+use http::HeaderMap;
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::budget::{Exhausted, Held};
+use crate::grpc::frame::{self, Frame, FrameError};
+
+/// Output between two yields while inflating.
+pub const INFLATE_SLICE: usize = 256 << 10;
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Budget(#[from] Exhausted),
+    #[error("body over the {limit}-byte limit (proxy.max_message_bytes)")]
+    TooLarge { limit: usize },
+    #[error(
+        "the body did not arrive within {0:?} (proxy.request_body_timeout); nothing was forwarded"
+    )]
+    Timeout(Duration),
+    #[error("reading the body: {0}")]
+    Read(String),
+}
+
+/// A body read whole: its bytes and trailers.
+pub struct Whole {
+    pub bytes: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+/// Reads `body` whole: at most `limit` message bytes plus a frame header,
+/// each chunk taken from `held` as it arrives, within `timeout` if given.
+pub async fn read<B>(
+    body: B,
+    limit: usize,
+    held: &mut Held,
+    timeout: Option<Duration>,
+) -> Result<Whole, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let reading = read_all(body, limit, held);
+    match timeout {
+        Some(t) => tokio::time::timeout(t, reading)
+            .await
+            .map_err(|_| BodyError::Timeout(t))?,
+        None => reading.await,
+    }
+}
+
+async fn read_all<B>(mut body: B, limit: usize, held: &mut Held) -> Result<Whole, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let max = limit.saturating_add(frame::HEADER);
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<BytesMut> = None;
+    let mut trailers = None;
+    while let Some(f) = body.frame().await {
+        let f = f.map_err(|e| BodyError::Read(crate::upstream::error_chain(&e)))?;
+        let f = match f.into_data() {
+            Ok(data) => {
+                let len =
+                    first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, |m| m.len());
+                if len + data.len() > max {
+                    return Err(BodyError::TooLarge { limit });
+                }
+                held.take(data.len())?;
+                match (&first, &mut more) {
+                    (None, _) => first = Some(data),
+                    (Some(_), Some(m)) => m.extend_from_slice(&data),
+                    (Some(f), None) => {
+                        let mut m = BytesMut::with_capacity(f.len() + data.len());
+                        m.extend_from_slice(f);
+                        m.extend_from_slice(&data);
+                        more = Some(m);
+                    }
+                }
+                continue;
+            }
+            Err(f) => f,
+        };
+        if let Ok(t) = f.into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    // One chunk (the usual case) is used as it is: no copy.
+    let bytes = match more {
+        Some(m) => {
+            // The first chunk's bytes now live in `m` too: counted once more.
+            held.take(first.as_ref().map_or(0, Bytes::len))?;
+            m.freeze()
+        }
+        None => first.unwrap_or_default(),
+    };
+    Ok(Whole { bytes, trailers })
+}
+
+/// The one message of a unary body; `None` for an empty body. A second
+/// message is refused: it would travel under the first one's checks.
+pub fn one_message(body: Bytes, limit: usize) -> Result<Option<Frame>, FrameError> {
+    let mut frames = frame::split(body, limit)?;
+    match frames.len() {
+        0 => Ok(None),
+        1 => Ok(frames.pop()),
+        n => Err(FrameError::Several(n)),
+    }
+}
+
+/// The plain message of `frame`: inflated when compressed (gzip), at most
+/// `limit` bytes, each inflated byte taken from `held`; yields to the
+/// runtime every [`INFLATE_SLICE`] bytes.
+pub async fn plain(
+    frame: Frame,
+    encoding: Option<&str>,
+    limit: usize,
+    held: &mut Held,
+) -> Result<Bytes, BodyError> {
+    if !frame.compressed {
+        return Ok(frame.message);
+    }
+    match encoding {
+        Some("gzip") => {}
+        Some(other) => return Err(FrameError::UnsupportedEncoding(other.to_string()).into()),
+        None => return Err(FrameError::MissingEncoding.into()),
+    }
+    let mut decoder = GzDecoder::new(frame.message.as_ref());
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut since_yield = 0;
+    loop {
+        let n = decoder
+            .read(&mut chunk)
+            .map_err(|e| FrameError::Gzip(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        if out.len() + n > limit {
+            return Err(FrameError::TooLarge {
+                len: out.len() + n,
+                limit,
+            }
+            .into());
+        }
+        held.take(n)?;
+        out.extend_from_slice(&chunk[..n]);
+        since_yield += n;
+        if since_yield >= INFLATE_SLICE {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::{Compression, write::GzEncoder};
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::proxy::budget::Budget;
+
+    fn framed(messages: &[&[u8]]) -> Bytes {
+        let mut out = BytesMut::new();
+        for m in messages {
+            frame::push(&mut out, m);
+        }
+        out.freeze()
+    }
+
+    #[tokio::test]
+    async fn reads_within_the_limit_and_the_budget() {
+        let budget = Budget::new(1 << 20);
+        let mut held = budget.hold();
+        let w = read(Full::new(framed(&[b"hello"])), 100, &mut held, None)
+            .await
+            .unwrap();
+        assert_eq!(w.bytes.len(), 10);
+        assert_eq!(held.bytes(), 10);
+        let mut held = budget.hold();
+        let e = read(Full::new(framed(&[&[0; 200]])), 100, &mut held, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, BodyError::TooLarge { limit: 100 }), "{e}");
+        let small = Budget::new(8);
+        let mut held = small.hold();
+        let e = read(Full::new(framed(&[b"hello"])), 100, &mut held, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, BodyError::Budget(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_comes_times_out() {
+        let budget = Budget::new(1 << 20);
+        let mut held = budget.hold();
+        let e = read(Never, 100, &mut held, Some(Duration::from_millis(20)))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, BodyError::Timeout(_)), "{e}");
+    }
+
+    /// A body whose data never comes.
+    struct Never;
+
+    impl Body for Never {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[test]
+    fn exactly_one_message() {
+        assert_eq!(one_message(Bytes::new(), 100), Ok(None));
+        assert!(one_message(framed(&[b"a"]), 100).unwrap().is_some());
+        assert_eq!(
+            one_message(framed(&[b"a", b"b"]), 100),
+            Err(FrameError::Several(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn inflating_is_capped_by_the_limit_and_the_budget() {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = Bytes::from(gz.finish().unwrap());
+        let f = || Frame {
+            compressed: true,
+            message: bomb.clone(),
+        };
+        let budget = Budget::new(4 << 20);
+        let mut held = budget.hold();
+        let e = plain(f(), Some("gzip"), 100_000, &mut held)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, BodyError::Frame(FrameError::TooLarge { .. })),
+            "{e}"
+        );
+        assert!(held.bytes() <= 100_000);
+        let mut held = budget.hold();
+        let out = plain(f(), Some("gzip"), 2 << 20, &mut held).await.unwrap();
+        assert_eq!(out.len(), 1 << 20);
+        assert_eq!(held.bytes(), 1 << 20);
+        let tight = Budget::new(512 << 10);
+        let mut held = tight.hold();
+        let e = plain(f(), Some("gzip"), 2 << 20, &mut held)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, BodyError::Budget(_)), "{e}");
+    }
+}

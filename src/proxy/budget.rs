@@ -1,0 +1,230 @@
+//! The memory budget: every byte sealgate buffers for a call (the request
+//! as read, inflated and rewritten; the response likewise, until the
+//! caller has read it) is taken from one process-wide budget. When it is
+//! spent, new work is refused with a retryable RESOURCE_EXHAUSTED instead
+//! of growing without bound; bytes return as each call's buffers drop.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The process-wide budget of buffered bytes.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+}
+
+/// The budget is spent: the call is refused, and may be retried.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "sealgate's buffer budget of {total} bytes is in use by other calls (needed {wanted} more); this is temporary, retry the call (proxy.memory_budget_bytes sets the budget)"
+)]
+pub struct Exhausted {
+    pub total: usize,
+    pub wanted: usize,
+}
+
+impl Budget {
+    pub fn new(total: usize) -> Budget {
+        let total = total.min(Semaphore::MAX_PERMITS);
+        Budget {
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Bytes in use now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.bytes.available_permits()
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// An empty holding for one call.
+    pub fn hold(&self) -> Held {
+        Held {
+            budget: self.clone(),
+            permit: None,
+            bytes: 0,
+        }
+    }
+}
+
+/// Bytes one call holds from the budget; returned when dropped.
+#[derive(Debug)]
+pub struct Held {
+    budget: Budget,
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Takes `n` more bytes, or fails at once when the budget lacks them.
+    pub fn take(&mut self, n: usize) -> Result<(), Exhausted> {
+        if n == 0 {
+            return Ok(());
+        }
+        let exhausted = Exhausted {
+            total: self.budget.total,
+            wanted: n,
+        };
+        let permits = u32::try_from(n).map_err(|_| exhausted)?;
+        let more = self
+            .budget
+            .bytes
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| exhausted)?;
+        self.bytes += n;
+        match &mut self.permit {
+            Some(p) => p.merge(more),
+            None => self.permit = Some(more),
+        }
+        Ok(())
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keeps at most `n` bytes, giving the rest back now.
+    pub fn shrink_to(&mut self, n: usize) {
+        if n >= self.bytes {
+            return;
+        }
+        if let Some(p) = &mut self.permit {
+            drop(p.split(self.bytes - n));
+        }
+        self.bytes = n;
+        if n == 0 {
+            self.permit = None;
+        }
+    }
+
+    /// Gives everything back now.
+    pub fn release(&mut self) {
+        self.permit = None;
+        self.bytes = 0;
+    }
+}
+
+/// A buffered response body: one data frame, then optional trailers, with
+/// the budget bytes it occupies held until it has been sent (or the call
+/// is dropped). With neither data nor trailers it is empty from the start,
+/// so the response goes out trailers-only, as one HEADERS frame with
+/// END_STREAM.
+#[derive(Debug)]
+pub struct Buffered {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    held: Option<Held>,
+}
+
+impl Buffered {
+    pub fn new(data: Bytes, trailers: Option<HeaderMap>, held: Held) -> Buffered {
+        Buffered {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+            held: Some(held),
+        }
+    }
+
+    /// A body with nothing in it (the headers carry the status).
+    pub fn empty() -> Buffered {
+        Buffered {
+            data: None,
+            trailers: None,
+            held: None,
+        }
+    }
+}
+
+impl Body for Buffered {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(d) = this.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        let frame = this.trailers.take().map(|t| Ok(Frame::trailers(t)));
+        // Sent (as far as sealgate can tell): the bytes go back.
+        this.held = None;
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[test]
+    fn takes_until_spent_and_returns_on_drop() {
+        let b = Budget::new(100);
+        let mut a = b.hold();
+        a.take(60).unwrap();
+        let mut c = b.hold();
+        assert_eq!(
+            c.take(50),
+            Err(Exhausted {
+                total: 100,
+                wanted: 50
+            })
+        );
+        c.take(40).unwrap();
+        assert_eq!(b.in_use(), 100);
+        drop(a);
+        assert_eq!(b.in_use(), 40);
+        c.shrink_to(15);
+        assert_eq!((b.in_use(), c.bytes()), (15, 15));
+        c.release();
+        assert_eq!(b.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_buffered_body_returns_its_bytes_once_sent() {
+        let b = Budget::new(1000);
+        let mut held = b.hold();
+        held.take(10).unwrap();
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let body = Buffered::new(Bytes::from_static(b"0123456789"), Some(t), held);
+        assert!(!body.is_end_stream());
+        assert_eq!(b.in_use(), 10);
+        let c = body.collect().await.unwrap();
+        assert_eq!(b.in_use(), 0);
+        assert_eq!(c.trailers().unwrap()["grpc-status"], "0");
+    }
+
+    #[test]
+    fn an_empty_body_is_trailers_only() {
+        assert!(Buffered::empty().is_end_stream());
+        let b = Budget::new(10);
+        assert!(Buffered::new(Bytes::new(), None, b.hold()).is_end_stream());
+    }
+}

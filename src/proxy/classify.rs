@@ -1,0 +1,136 @@
+//! Classification: from a request's path alone, before its body is read,
+//! which lane a call takes. There is no lane that streams a service whose
+//! messages the schema shows can carry payloads or namespaces.
+
+use std::collections::HashMap;
+
+use super::{ProxyError, reflection};
+use crate::{
+    config::ProxyConfig,
+    schema::{EMBEDDED_API, Method, Schema},
+};
+
+/// How a service's calls are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceClass {
+    /// Its messages can reach a payload or a namespace: every call is
+    /// buffered, authorized, rewritten and forwarded, or refused.
+    Rewrite,
+    /// The schema shows it carries neither (health): it may stream.
+    Plain,
+    /// Not in the schema, and the operator listed it in
+    /// `proxy.opaque_services`: it streams unread.
+    Opaque,
+}
+
+/// The lane of one call.
+#[derive(Debug)]
+pub enum Class<'a> {
+    /// Answered here: server reflection (v1 or v1alpha).
+    Reflection(&'static str),
+    /// Buffered and rewritten.
+    Rewrite(&'a Method),
+    /// Streamed; `opaque` when the schema does not know the service.
+    Stream { opaque: bool },
+}
+
+/// The class of every service this gateway serves, fixed at start.
+#[derive(Debug, Default)]
+pub struct Services {
+    classes: HashMap<Box<str>, ServiceClass>,
+}
+
+/// A configured service the gateway cannot classify.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "proxy.allowed_services: {service:?} is not in the Temporal API schema ({EMBEDDED_API}), so sealgate cannot tell whether it carries payloads; list it in proxy.opaque_services to stream it unread anyway"
+)]
+pub struct UnknownService {
+    pub service: String,
+}
+
+impl Services {
+    /// Classifies the configured services against the payload plan and the
+    /// namespace plan.
+    pub fn new(
+        config: &ProxyConfig,
+        payloads: &Schema,
+        namespaces: &Schema,
+    ) -> Result<Services, UnknownService> {
+        let mut classes = HashMap::new();
+        for s in &config.allowed_services {
+            let class = if payloads.service_reaches(s) || namespaces.service_reaches(s) {
+                ServiceClass::Rewrite
+            } else if payloads.defines_service(s) {
+                ServiceClass::Plain
+            } else if config.opaque_services.contains(s) {
+                continue;
+            } else {
+                return Err(UnknownService { service: s.clone() });
+            };
+            classes.insert(s.as_str().into(), class);
+        }
+        for s in &config.opaque_services {
+            if payloads.defines_service(s) {
+                // The schema knows it: classify it like any other.
+                let class = if payloads.service_reaches(s) || namespaces.service_reaches(s) {
+                    ServiceClass::Rewrite
+                } else {
+                    ServiceClass::Plain
+                };
+                classes.insert(s.as_str().into(), class);
+                continue;
+            }
+            tracing::warn!(
+                service = %s,
+                "proxy.opaque_services: this service streams through unread; sealgate cannot see payloads or namespaces in it"
+            );
+            classes.insert(s.as_str().into(), ServiceClass::Opaque);
+        }
+        Ok(Services { classes })
+    }
+
+    pub fn class(&self, service: &str) -> Option<ServiceClass> {
+        self.classes.get(service).copied()
+    }
+}
+
+/// `pkg.Service` of `/pkg.Service/Method`.
+pub fn service_of(path: &str) -> &str {
+    let p = path.strip_prefix('/').unwrap_or(path);
+    p.split_once('/').map_or(p, |(s, _)| s)
+}
+
+/// The lane of the call to `path`.
+pub fn classify<'a>(
+    services: &Services,
+    schema: &'a Schema,
+    reflection_on: bool,
+    path: &str,
+) -> Result<Class<'a>, ProxyError> {
+    let service = service_of(path);
+    if reflection_on {
+        if service == reflection::V1 {
+            return Ok(Class::Reflection(reflection::V1));
+        }
+        if service == reflection::V1ALPHA {
+            return Ok(Class::Reflection(reflection::V1ALPHA));
+        }
+    }
+    match services.class(service) {
+        None => Err(ProxyError::ServiceNotAllowed {
+            service: service.to_string(),
+        }),
+        Some(ServiceClass::Rewrite) => match schema.method(path) {
+            Some(m) if m.is_unary() => Ok(Class::Rewrite(m)),
+            Some(m) => Err(ProxyError::StreamingNotRewritten {
+                method: m.path.to_string(),
+            }),
+            None => Err(ProxyError::UnknownMethod {
+                path: path.to_string(),
+            }),
+        },
+        Some(ServiceClass::Plain) => Ok(Class::Stream { opaque: false }),
+        Some(ServiceClass::Opaque) => Ok(Class::Stream { opaque: true }),
+    }
+}

@@ -1,0 +1,228 @@
+//! The request's head, checked before anything else happens: one strict
+//! gRPC content type, no duplicated `te` or `grpc-encoding`, a
+//! `/package.Service/Method` path; and the headers that never cross the hop.
+
+use http::{HeaderMap, Method, Uri, header};
+
+use super::ProxyError;
+use crate::grpc::GRPC_ENCODING;
+
+/// Headers that belong to one hop (RFC 9110 §7.6.1) or that sealgate sets.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Why a request's head is refused (nothing is read or forwarded).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    #[error(
+        "content-type {0:?} is not gRPC: send application/grpc or application/grpc+proto (grpc-web and JSON are not served)"
+    )]
+    ContentType(String),
+    #[error("no content-type: a gRPC request carries content-type: application/grpc")]
+    NoContentType,
+    #[error("{0} header sent {1} times: a gRPC request carries it once")]
+    Duplicated(&'static str, usize),
+    #[error("{0:?} is not a gRPC method path (/package.Service/Method, no query)")]
+    Path(String),
+    #[error("HTTP method {0} is not gRPC: gRPC calls are POST")]
+    Method(String),
+}
+
+impl HeadError {
+    /// True for content-type refusals, which gRPC servers answer with HTTP
+    /// 415 (so no plain HTTP client mistakes the answer for a success).
+    pub fn is_media_type(&self) -> bool {
+        matches!(self, HeadError::ContentType(_) | HeadError::NoContentType)
+    }
+}
+
+/// Checks the head of a request: exactly one `content-type` that is
+/// `application/grpc` or `application/grpc+proto` (ASCII parameters after
+/// `;` allowed, case exact), at most one `te` and one `grpc-encoding`, POST,
+/// and a path of exactly two non-empty segments.
+pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), HeadError> {
+    if method != Method::POST {
+        return Err(HeadError::Method(method.to_string()));
+    }
+    path_ok(uri)?;
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(ct) = types.next() else {
+        return Err(HeadError::NoContentType);
+    };
+    let extra = types.count();
+    if extra > 0 {
+        return Err(HeadError::Duplicated("content-type", extra + 1));
+    }
+    if !content_type_ok(ct.as_bytes()) {
+        return Err(HeadError::ContentType(
+            String::from_utf8_lossy(ct.as_bytes()).into_owned(),
+        ));
+    }
+    for name in ["te", GRPC_ENCODING] {
+        let n = headers.get_all(name).iter().count();
+        if n > 1 {
+            return Err(HeadError::Duplicated(name, n));
+        }
+    }
+    Ok(())
+}
+
+fn content_type_ok(v: &[u8]) -> bool {
+    let (media, params) = match v.iter().position(|&b| b == b';') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    let media_ok = media == b"application/grpc" || media == b"application/grpc+proto";
+    let params_ok = params.is_none_or(|p| p.iter().all(|&b| b == b' ' || b.is_ascii_graphic()));
+    media_ok && params_ok
+}
+
+fn path_ok(uri: &Uri) -> Result<(), HeadError> {
+    let bad = || HeadError::Path(uri.to_string());
+    if uri.query().is_some() {
+        return Err(bad());
+    }
+    let rest = uri.path().strip_prefix('/').ok_or_else(bad)?;
+    let (service, method) = rest.split_once('/').ok_or_else(bad)?;
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+    };
+    if name_ok(service) && name_ok(method) && !service.starts_with('.') {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Drops hop-by-hop headers, and the caller's credentials unless this
+/// upstream is to see them.
+pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    if !forward_authorization {
+        // The caller's credentials are for sealgate, not for the upstream.
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Drops hop-by-hop headers from an upstream answer.
+pub fn clean_response(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+impl From<HeadError> for ProxyError {
+    fn from(e: HeadError) -> Self {
+        ProxyError::Head(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn run(pairs: &[(&str, &[u8])]) -> Result<(), HeadError> {
+        let uri: Uri = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution"
+            .parse()
+            .unwrap();
+        check(&Method::POST, &uri, &head(pairs))
+    }
+
+    #[test]
+    fn grpc_content_types_pass() {
+        for ct in [
+            &b"application/grpc"[..],
+            b"application/grpc+proto",
+            b"application/grpc; charset=utf-8",
+        ] {
+            assert_eq!(run(&[("content-type", ct), ("te", b"trailers")]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn everything_else_is_refused() {
+        for ct in [
+            &b"application/json"[..],
+            b"Application/grpc",
+            b"application/grpc-web",
+            b"application/grpc+json",
+            b"application/grpc;\xff",
+            b"application/grpcx",
+            b"text/plain",
+        ] {
+            let e = run(&[("content-type", ct)]).unwrap_err();
+            assert!(e.is_media_type(), "{ct:?}: {e}");
+        }
+        assert_eq!(run(&[]), Err(HeadError::NoContentType));
+        assert_eq!(
+            run(&[
+                ("content-type", b"text/plain"),
+                ("content-type", b"application/grpc")
+            ]),
+            Err(HeadError::Duplicated("content-type", 2))
+        );
+        assert_eq!(
+            run(&[
+                ("content-type", b"application/grpc"),
+                ("grpc-encoding", b"identity"),
+                ("grpc-encoding", b"gzip")
+            ]),
+            Err(HeadError::Duplicated("grpc-encoding", 2))
+        );
+        assert_eq!(
+            run(&[
+                ("content-type", b"application/grpc"),
+                ("te", b"trailers"),
+                ("te", b"trailers")
+            ]),
+            Err(HeadError::Duplicated("te", 2))
+        );
+    }
+
+    #[test]
+    fn odd_paths_and_methods_are_refused() {
+        let h = head(&[("content-type", b"application/grpc")]);
+        for p in [
+            "/",
+            "/a.B",
+            "/a.B/",
+            "//M",
+            "/a.B/M/x",
+            "/a.B/M?x=1",
+            "/a.B/M%2F",
+            "/../a.B/M",
+        ] {
+            let uri: Uri = p.parse().unwrap();
+            assert!(check(&Method::POST, &uri, &h).is_err(), "{p}");
+        }
+        let uri: Uri = "/a.B/M".parse().unwrap();
+        assert_eq!(check(&Method::POST, &uri, &h), Ok(()));
+        assert!(matches!(
+            check(&Method::GET, &uri, &h),
+            Err(HeadError::Method(_))
+        ));
+    }
+}

@@ -1,0 +1,528 @@
+//! The rewritten lane: a unary call of a service whose messages can carry
+//! payloads or namespaces. The caller is already authenticated and the
+//! method classified; here the call is read (bounded), authorized on every
+//! namespace it names, routed, encoded, sent, decoded and answered.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request, Response, header, request, response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use opentelemetry::KeyValue;
+
+use super::{
+    Proxy, ProxyError, Routed,
+    body::{self, BodyError},
+    budget::{Buffered, Held},
+    headers,
+};
+use crate::{
+    codec::{CodecError, Decoder, Session},
+    grpc::{self, GRPC_ENCODING, GRPC_STATUS, GRPC_TIMEOUT, frame},
+    inbound::Caller,
+    rewrite::{FailureMode, PayloadVisitor, Rewritten, rewrite, rewrite_patched},
+    schema::{MessageId, Method, RPC_STATUS},
+    telemetry,
+    upstream::Upstream,
+};
+
+/// A visitor that counts the payloads it changed (for the call's span).
+struct Counting<V> {
+    inner: V,
+    changed: u64,
+}
+
+impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
+    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        let r = self.inner.payload(payload)?;
+        self.changed += u64::from(r.is_some());
+        Ok(r)
+    }
+
+    fn failure_mode(&self) -> FailureMode {
+        self.inner.failure_mode()
+    }
+}
+
+/// A visitor over the namespace plan that collects every name it meets.
+#[derive(Default)]
+struct Names(Vec<String>);
+
+impl PayloadVisitor for Names {
+    fn payload(&mut self, field: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        let name = String::from_utf8_lossy(field);
+        if !name.is_empty() && !self.0.iter().any(|n| *n == name) {
+            self.0.push(name.into_owned());
+        }
+        Ok(None)
+    }
+}
+
+/// `grpc-status` as a bounded label value.
+pub(super) fn code_label(headers: Option<&HeaderMap>) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    headers
+        .and_then(|h| h.get(GRPC_STATUS))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok())
+        .and_then(|i| CODES.get(i).copied())
+        .unwrap_or("2") // a response without a readable status is UNKNOWN
+}
+
+/// One message as read: the framed bytes as they came, and the plain
+/// message (inflated when the frame was compressed).
+struct Message {
+    framed: Bytes,
+    compressed: bool,
+    plain: Bytes,
+}
+
+fn encoding(headers: &HeaderMap) -> Option<&str> {
+    headers.get(GRPC_ENCODING).and_then(|v| v.to_str().ok())
+}
+
+/// A unary call through every phase after classification.
+pub(super) async fn call(
+    p: &Proxy,
+    method: &Method,
+    caller: Caller<'_>,
+    req: Request<Incoming>,
+) -> Result<Routed, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let mut held = p.budget.hold();
+    let message = read(p, body, &parts.headers, &mut held).await?;
+    let namespace = authorize(p, &caller, method, &message.plain, &parts.headers)?;
+    let upstream = p.router.pick(&namespace, &parts.headers)?;
+    let mut session = p.codec.session(&namespace);
+    let (body, encoded) = encode(p, method, &mut session, &message, &mut held).await?;
+    // The request's buffers are not needed past here; a long poll would
+    // otherwise hold them (and the receive buffer they share) for minutes.
+    drop(message);
+    let body = translate(
+        p,
+        &upstream,
+        method.input,
+        body,
+        Some(&mut parts.headers),
+        true,
+    )?;
+    // From here the request's bytes count as the one body being sent.
+    held.shrink_to(body.len());
+    let (mut parts, answer) = send(p, method, &upstream, parts, body, &mut held).await?;
+    let (body, trailers, decoded) = decode(
+        p, method, &session, &upstream, &mut parts, answer, &mut held,
+    )
+    .await?;
+    tracing::Span::current().record("payloads", encoded + decoded);
+    Ok(respond(parts, body, trailers, held, upstream))
+}
+
+/// Read: the body, bounded by size, budget and time, as exactly one message.
+async fn read(
+    p: &Proxy,
+    body: Incoming,
+    headers: &HeaderMap,
+    held: &mut Held,
+) -> Result<Message, ProxyError> {
+    let limit = p.config.max_message_bytes;
+    let whole = body::read(body, limit, held, Some(p.config.request_body_timeout))
+        .await
+        .map_err(request_error)?;
+    let framed = whole.bytes;
+    let frame = body::one_message(framed.clone(), limit)
+        .map_err(ProxyError::RequestFrame)?
+        .ok_or(ProxyError::NoMessage)?;
+    let compressed = frame.compressed;
+    let plain = body::plain(frame, encoding(headers), limit, held)
+        .await
+        .map_err(request_error)?;
+    Ok(Message {
+        framed,
+        compressed,
+        plain,
+    })
+}
+
+fn request_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::Frame(f) => ProxyError::RequestFrame(f),
+        BodyError::Budget(b) => ProxyError::Budget(b),
+        BodyError::TooLarge { limit } => ProxyError::RequestTooLarge { limit },
+        BodyError::Timeout(t) => ProxyError::RequestTimeout(t),
+        BodyError::Read(r) => ProxyError::RequestBody(r),
+    }
+}
+
+/// Authorize: the call's namespace (its header, else its own `namespace`
+/// field; the two must agree) and every other namespace its body names, at
+/// any depth, must be allowed to the caller. Returns the namespace routing,
+/// keys and translation use.
+fn authorize(
+    p: &Proxy,
+    caller: &Caller<'_>,
+    method: &Method,
+    message: &[u8],
+    headers: &HeaderMap,
+) -> Result<String, ProxyError> {
+    let namespace = namespace(method, message, headers)?.to_string();
+    if !p.inbound.checks_callers() {
+        return Ok(namespace);
+    }
+    let mut names = Names::default();
+    rewrite(&p.namespace_schema, method.input, message, &mut names).map_err(|e| {
+        ProxyError::MalformedRequest {
+            message: p.schema.message(method.input).name().to_string(),
+            source: e,
+        }
+    })?;
+    if namespace.is_empty() && names.0.is_empty() {
+        // Names no namespace: the SDKs' handshake needs only a known
+        // caller; anything else is a cluster-level call.
+        if &*method.name == "GetSystemInfo" {
+            caller.known()?;
+        } else {
+            caller.may_use("")?;
+        }
+    }
+    if !namespace.is_empty() {
+        caller.may_use(&namespace)?;
+    }
+    for name in &names.0 {
+        caller.may_use(name)?;
+    }
+    Ok(namespace)
+}
+
+/// The namespace a call is for: its `temporal-namespace` header, else the
+/// request's own `namespace` field, else none (`""`: the system upstream and
+/// the default key policy). A header that contradicts the field is refused:
+/// routing, keys and authorization must all see the same namespace the
+/// server stores the data under.
+fn namespace<'a>(
+    method: &Method,
+    message: &'a [u8],
+    headers: &'a HeaderMap,
+) -> Result<&'a str, ProxyError> {
+    let body = method.namespace_of(message);
+    let header = headers
+        .get("temporal-namespace")
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty());
+    match (header, body) {
+        (Some(h), Some(b)) if h != b => Err(ProxyError::NamespaceMismatch {
+            header: h.to_string(),
+            body: b.to_string(),
+        }),
+        (Some(h), _) => Ok(h),
+        (None, Some(b)) => Ok(b),
+        (None, None) => Ok(""),
+    }
+}
+
+/// Encode: every payload of the request through the codec chain; the body
+/// to send, framed and uncompressed, and how many payloads changed.
+async fn encode(
+    p: &Proxy,
+    method: &Method,
+    session: &mut Session,
+    message: &Message,
+    held: &mut Held,
+) -> Result<(Bytes, u64), ProxyError> {
+    let (body, n) = session
+        .encode_with(|e| {
+            rewrite_framed(p, message, method.input, e, "encode").map_err(|e| match e {
+                Framing::TooLarge(len) => ProxyError::EncodedTooLarge {
+                    len,
+                    limit: p.config.max_message_bytes,
+                },
+                Framing::Rewrite(e) if e.is_malformed() => ProxyError::MalformedRequest {
+                    message: p.schema.message(method.input).name().to_string(),
+                    source: e,
+                },
+                Framing::Rewrite(e) => ProxyError::Encode(e),
+            })
+        })
+        .await?;
+    held.take(body.len())?;
+    Ok((body, n))
+}
+
+enum Framing {
+    TooLarge(usize),
+    Rewrite(crate::rewrite::RewriteError),
+}
+
+/// Rewrites one message as message `id` with `visitor`; returns the framed
+/// body and how many payloads changed, and records the codec time. Nothing
+/// changed and nothing compressed: the very bytes that came in.
+fn rewrite_framed<V: PayloadVisitor>(
+    p: &Proxy,
+    message: &Message,
+    id: MessageId,
+    visitor: V,
+    direction: &'static str,
+) -> Result<(Bytes, u64), Framing> {
+    let started = Instant::now();
+    let mut v = Counting {
+        inner: visitor,
+        changed: 0,
+    };
+    let new = rewrite_patched(&p.schema, id, &message.plain, &mut v).map_err(Framing::Rewrite)?;
+    if new.len() > p.config.max_message_bytes {
+        return Err(Framing::TooLarge(new.len()));
+    }
+    let out = if !message.compressed && !new.changed() {
+        message.framed.clone()
+    } else {
+        frame_one(&new)
+    };
+    p.metrics.codec_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[KeyValue::new("direction", direction)],
+    );
+    Ok((out, v.changed))
+}
+
+/// Frames a rewritten message (uncompressed), written once straight into a
+/// buffer of the exact size.
+fn frame_one(message: &Rewritten<'_>) -> Bytes {
+    let mut out = BytesMut::with_capacity(frame::HEADER + message.len());
+    frame::push_header(&mut out, message.len());
+    message.write_to(&mut out);
+    out.freeze()
+}
+
+/// Renames the namespaces in an uncompressed one-message body (towards the
+/// upstream when `up`, back otherwise) and in `temporal-namespace`.
+fn translate(
+    p: &Proxy,
+    upstream: &Upstream,
+    id: MessageId,
+    body: Bytes,
+    headers: Option<&mut HeaderMap>,
+    up: bool,
+) -> Result<Bytes, ProxyError> {
+    let Some(t) = upstream.translation() else {
+        return Ok(body);
+    };
+    if let Some(h) = headers
+        && let Some(v) = h.get("temporal-namespace").and_then(|v| v.to_str().ok())
+    {
+        let new = if up { t.to_upstream(v) } else { t.to_local(v) };
+        if let Ok(v) = http::HeaderValue::from_str(&new) {
+            h.insert("temporal-namespace", v);
+        }
+    }
+    let limit = p.config.max_message_bytes;
+    let frames =
+        frame::split(body.clone(), limit.saturating_mul(2)).map_err(|e| ProxyError::Response {
+            upstream: upstream.name().to_string(),
+            reason: e.to_string(),
+        })?;
+    let Some(f) = frames.first() else {
+        return Ok(body);
+    };
+    let mut visitor = crate::proxy::translate::Rename {
+        translation: t,
+        up,
+        seen: Default::default(),
+    };
+    // The codec's pass parsed this message already; a message its
+    // namespace plan cannot walk is left as it is.
+    match rewrite_patched(&p.namespace_schema, id, &f.message, &mut visitor) {
+        Ok(new) if new.changed() => Ok(frame_one(&new)),
+        _ => Ok(body),
+    }
+}
+
+/// Send: the request upstream, and its answer read whole (bounded by size
+/// and budget), within the call's `grpc-timeout`.
+async fn send(
+    p: &Proxy,
+    method: &Method,
+    upstream: &Arc<Upstream>,
+    mut parts: request::Parts,
+    body: Bytes,
+    held: &mut Held,
+) -> Result<(response::Parts, body::Whole), ProxyError> {
+    let deadline = parts
+        .headers
+        .get(GRPC_TIMEOUT)
+        .and_then(grpc::parse_timeout);
+    headers::clean_request(
+        &mut parts.headers,
+        p.config.forward_authorization || upstream.forwards_authorization(),
+    );
+    // The frame now goes out uncompressed (flag 0), so no encoding is declared.
+    parts.headers.remove(GRPC_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    telemetry::inject_current(&mut parts.headers);
+    let body = http_body_util::Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut up = Request::from_parts(parts, body);
+    upstream.prepare(&mut up);
+    let limit = p.config.max_message_bytes;
+    let sent = Instant::now();
+    let exchange = async {
+        let resp = upstream.send(up).await?;
+        let (parts, body) = resp.into_parts();
+        if !grpc::is_grpc(&parts.headers) {
+            // An HTTP answer from something in front of Temporal (a load
+            // balancer, nginx refusing a certificate or an API key).
+            let mut scratch = p.budget.hold();
+            let text = body::read(body, 1024, &mut scratch, None)
+                .await
+                .map(|w| w.bytes)
+                .unwrap_or_default();
+            return Err(ProxyError::NotGrpc {
+                upstream: upstream.name().to_string(),
+                status: parts.status.as_u16(),
+                body: String::from_utf8_lossy(&text[..text.len().min(200)])
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            });
+        }
+        let whole = body::read(body, limit, held, None)
+            .await
+            .map_err(|e| response_error(upstream, e))?;
+        Ok::<_, ProxyError>((parts, whole))
+    };
+    let answer = match deadline {
+        Some(d) => {
+            tokio::time::timeout(d, exchange)
+                .await
+                .map_err(|_| ProxyError::Deadline {
+                    deadline: d,
+                    upstream: upstream.name().to_string(),
+                })??
+        }
+        None => exchange.await?,
+    };
+    p.metrics.upstream_duration.record(
+        sent.elapsed().as_secs_f64(),
+        &[KeyValue::new("method", method.name.to_string())],
+    );
+    Ok(answer)
+}
+
+fn response_error(upstream: &Upstream, e: BodyError) -> ProxyError {
+    match e {
+        BodyError::Budget(b) => ProxyError::Budget(b),
+        other => ProxyError::Response {
+            upstream: upstream.name().to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Decode: the answer's payloads, those in `grpc-status-details-bin` too
+/// (headers of a trailers-only answer, or trailers); returns the body, the
+/// trailers and how many payloads changed.
+async fn decode(
+    p: &Proxy,
+    method: &Method,
+    session: &Session,
+    upstream: &Upstream,
+    parts: &mut response::Parts,
+    answer: body::Whole,
+    held: &mut Held,
+) -> Result<(Bytes, Option<HeaderMap>, u64), ProxyError> {
+    headers::clean_response(&mut parts.headers);
+    let limit = p.config.max_message_bytes;
+    let mut trailers = answer.trailers;
+    let frame = body::one_message(answer.bytes.clone(), limit)
+        .map_err(|e| response_error(upstream, e.into()))?;
+    let message = match frame {
+        Some(f) => {
+            let compressed = f.compressed;
+            let plain = body::plain(f, encoding(&parts.headers), limit, held)
+                .await
+                .map_err(|e| response_error(upstream, e))?;
+            Some(Message {
+                framed: answer.bytes,
+                compressed,
+                plain,
+            })
+        }
+        None => None,
+    };
+    let (body, decoded) = session
+        .decode_with(|d| {
+            decode_details(p, &mut parts.headers, d)?;
+            if let Some(t) = trailers.as_mut() {
+                decode_details(p, t, d)?;
+            }
+            let Some(m) = &message else {
+                return Ok((Bytes::new(), 0));
+            };
+            rewrite_framed(p, m, method.output, d, "decode").map_err(|e| match e {
+                Framing::TooLarge(len) => ProxyError::Response {
+                    upstream: upstream.name().to_string(),
+                    reason: format!("decoded message of {len} bytes is over the limit"),
+                },
+                Framing::Rewrite(e) => ProxyError::Decode(e),
+            })
+        })
+        .await?;
+    drop(message);
+    let body = translate(p, upstream, method.output, body, None, false)?;
+    parts.headers.remove(GRPC_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok((body, trailers, decoded))
+}
+
+/// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status
+/// whose Any details, e.g. QueryFailedFailure, may carry failures).
+fn decode_details(
+    p: &Proxy,
+    headers: &mut HeaderMap,
+    decoder: &mut Decoder<'_>,
+) -> Result<(), ProxyError> {
+    let Some(Ok(bytes)) = grpc::status_details(headers) else {
+        return Ok(()); // absent, or not base64: not ours to judge
+    };
+    let Some(status) = p.schema.message_id(RPC_STATUS) else {
+        return Ok(());
+    };
+    match rewrite(&p.schema, status, &bytes, decoder) {
+        Ok(std::borrow::Cow::Owned(new)) => grpc::set_status_details(headers, &new),
+        Ok(std::borrow::Cow::Borrowed(_)) => {}
+        Err(e) if e.is_malformed() => {} // pass through what we cannot parse
+        Err(e) => return Err(ProxyError::Decode(e)),
+    }
+    Ok(())
+}
+
+/// Respond: the answer as the upstream shaped it. A trailers-only answer
+/// (the status in the headers, no body) goes back trailers-only: one
+/// HEADERS frame with END_STREAM, which is what grpc-go, grpc-js and
+/// grpc-core need to see the status. The body keeps its budget bytes
+/// until it has been sent.
+fn respond(
+    parts: response::Parts,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+    mut held: Held,
+    upstream: Arc<Upstream>,
+) -> Routed {
+    let code = if parts.headers.contains_key(GRPC_STATUS) {
+        code_label(Some(&parts.headers))
+    } else {
+        code_label(trailers.as_ref())
+    };
+    let trailers_only = parts.headers.contains_key(GRPC_STATUS) && body.is_empty();
+    let body = if trailers_only {
+        Buffered::empty()
+    } else {
+        // What stays buffered: the answer on its way to the caller.
+        held.shrink_to(body.len());
+        Buffered::new(body, trailers, held)
+    };
+    let body = body.map_err(|never| match never {}).boxed_unsync();
+    (Response::from_parts(parts, body), code, Some(upstream))
+}
