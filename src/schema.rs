@@ -56,6 +56,9 @@ pub struct Method {
     pub output: MessageId,
     /// Number of the request's top-level `namespace` string field, if any.
     pub namespace_field: Option<u32>,
+    /// Number of a top-level string field naming a namespace by its id
+    /// (`namespace_id`, DescribeNamespace's `id`), if any.
+    pub namespace_id_field: Option<u32>,
     pub client_streaming: bool,
     pub server_streaming: bool,
 }
@@ -64,6 +67,13 @@ impl Method {
     /// True for plain request/response calls (every WorkflowService method).
     pub fn is_unary(&self) -> bool {
         !self.client_streaming && !self.server_streaming
+    }
+
+    /// True when the request names a namespace by its id.
+    pub fn names_namespace_id(&self, request: &[u8]) -> bool {
+        self.namespace_id_field.is_some_and(|n| {
+            crate::rewrite::top_level_string(request, n).is_some_and(|s| !s.is_empty())
+        })
     }
 
     /// The namespace a request names in its own `namespace` field (the one

@@ -43,7 +43,7 @@ pub enum ProxyError {
     )]
     RequestTimeout(std::time::Duration),
     #[error(
-        "the request carries no message, and a unary call carries exactly one; nothing was forwarded"
+        "EOF: the request carries no message, and a unary call carries exactly one; nothing was forwarded"
     )]
     NoMessage,
     #[error("request: {0}")]
@@ -124,8 +124,9 @@ impl ProxyError {
             ProxyError::Head(_) => Code::InvalidArgument,
             ProxyError::Budget(_) => Code::ResourceExhausted,
             ProxyError::RequestTimeout(_) => Code::DeadlineExceeded,
-            // What grpc-go answers a unary call without a message.
-            ProxyError::NoMessage => Code::Internal,
+            // What a Temporal frontend (grpc-go) answers a unary call
+            // without a message: UNKNOWN "EOF".
+            ProxyError::NoMessage => Code::Unknown,
             ProxyError::RequestFrame(FrameError::TooLarge { .. })
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::EncodedTooLarge { .. } => Code::ResourceExhausted,

@@ -40,7 +40,12 @@ impl HeadError {
     /// True for content-type refusals, which gRPC servers answer with HTTP
     /// 415 (so no plain HTTP client mistakes the answer for a success).
     pub fn is_media_type(&self) -> bool {
-        matches!(self, HeadError::ContentType(_) | HeadError::NoContentType)
+        matches!(
+            self,
+            HeadError::ContentType(_)
+                | HeadError::NoContentType
+                | HeadError::Duplicated("content-type", _)
+        )
     }
 }
 

@@ -167,10 +167,11 @@ fn authorize(
     message: &[u8],
     headers: &HeaderMap,
 ) -> Result<String, ProxyError> {
-    let namespace = namespace(method, message, headers)?.to_string();
     if !p.inbound.checks_callers() {
-        return Ok(namespace);
+        return Ok(namespace(method, message, headers)?.to_string());
     }
+    // Every name first: a caller learns nothing about a namespace it may
+    // not use, not even that the header and the body disagree.
     let mut names = Names::default();
     rewrite(&p.namespace_schema, method.input, message, &mut names).map_err(|e| {
         ProxyError::MalformedRequest {
@@ -178,21 +179,32 @@ fn authorize(
             source: e,
         }
     })?;
-    if namespace.is_empty() && names.0.is_empty() {
-        // Names no namespace: the SDKs' handshake needs only a known
-        // caller; anything else is a cluster-level call.
-        if &*method.name == "GetSystemInfo" {
-            caller.known()?;
-        } else {
-            caller.may_use("")?;
-        }
+    if let Some(h) = headers
+        .get("temporal-namespace")
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty())
+    {
+        names.payload(h.as_bytes())?;
     }
-    if !namespace.is_empty() {
-        caller.may_use(&namespace)?;
+    let cluster_level = if method.namespace_field.is_none() {
+        // The request has no namespace of its own (ListNamespaces, cluster
+        // and Nexus endpoint administration): a header cannot scope it.
+        // The SDKs' handshake needs only a known caller.
+        &*method.name != "GetSystemInfo"
+    } else {
+        // A namespace by id cannot be checked against name rules; a call
+        // naming no namespace at all is not scoped to one.
+        method.names_namespace_id(message) || names.0.is_empty()
+    };
+    if cluster_level {
+        caller.may_use("")?;
+    } else if names.0.is_empty() {
+        caller.known()?;
     }
     for name in &names.0 {
         caller.may_use(name)?;
     }
+    let namespace = namespace(method, message, headers)?.to_string();
     Ok(namespace)
 }
 

@@ -284,9 +284,25 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
                     .iter()
                     .find(|f| f.name() == "namespace" && f.r#type() == Type::String)
                     .map(|f| f.number() as u32);
+                // A namespace named by its id (DeleteNamespace's namespace_id,
+                // DescribeNamespace's id): authorization cannot map an id to
+                // a name, so such calls are cluster-level.
+                let namespace_id_field = names[input.0 as usize]
+                    .1
+                    .field
+                    .iter()
+                    .find(|f| {
+                        f.r#type() == Type::String
+                            && (f.name() == "namespace_id"
+                                || (f.name() == "id"
+                                    && names[input.0 as usize].0
+                                        == "temporal.api.workflowservice.v1.DescribeNamespaceRequest"))
+                    })
+                    .map(|f| f.number() as u32);
                 let method = Method {
                     input,
                     namespace_field,
+                    namespace_id_field,
                     output: resolve(m.output_type())?,
                     path: path.clone().into_boxed_str(),
                     service: service.clone().into_boxed_str(),

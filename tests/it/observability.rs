@@ -17,7 +17,7 @@ use temporalio_protos::temporal::api::{
 
 const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -34,7 +34,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of the first sample whose line contains every `needle`.
-fn sample(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .find(|l| needles.iter().all(|n| l.contains(n)))

@@ -152,6 +152,8 @@ impl FakeUpstream {
                             let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                                 .timer(TokioTimer::new())
                                 .max_concurrent_streams(10_000)
+                                // A Temporal frontend (grpc-go) takes large metadata.
+                                .max_header_list_size(1 << 20)
                                 .clone();
                             match tls {
                                 None => {
@@ -500,4 +502,110 @@ pub fn start_request(namespace: &str) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// A request body for [`RawClient`]: whole, or fed through a channel.
+pub type RawBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A whole body.
+pub fn raw_full(bytes: impl Into<Bytes>) -> RawBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body fed chunk by chunk; it ends when the sender is dropped.
+pub fn raw_channel() -> (tokio::sync::mpsc::Sender<Bytes>, RawBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let frames = tokio_stream::StreamExt::map(stream, |b| {
+        Ok::<_, std::io::Error>(hyper::body::Frame::data(b))
+    });
+    (tx, http_body_util::StreamBody::new(frames).boxed_unsync())
+}
+
+/// A POST to `path` with exactly the headers given (no content type unless
+/// listed), values as raw bytes.
+pub fn raw_request(path: &str, headers: &[(&str, &[u8])], body: RawBody) -> Request<RawBody> {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(format!("http://sealgate{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, HeaderValue::from_bytes(v).unwrap());
+    }
+    req.body(body).unwrap()
+}
+
+/// An answer as it came off the wire.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The body had ended when the headers arrived: a trailers-only answer.
+    pub ended_with_headers: bool,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl RawAnswer {
+    pub fn grpc_status(&self) -> Option<String> {
+        self.trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.headers.get("grpc-status"))
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    pub fn grpc_message(&self) -> String {
+        self.trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-message"))
+            .or_else(|| self.headers.get("grpc-message"))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// An h2c client that sends requests exactly as built, bodies streamed.
+#[derive(Clone)]
+pub struct RawClient {
+    sender: hyper::client::conn::http2::SendRequest<RawBody>,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(1 << 20)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        RawClient { sender }
+    }
+
+    /// Sends and returns the response head (body unread).
+    pub async fn start(&self, req: Request<RawBody>) -> Response<Incoming> {
+        let mut sender = self.sender.clone();
+        sender.ready().await.unwrap();
+        sender.send_request(req).await.unwrap()
+    }
+
+    /// Sends and reads the whole answer.
+    pub async fn send(&self, req: Request<RawBody>) -> RawAnswer {
+        let resp = self.start(req).await;
+        let (parts, body) = resp.into_parts();
+        let ended_with_headers = hyper::body::Body::is_end_stream(&body);
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        RawAnswer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            ended_with_headers,
+            body: collected.to_bytes(),
+            trailers,
+        }
+    }
 }
