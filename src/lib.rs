@@ -124,6 +124,8 @@ impl App {
             )
             .map_err(AppError::Proxy)?,
         );
+        let budget = std::sync::Arc::downgrade(&proxy);
+        telemetry.observe_buffered(move || budget.upgrade().map_or((0, 0), |p| p.buffered()));
         Ok(App {
             proxy,
             telemetry,

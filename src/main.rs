@@ -132,6 +132,10 @@ fn main() -> ExitCode {
             for w in &c.warnings {
                 eprintln!("sealgate: warning: {w}");
             }
+            if let Err(e) = sealgate::proxy::classify::check(&c.proxy) {
+                eprintln!("sealgate: {}: {e}", config.display());
+                return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            }
             println!(
                 "{}: ok (listen {}, upstream {}, encryption {})",
                 config.display(),

@@ -295,6 +295,23 @@ impl Telemetry {
             .build();
     }
 
+    /// Exports the memory budget: bytes buffered by calls now, and the
+    /// budget (`read` gives both).
+    pub fn observe_buffered(&self, read: impl Fn() -> (usize, usize) + Send + Sync + 'static) {
+        self.meter
+            .i64_observable_gauge("sealgate.buffered")
+            .with_unit("By")
+            .with_description(
+                "Bytes buffered by calls (kind=in_use) and the budget (kind=budget, proxy.memory_budget_bytes)",
+            )
+            .with_callback(move |o| {
+                let (used, total) = read();
+                o.observe(used as i64, &[KeyValue::new("kind", "in_use")]);
+                o.observe(total as i64, &[KeyValue::new("kind", "budget")]);
+            })
+            .build();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn prometheus_text(&self) -> String {
         use prometheus::Encoder;

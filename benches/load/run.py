@@ -9,7 +9,9 @@ Temporal would store it). For each path and message: h2load throughput
 (closed loop), CPU seconds per 1,000 requests of the proxy process (from
 /proc), then an open-loop run at half that rate (h2load --rps, per-request
 log) for p50/p99/p999, and the proxy's peak RSS; then RSS with 2,000 long
-polls held open. Usage: benches/load/run [--quick]. Results: a Markdown
+polls held open. With SEALGATE_BEFORE=<path to an earlier sealgate
+binary>, that build runs as a fifth path (codec on, same config), for a
+before/after comparison in one run. Usage: benches/load/run [--quick]. Results: a Markdown
 table on stdout and in .work/load/results.md; the request messages are left
 in .work/load as .bin (gRPC-framed, for h2load), .pb and .json (for ghz)."""
 
@@ -183,6 +185,15 @@ http {{
         gate_off = harness.start_sealgate(WORK / "off", off, upstream=f"http://127.0.0.1:{fake_port}")
         gate_on = harness.start_sealgate(WORK / "on", on, upstream=f"http://127.0.0.1:{fake_port}")
         procs += [gate_off, gate_on]
+        before = None
+        if os.environ.get("SEALGATE_BEFORE"):
+            current = os.environ["SEALGATE_BIN"]
+            os.environ["SEALGATE_BIN"] = os.environ["SEALGATE_BEFORE"]
+            try:
+                before = harness.start_sealgate(WORK / "before", on, upstream=f"http://127.0.0.1:{fake_port}")
+            finally:
+                os.environ["SEALGATE_BIN"] = current
+            procs.append(before)
 
         paths = [
             ("direct", fake_port, None),
@@ -190,6 +201,8 @@ http {{
             ("sealgate, codec off", gate_off.port, gate_off.proc),
             ("sealgate, snappy+AES", gate_on.port, gate_on.proc),
         ]
+        if before is not None:
+            paths.append(("sealgate before, snappy+AES", before.port, before.proc))
         rows = []
         direct_latency = {}
         for name, (method, data) in msgs.items():

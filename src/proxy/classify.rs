@@ -95,6 +95,16 @@ impl Services {
     }
 }
 
+/// Classifies the configured services against the embedded schema, for
+/// `sealgate check-config`.
+pub fn check(config: &ProxyConfig) -> Result<(), String> {
+    let payloads = Schema::embedded().map_err(|e| e.to_string())?;
+    let namespaces = Schema::embedded_namespaces().map_err(|e| e.to_string())?;
+    Services::new(config, &payloads, &namespaces)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// `pkg.Service` of `/pkg.Service/Method`.
 pub fn service_of(path: &str) -> &str {
     let p = path.strip_prefix('/').unwrap_or(path);

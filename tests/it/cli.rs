@@ -61,6 +61,36 @@ fn check_config_accepts_the_dev_config_and_lists_every_problem_with_exit_64() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+#[test]
+fn a_service_the_schema_does_not_define_is_a_config_error_unless_opaque() {
+    let d = tmp("services");
+    let path = d.join("services.toml");
+    let base = std::fs::read_to_string(dev_config()).unwrap();
+    let allowed = "[proxy]\nallowed_services = [\"temporal.api.workflowservice.v1.WorkflowService\", \"acme.Billing\"]\n";
+    std::fs::write(&path, format!("{base}\n{allowed}")).unwrap();
+    for args in [&["check-config"][..], &["run", "--config"]] {
+        let out = bin().args(args).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("acme.Billing") && err.contains("opaque_services"),
+            "{err}"
+        );
+    }
+    std::fs::write(
+        &path,
+        format!("{base}\n{allowed}opaque_services = [\"acme.Billing\"]\n"),
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 /// The `id = "…"` value of keygen output.
 fn generated_id(entry: &str) -> String {
     entry

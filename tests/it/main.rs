@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod inbound;
 mod interop_python;
 mod keys;
+mod memory;
 mod observability;
 mod plan_coverage;
 mod properties;
