@@ -81,7 +81,7 @@ where
                 if len + data.len() > max {
                     return Err(BodyError::TooLarge { limit });
                 }
-                held.take(data.len())?;
+                held.reserve(data.len()).await?;
                 match (&first, &mut more) {
                     (None, _) => first = Some(data),
                     (Some(_), Some(m)) => m.extend_from_slice(&data),
@@ -104,7 +104,7 @@ where
     let bytes = match more {
         Some(m) => {
             // The first chunk's bytes now live in `m` too: counted once more.
-            held.take(first.as_ref().map_or(0, Bytes::len))?;
+            held.reserve(first.as_ref().map_or(0, Bytes::len)).await?;
             m.freeze()
         }
         None => first.unwrap_or_default(),
@@ -158,7 +158,7 @@ pub async fn plain(
             }
             .into());
         }
-        held.take(n)?;
+        held.reserve(n).await?;
         out.extend_from_slice(&chunk[..n]);
         since_yield += n;
         if since_yield >= INFLATE_SLICE {

@@ -56,6 +56,7 @@ impl Budget {
             budget: self.clone(),
             permit: None,
             bytes: 0,
+            wait: std::time::Duration::ZERO,
         }
     }
 }
@@ -66,6 +67,8 @@ pub struct Held {
     budget: Budget,
     permit: Option<OwnedSemaphorePermit>,
     bytes: usize,
+    /// How long [`Held::reserve`] may wait for bytes to come back.
+    wait: std::time::Duration,
 }
 
 impl Held {
@@ -91,6 +94,35 @@ impl Held {
             None => self.permit = Some(more),
         }
         Ok(())
+    }
+
+    /// From now on, [`Held::reserve`] waits up to `wait` for bytes other
+    /// calls give back (for an answer the upstream already acted on, which
+    /// would be lost if refused) instead of failing at once.
+    pub fn wait_up_to(&mut self, wait: std::time::Duration) {
+        self.wait = wait;
+    }
+
+    /// Takes `n` more bytes: at once, or within the wait set by
+    /// [`Held::wait_up_to`].
+    pub async fn reserve(&mut self, n: usize) -> Result<(), Exhausted> {
+        match self.take(n) {
+            Err(e) if !self.wait.is_zero() => {
+                let permits = u32::try_from(n).map_err(|_| e)?;
+                let sem = self.budget.bytes.clone();
+                let more = tokio::time::timeout(self.wait, sem.acquire_many_owned(permits))
+                    .await
+                    .map_err(|_| e)?
+                    .map_err(|_| e)?;
+                self.bytes += n;
+                match &mut self.permit {
+                    Some(p) => p.merge(more),
+                    None => self.permit = Some(more),
+                }
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Bytes held.
@@ -204,6 +236,26 @@ mod tests {
         assert_eq!((b.in_use(), c.bytes()), (15, 15));
         c.release();
         assert_eq!(b.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn reserve_waits_for_bytes_to_come_back_when_asked() {
+        let b = Budget::new(100);
+        let mut first = b.hold();
+        first.take(80).unwrap();
+        let mut second = b.hold();
+        assert!(
+            second.reserve(50).await.is_err(),
+            "no wait: refused at once"
+        );
+        second.wait_up_to(std::time::Duration::from_secs(5));
+        let freed = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            drop(first);
+        });
+        second.reserve(50).await.unwrap();
+        freed.await.unwrap();
+        assert_eq!(b.in_use(), 50);
     }
 
     #[tokio::test]

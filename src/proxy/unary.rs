@@ -72,6 +72,9 @@ pub(super) fn code_label(headers: Option<&HeaderMap>) -> &'static str {
         .unwrap_or("2") // a response without a readable status is UNKNOWN
 }
 
+/// How long an answer may wait for buffer space when the budget is in use.
+const ANSWER_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One message as read: the framed bytes as they came, and the plain
 /// message (inflated when the frame was compressed).
 struct Message {
@@ -258,7 +261,7 @@ async fn encode(
             })
         })
         .await?;
-    held.take(body.len())?;
+    held.reserve(body.len()).await?;
     Ok((body, n))
 }
 
@@ -378,6 +381,9 @@ async fn send(
     let mut up = Request::from_parts(parts, body);
     upstream.prepare(&mut up);
     let limit = p.config.max_message_bytes;
+    // The upstream has acted on the call by now: its answer waits a while
+    // for buffer space rather than being dropped.
+    held.wait_up_to(ANSWER_BUDGET_WAIT);
     let sent = Instant::now();
     let exchange = async {
         let resp = upstream.send(up).await?;
