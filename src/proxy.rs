@@ -144,7 +144,12 @@ impl Proxy {
         peer: Arc<Peer>,
     ) -> Result<Response<Body>, Infallible> {
         let path = req.uri().path();
-        let service = classify::service_of(path);
+        // Bounded labels: a service this gateway does not serve is "other".
+        let service = match classify::service_of(path) {
+            s if self.services.class(s).is_some() => s,
+            s if s == reflection::V1 || s == reflection::V1ALPHA => s,
+            _ => "other",
+        };
         // Bounded labels: method names come from the schema, others are "other".
         let method = self
             .schema

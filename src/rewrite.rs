@@ -379,7 +379,7 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
     }
 
     /// `google.protobuf.Any`: descend into `value` (2) when `type_url` (1)
-    /// names a message that can lead to payloads.
+    /// names a message that can lead to payloads, or is a `Payload` itself.
     fn any(
         &mut self,
         bytes: &[u8],
@@ -400,6 +400,12 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         let Some(target) = schema.resolve_type_url(type_url) else {
             return Ok(None);
         };
+        if Some(target) == schema.payload_leaf() {
+            // An Any that is itself a Payload: its value is the payload.
+            return self.splice(bytes, base, depth, &[], schema::ANY, |n| {
+                (n == 2).then_some((Action::Payload, "value"))
+            });
+        }
         if schema.message(target).is_empty() {
             return Ok(None);
         }

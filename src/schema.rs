@@ -108,6 +108,9 @@ pub struct Schema {
     messages: Vec<MessagePlan>,
     by_name: HashMap<Box<str>, MessageId>,
     methods: HashMap<Box<str>, Method>,
+    /// `Payload` itself, in the codec's plan (an `Any` holding one is a
+    /// payload); `None` in the namespace plan.
+    payload_leaf: Option<MessageId>,
 }
 
 impl Schema {
@@ -156,6 +159,11 @@ impl Schema {
     /// All methods of all services in the descriptor set.
     pub fn methods(&self) -> impl Iterator<Item = &Method> {
         self.methods.values()
+    }
+
+    /// The `Payload` message, when this plan's leaves are payloads.
+    pub fn payload_leaf(&self) -> Option<MessageId> {
+        self.payload_leaf
     }
 
     /// True when `service` is defined in this descriptor set.

@@ -69,29 +69,19 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let max = limit.saturating_add(frame::HEADER);
-    let mut first: Option<Bytes> = None;
-    let mut more: Option<BytesMut> = None;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
     let mut trailers = None;
     while let Some(f) = body.frame().await {
         let f = f.map_err(|e| BodyError::Read(crate::upstream::error_chain(&e)))?;
         let f = match f.into_data() {
             Ok(data) => {
-                let len =
-                    first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, |m| m.len());
                 if len + data.len() > max {
                     return Err(BodyError::TooLarge { limit });
                 }
                 held.reserve(data.len()).await?;
-                match (&first, &mut more) {
-                    (None, _) => first = Some(data),
-                    (Some(_), Some(m)) => m.extend_from_slice(&data),
-                    (Some(f), None) => {
-                        let mut m = BytesMut::with_capacity(f.len() + data.len());
-                        m.extend_from_slice(f);
-                        m.extend_from_slice(&data);
-                        more = Some(m);
-                    }
-                }
+                len += data.len();
+                chunks.push(data);
                 continue;
             }
             Err(f) => f,
@@ -100,14 +90,20 @@ where
             trailers = Some(t);
         }
     }
-    // One chunk (the usual case) is used as it is: no copy.
-    let bytes = match more {
-        Some(m) => {
-            // The first chunk's bytes now live in `m` too: counted once more.
-            held.reserve(first.as_ref().map_or(0, Bytes::len)).await?;
-            m.freeze()
+    // One chunk (small messages) is used as it is; several are copied once
+    // into a buffer of the exact size, which is counted while both exist.
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            held.reserve(len).await?;
+            let mut joined = BytesMut::with_capacity(len);
+            for c in chunks.drain(..) {
+                joined.extend_from_slice(&c);
+            }
+            held.shrink_to(held.bytes() - len);
+            joined.freeze()
         }
-        None => first.unwrap_or_default(),
     };
     Ok(Whole { bytes, trailers })
 }

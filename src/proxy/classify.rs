@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::{ProxyError, reflection};
 use crate::{
     config::ProxyConfig,
-    schema::{EMBEDDED_API, Method, Schema},
+    schema::{Method, Schema},
 };
 
 /// How a service's calls are handled.
@@ -42,12 +42,17 @@ pub struct Services {
 
 /// A configured service the gateway cannot classify.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "proxy.allowed_services: {service:?} is not in the Temporal API schema ({EMBEDDED_API}), so sealgate cannot tell whether it carries payloads; list it in proxy.opaque_services to stream it unread anyway"
-)]
+#[error("proxy: service {service:?} {reason}")]
 pub struct UnknownService {
     pub service: String,
+    pub reason: &'static str,
 }
+
+const NOT_IN_SCHEMA: &str = concat!(
+    "in proxy.allowed_services is not in the Temporal API schema (",
+    env!("SEALGATE_TEMPORAL_API"),
+    "), so sealgate cannot tell whether it carries payloads; list it in proxy.opaque_services too to stream it unread anyway"
+);
 
 impl Services {
     /// Classifies the configured services against the payload plan and the
@@ -66,11 +71,20 @@ impl Services {
             } else if config.opaque_services.contains(s) {
                 continue;
             } else {
-                return Err(UnknownService { service: s.clone() });
+                return Err(UnknownService {
+                    service: s.clone(),
+                    reason: NOT_IN_SCHEMA,
+                });
             };
             classes.insert(s.as_str().into(), class);
         }
         for s in &config.opaque_services {
+            if !config.allowed_services.contains(s) {
+                return Err(UnknownService {
+                    service: s.clone(),
+                    reason: "is in proxy.opaque_services but not in proxy.allowed_services; list it in both to serve it",
+                });
+            }
             if payloads.defines_service(s) {
                 // The schema knows it: classify it like any other.
                 let class = if payloads.service_reaches(s) || namespaces.service_reaches(s) {

@@ -46,6 +46,8 @@ pub enum ProxyError {
         "EOF: the request carries no message, and a unary call carries exactly one; nothing was forwarded"
     )]
     NoMessage,
+    #[error("a namespace field of the request is not UTF-8 text, so no rule can allow it")]
+    NamespaceNotText,
     #[error("request: {0}")]
     RequestFrame(FrameError),
     #[error("request body is over the {limit}-byte limit (proxy.max_message_bytes)")]
@@ -121,7 +123,7 @@ impl ProxyError {
             ProxyError::ServiceNotAllowed { .. }
             | ProxyError::UnknownMethod { .. }
             | ProxyError::StreamingNotRewritten { .. } => Code::Unimplemented,
-            ProxyError::Head(_) => Code::InvalidArgument,
+            ProxyError::Head(_) | ProxyError::NamespaceNotText => Code::InvalidArgument,
             ProxyError::Budget(_) => Code::ResourceExhausted,
             ProxyError::RequestTimeout(_) => Code::DeadlineExceeded,
             // What a Temporal frontend (grpc-go) answers a unary call
@@ -164,6 +166,7 @@ impl ProxyError {
             | ProxyError::Head(_)
             | ProxyError::RequestTimeout(_)
             | ProxyError::NoMessage
+            | ProxyError::NamespaceNotText
             | ProxyError::RequestFrame(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestBody(_)

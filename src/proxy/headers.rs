@@ -7,6 +7,12 @@ use http::{HeaderMap, Method, Uri, header};
 use super::ProxyError;
 use crate::grpc::GRPC_ENCODING;
 
+/// The header Temporal clients name their namespace in.
+pub const NAMESPACE: &str = "temporal-namespace";
+
+/// Message encodings sealgate reads (and so may let an upstream use).
+const READABLE: [&str; 2] = ["identity", "gzip"];
+
 /// Headers that belong to one hop (RFC 9110 §7.6.1) or that sealgate sets.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -34,6 +40,8 @@ pub enum HeadError {
     Path(String),
     #[error("HTTP method {0} is not gRPC: gRPC calls are POST")]
     Method(String),
+    #[error("temporal-namespace header is not printable ASCII")]
+    Namespace,
 }
 
 impl HeadError {
@@ -71,11 +79,16 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Head
             String::from_utf8_lossy(ct.as_bytes()).into_owned(),
         ));
     }
-    for name in ["te", GRPC_ENCODING] {
+    for name in ["te", GRPC_ENCODING, NAMESPACE] {
         let n = headers.get_all(name).iter().count();
         if n > 1 {
             return Err(HeadError::Duplicated(name, n));
         }
+    }
+    if let Some(ns) = headers.get(NAMESPACE)
+        && ns.to_str().is_err()
+    {
+        return Err(HeadError::Namespace);
     }
     Ok(())
 }
@@ -118,6 +131,29 @@ pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool) {
     if !forward_authorization {
         // The caller's credentials are for sealgate, not for the upstream.
         headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Keeps in `grpc-accept-encoding` only the encodings sealgate can read, so
+/// an upstream never answers in one it cannot decode (after it acted).
+pub fn accept_readable(headers: &mut HeaderMap) {
+    let Some(v) = headers.get("grpc-accept-encoding") else {
+        return;
+    };
+    let kept: Vec<&str> = v
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| READABLE.contains(e))
+        .collect();
+    match http::HeaderValue::from_str(&kept.join(",")) {
+        Ok(v) if !kept.is_empty() => {
+            headers.insert("grpc-accept-encoding", v);
+        }
+        _ => {
+            headers.remove("grpc-accept-encoding");
+        }
     }
 }
 
@@ -205,6 +241,31 @@ mod tests {
             ]),
             Err(HeadError::Duplicated("te", 2))
         );
+        assert_eq!(
+            run(&[
+                ("content-type", b"application/grpc"),
+                ("temporal-namespace", b"a"),
+                ("temporal-namespace", b"b")
+            ]),
+            Err(HeadError::Duplicated("temporal-namespace", 2))
+        );
+        assert_eq!(
+            run(&[
+                ("content-type", b"application/grpc"),
+                ("temporal-namespace", b"prod-\xff")
+            ]),
+            Err(HeadError::Namespace)
+        );
+    }
+
+    #[test]
+    fn only_readable_encodings_are_offered_upstream() {
+        let mut h = head(&[("grpc-accept-encoding", b"identity, deflate, gzip")]);
+        accept_readable(&mut h);
+        assert_eq!(h["grpc-accept-encoding"], "identity,gzip");
+        let mut h = head(&[("grpc-accept-encoding", b"zstd")]);
+        accept_readable(&mut h);
+        assert!(h.get("grpc-accept-encoding").is_none());
     }
 
     #[test]

@@ -26,11 +26,15 @@ pub(super) async fn call(
         .unwrap_or("")
         .to_string();
     let namespace = namespace.as_str();
-    if opaque {
+    let namespace = if opaque {
         caller.may_use(namespace)?;
+        namespace
     } else {
+        // Health checks name no namespace's data: they go to the system
+        // upstream, whatever header they carry (it was not authorized).
         caller.known()?;
-    }
+        ""
+    };
     let upstream = p.router.pick(namespace, req.headers())?;
     let (mut parts, body) = req.into_parts();
     if let Some(t) = upstream.translation()

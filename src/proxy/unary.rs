@@ -45,15 +45,22 @@ impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
     }
 }
 
-/// A visitor over the namespace plan that collects every name it meets.
+/// A visitor over the namespace plan that collects every distinct name it
+/// meets (a name that is not UTF-8 is refused: no rule could match it).
 #[derive(Default)]
-struct Names(Vec<String>);
+struct Names {
+    names: std::collections::HashSet<String>,
+    not_utf8: bool,
+}
 
 impl PayloadVisitor for Names {
     fn payload(&mut self, field: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        let name = String::from_utf8_lossy(field);
-        if !name.is_empty() && !self.0.iter().any(|n| *n == name) {
-            self.0.push(name.into_owned());
+        match std::str::from_utf8(field) {
+            Ok(name) if !name.is_empty() && !self.names.contains(name) => {
+                self.names.insert(name.to_string());
+            }
+            Ok(_) => {}
+            Err(_) => self.not_utf8 = true,
         }
         Ok(None)
     }
@@ -71,6 +78,9 @@ pub(super) fn code_label(headers: Option<&HeaderMap>) -> &'static str {
         .and_then(|i| CODES.get(i).copied())
         .unwrap_or("2") // a response without a readable status is UNKNOWN
 }
+
+/// How long sealgate reads a non-gRPC answer (an HTTP error page) to quote it.
+const NOT_GRPC_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long an answer may wait for buffer space when the budget is in use.
 const ANSWER_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -95,6 +105,17 @@ pub(super) async fn call(
     req: Request<Incoming>,
 ) -> Result<Routed, ProxyError> {
     let (mut parts, body) = req.into_parts();
+    // Before any work: a caller no rule matches, or one whose header names
+    // a namespace it may not use, is refused without reading the body.
+    caller.known()?;
+    if let Some(h) = parts
+        .headers
+        .get(headers::NAMESPACE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty())
+    {
+        caller.may_use(h)?;
+    }
     let mut held = p.budget.hold();
     let message = read(p, body, &parts.headers, &mut held).await?;
     let namespace = authorize(p, &caller, method, &message.plain, &parts.headers)?;
@@ -183,11 +204,14 @@ fn authorize(
         }
     })?;
     if let Some(h) = headers
-        .get("temporal-namespace")
+        .get(headers::NAMESPACE)
         .and_then(|v| v.to_str().ok())
         .filter(|h| !h.is_empty())
     {
         names.payload(h.as_bytes())?;
+    }
+    if names.not_utf8 {
+        return Err(ProxyError::NamespaceNotText);
     }
     let cluster_level = if method.namespace_field.is_none() {
         // The request has no namespace of its own (ListNamespaces, cluster
@@ -197,14 +221,14 @@ fn authorize(
     } else {
         // A namespace by id cannot be checked against name rules; a call
         // naming no namespace at all is not scoped to one.
-        method.names_namespace_id(message) || names.0.is_empty()
+        method.names_namespace_id(message) || names.names.is_empty()
     };
     if cluster_level {
         caller.may_use("")?;
-    } else if names.0.is_empty() {
+    } else if names.names.is_empty() {
         caller.known()?;
     }
-    for name in &names.0 {
+    for name in &names.names {
         caller.may_use(name)?;
     }
     let namespace = namespace(method, message, headers)?.to_string();
@@ -392,7 +416,7 @@ async fn send(
             // An HTTP answer from something in front of Temporal (a load
             // balancer, nginx refusing a certificate or an API key).
             let mut scratch = p.budget.hold();
-            let text = body::read(body, 1024, &mut scratch, None)
+            let text = body::read(body, 1024, &mut scratch, Some(NOT_GRPC_BODY_WAIT))
                 .await
                 .map(|w| w.bytes)
                 .unwrap_or_default();
@@ -405,6 +429,8 @@ async fn send(
                     .join(" "),
             });
         }
+        // The request is sent: its bytes go back before the answer's come.
+        held.release();
         let whole = body::read(body, limit, held, None)
             .await
             .map_err(|e| response_error(upstream, e))?;
@@ -489,6 +515,9 @@ async fn decode(
         .await?;
     drop(message);
     let body = translate(p, upstream, method.output, body, None, false)?;
+    // The decoded answer (snappy may have grown it) is what stays buffered.
+    held.release();
+    held.reserve(body.len()).await?;
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok((body, trailers, decoded))

@@ -191,6 +191,38 @@ fn any_bodies_are_resolved_by_type_url() {
     assert!(matches!(out, Cow::Borrowed(_)) && wrap.seen.is_empty());
 }
 
+#[test]
+fn an_any_holding_a_payload_or_payloads_is_a_payload() {
+    let s = schema();
+    let msg = id(&s, "temporal.api.protocol.v1.Message");
+    let p = json("\"in-any\"");
+    let bytes = protocol_message(schema::PAYLOAD, &p.encode_to_vec());
+    let mut wrap = Wrap::default();
+    let enc = rewrite(&s, msg, &bytes, &mut wrap).unwrap();
+    assert_eq!(wrap.seen, vec![p.encode_to_vec()]);
+    assert!(enc.windows(12).any(|w| w == b"test/wrapped"), "rewritten");
+    assert_eq!(rewrite(&s, msg, &enc, &mut Unwrap).unwrap().as_ref(), bytes);
+
+    let ps = Payloads {
+        payloads: vec![json("\"a\""), json("\"b\"")],
+    };
+    let bytes = protocol_message("temporal.api.common.v1.Payloads", &ps.encode_to_vec());
+    let mut wrap = Wrap::default();
+    let enc = rewrite(&s, msg, &bytes, &mut wrap).unwrap();
+    assert_eq!(wrap.seen.len(), 2);
+    assert_eq!(rewrite(&s, msg, &enc, &mut Unwrap).unwrap().as_ref(), bytes);
+
+    // The namespace plan never takes a Payload for a name.
+    let names = Schema::embedded_namespaces().unwrap();
+    let bytes = protocol_message(schema::PAYLOAD, &p.encode_to_vec());
+    let mut wrap = Wrap::default();
+    let nid = names
+        .message_id("temporal.api.protocol.v1.Message")
+        .unwrap();
+    rewrite(&names, nid, &bytes, &mut wrap).unwrap();
+    assert!(wrap.seen.is_empty());
+}
+
 /// `temporal.api.protocol.v1.Message { id: "m1", body: Any(name, value) }`.
 fn protocol_message(name: &str, value: &[u8]) -> Vec<u8> {
     let mut any = Vec::new();

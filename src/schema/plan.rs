@@ -319,6 +319,7 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
         messages,
         by_name,
         methods,
+        payload_leaf: (leaves == Leaves::Payloads).then_some(payload),
     })
 }
 

@@ -259,6 +259,16 @@ async fn only_one_strict_grpc_content_type_is_accepted() {
         ("te", b"trailers"),
     ];
     refused(&r.call(&path, dup_te, body.clone()).await, "3", "te header");
+    let dup_namespace: &[(&str, &[u8])] = &[
+        ("content-type", b"application/grpc"),
+        ("temporal-namespace", b"default"),
+        ("temporal-namespace", b"other"),
+    ];
+    refused(
+        &r.call(&path, dup_namespace, body.clone()).await,
+        "3",
+        "temporal-namespace header sent 2 times",
+    );
     let odd = format!("{path}?x=1");
     refused(&r.call(&odd, GRPC, body.clone()).await, "3", "method path");
     r.nothing_forwarded();
