@@ -91,17 +91,17 @@ where
         }
     }
     // One chunk (small messages) is used as it is; several are copied once
-    // into a buffer of the exact size, which is counted while both exist.
+    // into a buffer of the exact size. (The chunks and the copy coexist only
+    // within this step, which does not wait: the budget counts the bytes a
+    // call keeps, so the copy takes their place.)
     let bytes = match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.pop().unwrap_or_default(),
         _ => {
-            held.reserve(len).await?;
             let mut joined = BytesMut::with_capacity(len);
             for c in chunks.drain(..) {
                 joined.extend_from_slice(&c);
             }
-            held.shrink_to(held.bytes() - len);
             joined.freeze()
         }
     };

@@ -144,6 +144,17 @@ impl Held {
         }
     }
 
+    /// Holds exactly `n` bytes: takes the difference (as [`Held::reserve`]
+    /// does) or gives the surplus back, in one step.
+    pub async fn set_to(&mut self, n: usize) -> Result<(), Exhausted> {
+        if n > self.bytes {
+            self.reserve(n - self.bytes).await
+        } else {
+            self.shrink_to(n);
+            Ok(())
+        }
+    }
+
     /// Gives everything back now.
     pub fn release(&mut self) {
         self.permit = None;
@@ -215,6 +226,15 @@ mod tests {
 
     use super::*;
 
+    /// Runs a future that never waits (no timer, no wakeup needed).
+    fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     #[test]
     fn takes_until_spent_and_returns_on_drop() {
         let b = Budget::new(100);
@@ -234,6 +254,10 @@ mod tests {
         assert_eq!(b.in_use(), 40);
         c.shrink_to(15);
         assert_eq!((b.in_use(), c.bytes()), (15, 15));
+        futures_lite_block(c.set_to(25)).unwrap();
+        assert_eq!((b.in_use(), c.bytes()), (25, 25));
+        futures_lite_block(c.set_to(5)).unwrap();
+        assert_eq!((b.in_use(), c.bytes()), (5, 5));
         c.release();
         assert_eq!(b.in_use(), 0);
     }

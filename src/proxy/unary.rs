@@ -121,7 +121,7 @@ pub(super) async fn call(
     let namespace = authorize(p, &caller, method, &message.plain, &parts.headers)?;
     let upstream = p.router.pick(&namespace, &parts.headers)?;
     let mut session = p.codec.session(&namespace);
-    let (body, encoded) = encode(p, method, &mut session, &message, &mut held).await?;
+    let (body, encoded) = encode(p, method, &mut session, &message).await?;
     // The request's buffers are not needed past here; a long poll would
     // otherwise hold them (and the receive buffer they share) for minutes.
     drop(message);
@@ -133,8 +133,9 @@ pub(super) async fn call(
         Some(&mut parts.headers),
         true,
     )?;
-    // From here the request's bytes count as the one body being sent.
-    held.shrink_to(body.len());
+    // From here the request's bytes count as the one body being sent (the
+    // encoded copy existed beside the input only within the encode step).
+    held.set_to(body.len()).await?;
     let (mut parts, answer) = send(p, method, &upstream, parts, body, &mut held).await?;
     let (body, trailers, decoded) = decode(
         p, method, &session, &upstream, &mut parts, answer, &mut held,
@@ -268,7 +269,6 @@ async fn encode(
     method: &Method,
     session: &mut Session,
     message: &Message,
-    held: &mut Held,
 ) -> Result<(Bytes, u64), ProxyError> {
     let (body, n) = session
         .encode_with(|e| {
@@ -285,7 +285,6 @@ async fn encode(
             })
         })
         .await?;
-    held.reserve(body.len()).await?;
     Ok((body, n))
 }
 
@@ -516,8 +515,7 @@ async fn decode(
     drop(message);
     let body = translate(p, upstream, method.output, body, None, false)?;
     // The decoded answer (snappy may have grown it) is what stays buffered.
-    held.release();
-    held.reserve(body.len()).await?;
+    held.set_to(body.len()).await?;
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok((body, trailers, decoded))
