@@ -107,6 +107,13 @@ impl Rig {
         self.call(path, &h, framed(&[message], false)).await
     }
 
+    /// A call that must go through (status 0).
+    async fn ok(&self, path: &str, extra: &[(&str, &[u8])], message: &[u8]) -> RawAnswer {
+        let a = self.grpc(path, extra, message).await;
+        assert_eq!(a.grpc_status().as_deref(), Some("0"), "{path}: {a:?}");
+        a
+    }
+
     fn nothing_forwarded(&self) {
         let seen = self.upstream.requests();
         assert!(
@@ -127,14 +134,12 @@ fn refused(a: &RawAnswer, code: &str, needle: &str) {
 #[tokio::test]
 async fn rewritten_services_are_encoded_and_operator_service_is_one_of_them() {
     let r = rig("").await;
-    let a = r
-        .grpc(
-            &format!("{WS}StartWorkflowExecution"),
-            &[],
-            &start("default"),
-        )
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(
+        &format!("{WS}StartWorkflowExecution"),
+        &[],
+        &start("default"),
+    )
+    .await;
     let sent = r.upstream.last();
     assert!(
         !contains(&sent.body, SECRET),
@@ -160,10 +165,8 @@ async fn rewritten_services_are_encoded_and_operator_service_is_one_of_them() {
         }),
     }
     .encode_to_vec();
-    let a = r
-        .grpc(&format!("{OS}CreateNexusEndpoint"), &[], &create)
+    r.ok(&format!("{OS}CreateNexusEndpoint"), &[], &create)
         .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
     let sent = r.upstream.last();
     assert_eq!(sent.path, format!("{OS}CreateNexusEndpoint"));
     assert!(
@@ -177,8 +180,7 @@ async fn rewritten_services_are_encoded_and_operator_service_is_one_of_them() {
 async fn health_streams_and_reflection_is_answered_here() {
     let r = rig("").await;
     let check = [0x0a, 0x01, b'x'];
-    let a = r.grpc("/grpc.health.v1.Health/Check", &[], &check).await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok("/grpc.health.v1.Health/Check", &[], &check).await;
     let sent = r.upstream.last();
     assert_eq!(
         sent.body,
@@ -189,13 +191,12 @@ async fn health_streams_and_reflection_is_answered_here() {
     let before = r.upstream.requests().len();
     let list = [0x3a, 0x01, b'*']; // ServerReflectionRequest.list_services
     let a = r
-        .grpc(
+        .ok(
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
             &[],
             &list,
         )
         .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
     assert!(contains(
         &a.body,
         b"temporal.api.workflowservice.v1.WorkflowService"
@@ -296,111 +297,104 @@ async fn every_namespace_a_call_names_is_authorized() {
         ("authorization", bearer.as_bytes()),
         ("temporal-namespace", b"team1"),
     ];
-    let add = AddSearchAttributesRequest {
-        search_attributes: [("Leak".to_string(), 2)].into(),
-        namespace: "team2".into(),
+    let id = "6f7c1b52-0000-4000-8000-000000000002";
+    let worker = |namespace: &str| EndpointTarget {
+        variant: Some(endpoint_target::Variant::Worker(endpoint_target::Worker {
+            namespace: namespace.into(),
+            task_queue: "q".into(),
+        })),
+    };
+    // (method, request, what the refusal names). A namespace named by id is
+    // not checkable against name rules, so cluster-level; so are Nexus
+    // endpoints, whatever they target, and calls naming no namespace.
+    let cases: Vec<(String, Vec<u8>, &str)> = vec![
+        (
+            format!("{OS}AddSearchAttributes"),
+            AddSearchAttributesRequest {
+                search_attributes: [("Leak".to_string(), 2)].into(),
+                namespace: "team2".into(),
+            }
+            .encode_to_vec(),
+            "team2",
+        ),
+        (
+            format!("{OS}DeleteNamespace"),
+            DeleteNamespaceRequest {
+                namespace: "team2".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            "team2",
+        ),
+        (
+            format!("{OS}DeleteNamespace"),
+            DeleteNamespaceRequest {
+                namespace_id: id.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            "system = true",
+        ),
+        (
+            format!("{WS}DescribeNamespace"),
+            DescribeNamespaceRequest {
+                id: id.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            "system = true",
+        ),
+        (
+            format!("{OS}CreateNexusEndpoint"),
+            CreateNexusEndpointRequest {
+                spec: Some(EndpointSpec {
+                    name: "x".into(),
+                    target: Some(worker("team2")),
+                    ..Default::default()
+                }),
+            }
+            .encode_to_vec(),
+            "system = true",
+        ),
+        (
+            format!("{WS}StartWorkflowExecution"),
+            start("team2"),
+            "team2",
+        ),
+        (
+            format!("{WS}ListNamespaces"),
+            ListNamespacesRequest::default().encode_to_vec(),
+            "system = true",
+        ),
+    ];
+    for (path, message, names) in &cases {
+        let a = r.grpc(path, team1, message).await;
+        assert_eq!(a.grpc_status().as_deref(), Some("7"), "{path}: {a:?}");
+        assert!(
+            a.grpc_message().contains(names),
+            "{path}: {}",
+            a.grpc_message()
+        );
     }
-    .encode_to_vec();
-    refused(
-        &r.grpc(&format!("{OS}AddSearchAttributes"), team1, &add)
-            .await,
-        "7",
-        "team2",
-    );
-    let delete = DeleteNamespaceRequest {
-        namespace: "team2".into(),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    refused(
-        &r.grpc(&format!("{OS}DeleteNamespace"), team1, &delete)
-            .await,
-        "7",
-        "team2",
-    );
-    // By id: not checkable against name rules, so cluster-level.
-    let by_id = DeleteNamespaceRequest {
-        namespace_id: "6f7c1b52-0000-4000-8000-000000000002".into(),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    refused(
-        &r.grpc(&format!("{OS}DeleteNamespace"), team1, &by_id).await,
-        "7",
-        "system = true",
-    );
-    let describe = DescribeNamespaceRequest {
-        id: "6f7c1b52-0000-4000-8000-000000000002".into(),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    refused(
-        &r.grpc(&format!("{WS}DescribeNamespace"), team1, &describe)
-            .await,
-        "7",
-        "system = true",
-    );
-    // Nexus endpoints are cluster-level, whatever they target; a start
-    // whose body says team2 is for team2.
-    let create = CreateNexusEndpointRequest {
-        spec: Some(EndpointSpec {
-            name: "x".into(),
-            target: Some(EndpointTarget {
-                variant: Some(endpoint_target::Variant::Worker(endpoint_target::Worker {
-                    namespace: "team2".into(),
-                    task_queue: "q".into(),
-                })),
-            }),
-            ..Default::default()
-        }),
-    }
-    .encode_to_vec();
-    refused(
-        &r.grpc(&format!("{OS}CreateNexusEndpoint"), team1, &create)
-            .await,
-        "7",
-        "system = true",
-    );
-    refused(
-        &r.grpc(
-            &format!("{WS}StartWorkflowExecution"),
-            team1,
-            &start("team2"),
-        )
-        .await,
-        "7",
-        "team2",
-    );
-    // Names no namespace: needs system = true.
-    let list = ListNamespacesRequest::default().encode_to_vec();
-    refused(
-        &r.grpc(&format!("{WS}ListNamespaces"), team1, &list).await,
-        "7",
-        "system = true",
-    );
     r.nothing_forwarded();
 
     // What team1 may do goes through; the SDKs' handshake needs only a token.
-    let a = r
-        .grpc(
-            &format!("{WS}StartWorkflowExecution"),
-            team1,
-            &start("team1"),
-        )
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(
+        &format!("{WS}StartWorkflowExecution"),
+        team1,
+        &start("team1"),
+    )
+    .await;
+    let list = ListNamespacesRequest::default().encode_to_vec();
     let info = GetSystemInfoRequest::default().encode_to_vec();
-    let a = r.grpc(&format!("{WS}GetSystemInfo"), team1, &info).await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(&format!("{WS}GetSystemInfo"), team1, &info).await;
     let admin = format!("Bearer {ADMIN}");
-    let a = r
-        .grpc(
-            &format!("{WS}ListNamespaces"),
-            &[("authorization", admin.as_bytes())],
-            &list,
-        )
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(
+        &format!("{WS}ListNamespaces"),
+        &[("authorization", admin.as_bytes())],
+        &list,
+    )
+    .await;
     let paths: Vec<_> = r.upstream.requests().into_iter().map(|s| s.path).collect();
     assert_eq!(
         paths,
@@ -508,8 +502,7 @@ async fn buffered_bytes_are_bounded_and_retryable_when_spent() {
         assert_ne!(a.grpc_status().as_deref(), Some("0"));
     }
     assert_eq!(r.gateway.app.buffered().0, 0);
-    let a = r.grpc(&path, &[], &start("default")).await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(&path, &[], &start("default")).await;
     assert_eq!(r.upstream.requests().len(), 1);
 }
 
@@ -553,24 +546,20 @@ async fn trailers_only_answers_stay_trailers_only() {
 async fn large_header_lists_pass_without_closing_the_connection() {
     let r = rig("").await;
     let big = "x".repeat(64 << 10);
-    let a = r
-        .grpc(
-            &format!("{WS}StartWorkflowExecution"),
-            &[("x-big", big.as_bytes())],
-            &start("default"),
-        )
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(
+        &format!("{WS}StartWorkflowExecution"),
+        &[("x-big", big.as_bytes())],
+        &start("default"),
+    )
+    .await;
     assert_eq!(r.upstream.last().headers["x-big"].len(), 64 << 10);
     // The same connection still serves.
-    let a = r
-        .grpc(
-            &format!("{WS}StartWorkflowExecution"),
-            &[],
-            &start("default"),
-        )
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    r.ok(
+        &format!("{WS}StartWorkflowExecution"),
+        &[],
+        &start("default"),
+    )
+    .await;
 }
 
 #[tokio::test]
