@@ -105,21 +105,11 @@ pub(super) async fn call(
     req: Request<Incoming>,
 ) -> Result<Routed, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    // Before any work: a caller no rule matches, or one whose header names
-    // a namespace it may not use, is refused without reading the body.
-    caller.known()?;
-    if let Some(h) = parts
-        .headers
-        .get(headers::NAMESPACE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty())
-    {
-        caller.may_use(h)?;
-    }
+    authorize_head(&caller, &parts.headers)?;
     let mut held = p.budget.hold();
     let message = read(p, body, &parts.headers, &mut held).await?;
     let namespace = authorize(p, &caller, method, &message.plain, &parts.headers)?;
-    let upstream = p.router.pick(&namespace, &parts.headers)?;
+    let upstream = route(p, &namespace, &parts.headers)?;
     let mut session = p.codec.session(&namespace);
     let (body, encoded) = encode(p, method, &mut session, &message).await?;
     // The request's buffers are not needed past here; a long poll would
@@ -143,6 +133,20 @@ pub(super) async fn call(
     .await?;
     tracing::Span::current().record("payloads", encoded + decoded);
     Ok(respond(parts, body, trailers, held, upstream))
+}
+
+/// Before any work: a caller no rule matches, or one whose header names a
+/// namespace it may not use, is refused without reading the body.
+fn authorize_head(caller: &Caller<'_>, headers: &HeaderMap) -> Result<(), ProxyError> {
+    caller.known()?;
+    if let Some(h) = headers
+        .get(headers::NAMESPACE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty())
+    {
+        caller.may_use(h)?;
+    }
+    Ok(())
 }
 
 /// Read: the body, bounded by size, budget and time, as exactly one message.
@@ -234,6 +238,11 @@ fn authorize(
     }
     let namespace = namespace(method, message, headers)?.to_string();
     Ok(namespace)
+}
+
+/// Route: the upstream that serves the authorized namespace.
+fn route(p: &Proxy, namespace: &str, headers: &HeaderMap) -> Result<Arc<Upstream>, ProxyError> {
+    Ok(p.router.pick(namespace, headers)?)
 }
 
 /// The namespace a call is for: its `temporal-namespace` header, else the
