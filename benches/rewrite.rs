@@ -3,6 +3,8 @@
 //! - `rewrite/<message>/<codec>`: one message through the rewriter, requests
 //!   encoded (towards the server), the poll response decoded (towards the
 //!   worker), with codec off / snappy / AES-256-GCM / both;
+//! - `audit/<message>`: the outgoing audit of an encoded request (every
+//!   field walked by type: unknown fields, the plaintext tripwire);
 //! - `aead/<impl>/<size>`: AES-256-GCM seal alone, RustCrypto `aes-gcm` vs
 //!   `ring` (the rustls crypto provider sealgate uses).
 //!
@@ -18,7 +20,10 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use sealgate::{
     codec::{ChainOptions, Pipeline, Session},
     keys::Key,
-    rewrite::rewrite,
+    rewrite::{
+        audit::{Checks, audit},
+        rewrite,
+    },
     schema::Schema,
 };
 use temporalio_protos::temporal::api::{
@@ -131,6 +136,37 @@ fn rewrite_benches(c: &mut Criterion) {
     }
 }
 
+fn audit_benches(c: &mut Criterion) {
+    let schema = Schema::embedded().unwrap();
+    let ws = "temporal.api.workflowservice.v1.";
+    let chain = chain(true, true);
+    let checks = Checks {
+        unknown: true,
+        plaintext: true,
+        own: b"binary/encrypted",
+    };
+    let mut group = c.benchmark_group("audit");
+    for (label, ty, plain) in [
+        ("start_1k", "StartWorkflowExecutionRequest", start_1k()),
+        (
+            "activity_completed_64k",
+            "RespondActivityTaskCompletedRequest",
+            activity_completed_64k(),
+        ),
+    ] {
+        let id = schema.message_id(&format!("{ws}{ty}")).unwrap();
+        let sent = rewrite(&schema, id, &plain, &mut chain.encoder())
+            .unwrap()
+            .into_owned();
+        audit(&schema, id, &sent, checks).unwrap();
+        group.throughput(Throughput::Bytes(plain.len() as u64));
+        group.bench_function(label, |b| {
+            b.iter(|| audit(&schema, id, black_box(&sent), checks).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn aead_benches(c: &mut Criterion) {
     let key = [9u8; 32];
     let rustcrypto = Aes256Gcm::new(&key.into());
@@ -173,6 +209,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = rewrite_benches, aead_benches
+    targets = rewrite_benches, audit_benches, aead_benches
 }
 criterion_main!(benches);

@@ -6,14 +6,20 @@
 //! message. Properties: nothing panics; when encode succeeds, decoding its
 //! output gives the input back byte for byte, except that length prefixes on
 //! the path to each payload come back in canonical (shortest) form, as
-//! re-emitting every payload unchanged produces; decode of anything is safe.
+//! re-emitting every payload unchanged produces; decode of anything is safe;
+//! the outgoing audit never panics, and its tripwire never fires on what
+//! encode produced (every payload the schema can reach leaves encrypted).
 
 use std::sync::OnceLock;
 
 use sealgate::{
     codec::{ChainOptions, CodecError, Pipeline, Session},
     keys::Key,
-    rewrite::{PayloadVisitor, rewrite},
+    rewrite::{
+        PayloadVisitor,
+        audit::{Checks, audit},
+        rewrite,
+    },
     schema::{FAILURE, MessageId, RPC_STATUS, Schema, WORKFLOW_SERVICE},
 };
 
@@ -86,7 +92,27 @@ pub(crate) fn run(data: &[u8]) {
     };
     let s = state();
     let id = s.types[usize::from(sel) % s.types.len()];
+    let checks = Checks {
+        unknown: false,
+        plaintext: true,
+        own: b"binary/encrypted",
+    };
+    let _ = audit(
+        &s.schema,
+        id,
+        msg,
+        Checks {
+            unknown: true,
+            ..checks
+        },
+    );
     if let Ok(enc) = rewrite(&s.schema, id, msg, &mut s.chain.encoder()) {
+        if let Err(f) = audit(&s.schema, id, &enc, checks) {
+            assert!(
+                !matches!(f, sealgate::rewrite::audit::Finding::Plaintext { .. }),
+                "the tripwire fired on encode's own output: {f}"
+            );
+        }
         let dec = rewrite(&s.schema, id, &enc, &mut s.chain.decoder())
             .expect("decoding our own encoding succeeds");
         let canonical = rewrite(&s.schema, id, msg, &mut Touch).expect("encode parsed it");

@@ -163,6 +163,10 @@ pub struct ProxyConfig {
     pub max_concurrent_streams: u32,
     /// Largest header list (request metadata) accepted, in bytes.
     pub max_header_list_bytes: u32,
+    /// `[schema] unknown_request_fields = "forward"`: forward requests with
+    /// fields the schema does not define (counted and warned about) instead
+    /// of refusing them.
+    pub forward_unknown_fields: bool,
 }
 
 /// Default of `[proxy] memory_budget_bytes`: 1 GiB.
@@ -467,10 +471,13 @@ impl Config {
             }
         };
 
-        let proxy = match root.table("proxy", &mut issues) {
+        let mut proxy = match root.table("proxy", &mut issues) {
             Some(mut t) => proxy_section(&mut t, &mut issues),
             None => proxy_section(&mut Table::empty("proxy", env), &mut issues),
         };
+        if let Some(mut t) = root.table("schema", &mut issues) {
+            proxy.forward_unknown_fields = schema_section(&mut t, &mut issues);
+        }
         let upstream_options = match root.table("upstream_options", &mut issues) {
             Some(mut t) => upstream_section(&mut t, base, env, &mut issues),
             None => upstream_section(
@@ -1094,7 +1101,26 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         request_body_timeout,
         max_concurrent_streams: max_concurrent_streams.clamp(1, 100_000) as u32,
         max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
+        forward_unknown_fields: false,
     }
+}
+
+/// The `[schema]` section: whether requests with fields the schema does not
+/// define are forwarded (true) or refused (false, the default).
+fn schema_section(t: &mut Table<'_>, issues: &mut Issues) -> bool {
+    let forward = match t.string("unknown_request_fields", issues).as_deref() {
+        None | Some("refuse") => false,
+        Some("forward") => true,
+        Some(other) => {
+            issues.push(
+                &t.path("unknown_request_fields"),
+                format!("{other:?}: use \"refuse\" (default) or \"forward\""),
+            );
+            false
+        }
+    };
+    t.finish(issues);
+    forward
 }
 
 /// Names of Temporal's client environment variables for upstream settings.

@@ -56,6 +56,8 @@ pub struct Proxy {
     pub(crate) services: classify::Services,
     /// Bytes all calls together may buffer.
     pub(crate) budget: budget::Budget,
+    /// (message, field) pairs already warned about as unknown.
+    pub(crate) warned: std::sync::Mutex<std::collections::HashSet<(String, u32)>>,
     pub(crate) codec: Arc<Pipeline>,
     /// The default upstream (`upstream` + `[upstream_options]`).
     pub(crate) upstream: Arc<Upstream>,
@@ -98,6 +100,7 @@ impl Proxy {
             namespace_schema,
             services,
             budget: budget::Budget::new(config.memory_budget_bytes),
+            warned: Default::default(),
             reflection,
             schema,
             codec,

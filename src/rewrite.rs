@@ -10,6 +10,7 @@
 //! the input, and the output is written once, straight into its final buffer
 //! (a gRPC frame, say), with its exact size known before the first byte.
 
+pub mod audit;
 mod failure;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-pub use plan::{Action, Leaves, MessageKind, MessagePlan, PlannedField};
+pub use plan::{Action, FieldKind, Leaves, MessageKind, MessagePlan, PlannedField};
 
 /// The Temporal API descriptor set compiled into this binary.
 pub static EMBEDDED_DESCRIPTOR_SET: &[u8] =
@@ -35,9 +35,16 @@ pub const RPC_STATUS: &str = "google.rpc.Status";
 /// The gRPC service whose unary calls carry payloads.
 pub const WORKFLOW_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
 
-/// Fields that lead to payloads but must stay plaintext: the server indexes
-/// search attributes, so they are never encoded.
-pub const NEVER_ENCODED: &[(&str, u32)] = &[("temporal.api.common.v1.SearchAttributes", 1)];
+/// Fields that lead to payloads but must stay plaintext because the server
+/// itself reads them:
+/// - search attributes: the server indexes them for visibility queries;
+/// - a compute provider's and a compute scaler's `details`: the server
+///   reads them to start and scale workers for a deployment.
+pub const NEVER_ENCODED: &[(&str, u32)] = &[
+    ("temporal.api.common.v1.SearchAttributes", 1),
+    ("temporal.api.compute.v1.ComputeProvider", 2),
+    ("temporal.api.compute.v1.ComputeScaler", 2),
+];
 
 /// Index of a message type in a [`Schema`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +118,10 @@ pub struct Schema {
     /// `Payload` itself, in the codec's plan (an `Any` holding one is a
     /// payload); `None` in the namespace plan.
     payload_leaf: Option<MessageId>,
+    /// Every field of every message, sorted by number (codec's plan only).
+    kinds: Vec<Box<[(u32, FieldKind)]>>,
+    /// `google.protobuf.Any`, when the set defines it.
+    any: Option<MessageId>,
 }
 
 impl Schema {
@@ -122,7 +133,16 @@ impl Schema {
     /// Decodes a serialized `FileDescriptorSet` and computes its plan.
     pub fn from_descriptor_set(bytes: &[u8]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
-        plan::build(&set, Leaves::Payloads)
+        plan::build(&set, Leaves::Payloads, &[])
+    }
+
+    /// The embedded plan with `skip` left out of it, as a bug would leave
+    /// it: for tests that prove the outgoing audit catches what the plan
+    /// misses.
+    #[doc(hidden)]
+    pub fn embedded_without(skip: &[(&str, u32)]) -> Result<Schema, SchemaError> {
+        let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
+        plan::build(&set, Leaves::Payloads, skip)
     }
 
     /// The plan of every namespace-name string field (`namespace`,
@@ -130,7 +150,7 @@ impl Schema {
     /// rewriter hands each such field's bytes to its visitor.
     pub fn embedded_namespaces() -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        plan::build(&set, Leaves::Namespaces)
+        plan::build(&set, Leaves::Namespaces, &[])
     }
 
     /// Looks a message type up by its full name (no leading dot).
@@ -159,6 +179,21 @@ impl Schema {
     /// All methods of all services in the descriptor set.
     pub fn methods(&self) -> impl Iterator<Item = &Method> {
         self.methods.values()
+    }
+
+    /// What field `number` of message `id` holds; `None` for a field the
+    /// schema does not define (or in the namespace plan).
+    pub fn field_kind(&self, id: MessageId, number: u32) -> Option<FieldKind> {
+        let fields = self.kinds.get(id.0 as usize)?;
+        fields
+            .binary_search_by_key(&number, |(n, _)| *n)
+            .ok()
+            .map(|i| fields[i].1)
+    }
+
+    /// True when `id` is `google.protobuf.Any`.
+    pub fn is_any(&self, id: MessageId) -> bool {
+        Some(id) == self.any
     }
 
     /// The `Payload` message, when this plan's leaves are payloads.

@@ -46,6 +46,12 @@ pub struct Metrics {
     pub codec_duration: Histogram<f64>,
     /// Calls being served now, by service.
     pub in_flight: UpDownCounter<i64>,
+    /// Requests carrying fields or Any types the schema lacks, by message
+    /// type and action (`refused`/`forwarded`).
+    pub unknown_fields: Counter<u64>,
+    /// Requests the tripwire refused: a payload still plaintext after
+    /// encoding, by message type.
+    pub plaintext_refused: Counter<u64>,
 }
 
 /// Latency buckets in seconds: sub-millisecond codec work up to 75 s long polls.
@@ -134,6 +140,18 @@ impl Telemetry {
             in_flight: meter
                 .i64_up_down_counter("sealgate.calls.in_flight")
                 .with_description("Calls being served now")
+                .build(),
+            unknown_fields: meter
+                .u64_counter("sealgate.unknown_fields")
+                .with_description(
+                    "Requests with a field or Any type the schema lacks, by message and action",
+                )
+                .build(),
+            plaintext_refused: meter
+                .u64_counter("sealgate.plaintext_refused")
+                .with_description(
+                    "Requests refused because a payload was still plaintext after encoding",
+                )
                 .build(),
         };
         Ok(Telemetry {

@@ -125,6 +125,12 @@ impl Session {
         &self.policy
     }
 
+    /// True when this call's payloads are encrypted (the chain encrypts and
+    /// the namespace's policy has a key to encrypt with).
+    pub fn encrypts(&self) -> bool {
+        self.setup.chain.encrypts() && self.policy.encrypt().is_some()
+    }
+
     /// The chain's counters.
     pub fn stats(&self) -> &Arc<CodecStats> {
         self.setup.chain.stats()

@@ -48,6 +48,15 @@ pub enum ProxyError {
     NoMessage,
     #[error("a namespace field of the request is not UTF-8 text, so no rule can allow it")]
     NamespaceNotText,
+    #[error(
+        "{0}; nothing was forwarded. sealgate's schema is {api}: upgrade sealgate, or (at your own risk) set [schema] unknown_request_fields = \"forward\"",
+        api = crate::schema::EMBEDDED_API
+    )]
+    Unclassified(crate::rewrite::audit::Finding),
+    #[error(
+        "refused to forward plaintext: {0}; nothing was forwarded (a sealgate bug: please report it)"
+    )]
+    PlaintextRefused(crate::rewrite::audit::Finding),
     #[error("request: {0}")]
     RequestFrame(FrameError),
     #[error("request body is over the {limit}-byte limit (proxy.max_message_bytes)")]
@@ -124,6 +133,8 @@ impl ProxyError {
             | ProxyError::UnknownMethod { .. }
             | ProxyError::StreamingNotRewritten { .. } => Code::Unimplemented,
             ProxyError::Head(_) | ProxyError::NamespaceNotText => Code::InvalidArgument,
+            ProxyError::Unclassified(_) => Code::Unimplemented,
+            ProxyError::PlaintextRefused(_) => Code::Internal,
             ProxyError::Budget(_) => Code::ResourceExhausted,
             ProxyError::RequestTimeout(_) => Code::DeadlineExceeded,
             // What a Temporal frontend (grpc-go) answers a unary call
@@ -167,6 +178,7 @@ impl ProxyError {
             | ProxyError::RequestTimeout(_)
             | ProxyError::NoMessage
             | ProxyError::NamespaceNotText
+            | ProxyError::Unclassified(_)
             | ProxyError::RequestFrame(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestBody(_)
@@ -182,6 +194,7 @@ impl ProxyError {
             | ProxyError::Denied(_) => Side::Downstream,
             ProxyError::Route(_) => Side::Upstream,
             ProxyError::Encode(_)
+            | ProxyError::PlaintextRefused(_)
             | ProxyError::Decode(_)
             | ProxyError::Keys(_)
             | ProxyError::Budget(_) => Side::Internal,

@@ -123,6 +123,7 @@ pub(super) async fn call(
         Some(&mut parts.headers),
         true,
     )?;
+    audit(p, method, &session, &body)?;
     // From here the request's bytes count as the one body being sent (the
     // encoded copy existed beside the input only within the encode step).
     held.set_to(body.len()).await?;
@@ -382,6 +383,83 @@ fn translate(
     match rewrite_patched(&p.namespace_schema, id, &f.message, &mut visitor) {
         Ok(new) if new.changed() => Ok(frame_one(&new)),
         _ => Ok(body),
+    }
+}
+
+/// Audit: the request as it will leave, walked field by field (not by the
+/// plan): a field or Any type the schema lacks is refused (or, when the
+/// operator chose to forward them, counted and warned about once per
+/// type and field); a payload still plaintext is refused (the tripwire).
+fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(), ProxyError> {
+    use crate::rewrite::audit::{Checks, Finding, audit};
+    let Some(message) = body.get(frame::HEADER..) else {
+        return Ok(());
+    };
+    let checks = Checks {
+        unknown: true,
+        plaintext: session.encrypts(),
+        own: crate::codec::ENCODING_ENCRYPTED,
+    };
+    let found = match audit(&p.schema, method.input, message, checks) {
+        Ok(()) => return Ok(()),
+        Err(f) => f,
+    };
+    let label = |m: &str| KeyValue::new("message", m.to_string());
+    match found {
+        Finding::UnknownField { ref message, .. } | Finding::UnknownAny { ref message, .. } => {
+            let forward = p.config.forward_unknown_fields;
+            let action = if forward { "forwarded" } else { "refused" };
+            p.metrics
+                .unknown_fields
+                .add(1, &[label(message), KeyValue::new("action", action)]);
+            let number = match &found {
+                Finding::UnknownField { number, .. } => *number,
+                _ => 0,
+            };
+            let first = p
+                .warned
+                .lock()
+                .map(|mut w| w.len() < 1024 && w.insert((message.clone(), number)))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(method = %method.path, finding = %found, action, "request carries what the schema lacks");
+            }
+            if !forward {
+                return Err(ProxyError::Unclassified(found));
+            }
+            // Forwarded: the tripwire still looks at every payload.
+            let checks = Checks {
+                unknown: false,
+                ..checks
+            };
+            match audit(&p.schema, method.input, message_of(body), checks) {
+                Ok(()) => Ok(()),
+                Err(f) => Err(tripped(p, f)),
+            }
+        }
+        Finding::Malformed(e) => Err(ProxyError::MalformedRequest {
+            message: p.schema.message(method.input).name().to_string(),
+            source: e.into(),
+        }),
+        other => Err(tripped(p, other)),
+    }
+}
+
+fn message_of(body: &[u8]) -> &[u8] {
+    body.get(frame::HEADER..).unwrap_or_default()
+}
+
+/// The tripwire fired (or the encoded request does not parse).
+fn tripped(p: &Proxy, f: crate::rewrite::audit::Finding) -> ProxyError {
+    use crate::rewrite::audit::Finding;
+    match &f {
+        Finding::Plaintext { message, .. } => {
+            p.metrics
+                .plaintext_refused
+                .add(1, &[KeyValue::new("message", message.clone())]);
+            ProxyError::PlaintextRefused(f)
+        }
+        _ => ProxyError::PlaintextRefused(f),
     }
 }
 

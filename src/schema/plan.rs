@@ -18,6 +18,23 @@ pub enum Action {
     Any,
 }
 
+/// What a field of a message holds, for the audit of outgoing requests
+/// (every field, not only those on a payload path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A scalar, string, bytes or enum: cannot hold a payload.
+    Scalar,
+    /// A message of this type.
+    Message(MessageId),
+    /// A `Payload`.
+    Payload,
+    /// A `google.protobuf.Any`.
+    Any,
+    /// A payload path that stays plaintext by design (search attributes,
+    /// payloads the server reads): not audited.
+    Exempt,
+}
+
 /// Messages that get special treatment beyond their fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
@@ -137,7 +154,14 @@ fn is_namespace_field(message: &str, f: &prost_types::FieldDescriptorProto) -> b
             || NAMESPACE_NAME_FIELDS.contains(&(message, f.name())))
 }
 
-pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, SchemaError> {
+/// Builds the plan; `skip` names payload paths left out of the plan (but
+/// not of the audit's field kinds): tests use it to break the plan on
+/// purpose and prove the audit notices.
+pub(super) fn build(
+    set: &FileDescriptorSet,
+    leaves: Leaves,
+    skip: &[(&str, u32)],
+) -> Result<Schema, SchemaError> {
     // 1. Name every message type, nested ones included.
     let mut names: Vec<(String, &DescriptorProto)> = Vec::new();
     for file in &set.file {
@@ -155,9 +179,35 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
     let payload = lookup(PAYLOAD).ok_or(SchemaError::Missing(PAYLOAD))?;
     let any = lookup(ANY);
 
-    // 2. Keep only message-typed fields, resolved to indices.
+    // 2. Keep only message-typed fields, resolved to indices; for the
+    //    codec's plan, also every field's kind, for the audit.
     let mut raw = Vec::with_capacity(names.len());
+    let mut kinds: Vec<Box<[(u32, FieldKind)]>> = Vec::new();
     for (name, desc) in &names {
+        if leaves == Leaves::Payloads {
+            let mut all: Vec<(u32, FieldKind)> = desc
+                .field
+                .iter()
+                .map(|f| {
+                    let number = f.number() as u32;
+                    let kind = if f.r#type() != Type::Message {
+                        FieldKind::Scalar
+                    } else if NEVER_ENCODED.contains(&(name.as_str(), number)) {
+                        FieldKind::Exempt
+                    } else {
+                        match lookup(f.type_name()) {
+                            Some(t) if t == payload => FieldKind::Payload,
+                            Some(t) if Some(t) == any => FieldKind::Any,
+                            Some(t) => FieldKind::Message(t),
+                            None => FieldKind::Scalar,
+                        }
+                    };
+                    (number, kind)
+                })
+                .collect();
+            all.sort_by_key(|(n, _)| *n);
+            kinds.push(all.into_boxed_slice());
+        }
         let mut fields = Vec::new();
         for f in &desc.field {
             if leaves == Leaves::Namespaces && is_namespace_field(name, f) {
@@ -177,7 +227,8 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
                 type_name: f.type_name().to_string(),
             })?;
             if leaves == Leaves::Payloads
-                && NEVER_ENCODED.contains(&(name.as_str(), f.number() as u32))
+                && (NEVER_ENCODED.contains(&(name.as_str(), f.number() as u32))
+                    || skip.contains(&(name.as_str(), f.number() as u32)))
             {
                 continue;
             }
@@ -320,6 +371,8 @@ pub(super) fn build(set: &FileDescriptorSet, leaves: Leaves) -> Result<Schema, S
         by_name,
         methods,
         payload_leaf: (leaves == Leaves::Payloads).then_some(payload),
+        kinds,
+        any,
     })
 }
 

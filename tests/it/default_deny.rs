@@ -220,6 +220,18 @@ async fn unknown_methods_and_services_are_refused() {
     refused(&a, "12", "SomethingNew");
     let a = r.grpc("/acme.Billing/Charge", &[], &start("default")).await;
     refused(&a, "12", "acme.Billing");
+    // A field the schema lacks (a newer API's), even deep inside a payload
+    // path's neighbour, and an Any of an unknown type: refused.
+    let mut newer = start("default");
+    newer.extend_from_slice(b"\xc2\x3e\x03new"); // field 1000
+    let a = r
+        .grpc(&format!("{WS}StartWorkflowExecution"), &[], &newer)
+        .await;
+    refused(
+        &a,
+        "12",
+        "field 1000 of temporal.api.workflowservice.v1.StartWorkflowExecutionRequest",
+    );
     r.nothing_forwarded();
 }
 

@@ -209,8 +209,13 @@ async fn every_method_round_trips_with_no_canary_upstream() {
         max_depth: 4,
         ..Options::default()
     };
+    // Requests carry no unknown fields: those are refused (tested apart).
+    let request_opts = Options {
+        unknown_chance: 0,
+        ..opts
+    };
     for (i, (path, input, output)) in methods.iter().enumerate() {
-        let req = Gen::new(&pool, i as u64, opts).message(input);
+        let req = Gen::new(&pool, i as u64, request_opts).message(input);
         let resp = Gen::new(&pool, 1000 + i as u64, opts).message(output);
         responses
             .lock()
@@ -500,7 +505,7 @@ async fn malformed_requests_are_invalid_argument_and_never_forwarded() {
 async fn other_services_stream_through_and_unknown_ones_are_refused() {
     let r = rig(|rec| Reply::message(rec.body.slice(5..))).await;
     // OperatorService is allowed and passed through byte for byte.
-    let body = b"\x0a\x07default\x99\x01\x00".to_vec(); // includes an odd unknown field
+    let body = b"\x0a\x07default\x98\x01\x00".to_vec(); // includes an unknown varint field
     let a = r
         .client
         .call(
@@ -531,14 +536,31 @@ async fn other_services_stream_through_and_unknown_ones_are_refused() {
 
 #[tokio::test]
 async fn unknown_fields_survive_both_ways() {
-    let r = rig(|_| {
+    let reply = |_: &support::net::Recorded| {
         let mut resp = start_response();
         resp.extend_from_slice(b"\xc2\x3e\x03new"); // field 1000, from a newer server
         Reply::message(resp)
-    })
-    .await;
+    };
     let mut request = start_request("x");
     request.extend_from_slice(b"\xc2\x3e\x06future"); // field 1000, from a newer SDK
+    // By default a request field the schema lacks is refused: it could
+    // carry a payload sealgate cannot see.
+    let strict = rig(reply).await;
+    let a = strict
+        .client
+        .call(&format!("{WS}StartWorkflowExecution"), &request, &[], false)
+        .await;
+    assert_eq!(a.status(), 12, "{}", a.grpc_message());
+    assert!(
+        a.grpc_message().contains(
+            "field 1000 of temporal.api.workflowservice.v1.StartWorkflowExecutionRequest"
+        ) && a.grpc_message().contains("unknown_request_fields"),
+        "{}",
+        a.grpc_message()
+    );
+    assert!(strict.upstream.requests().is_empty());
+    // Forwarded when the operator says so; responses keep theirs either way.
+    let r = rig_with("[schema]\nunknown_request_fields = \"forward\"\n", reply).await;
     let a = r
         .client
         .call(&format!("{WS}StartWorkflowExecution"), &request, &[], false)

@@ -1,0 +1,157 @@
+//! The audit of an outgoing request, after encoding and before a byte
+//! leaves: a walk over every field of every message (not only the payload
+//! paths the plan names) that finds
+//! - a length-delimited field the schema does not define (how a newer
+//!   API's new payload field arrives), or an `Any` of a type it does not
+//!   know: either may carry a payload sealgate cannot see;
+//! - a `Payload` whose `encoding` is not sealgate's own, outside the paths
+//!   that stay plaintext by design (the tripwire): whatever the plan
+//!   missed, it is refused rather than forwarded.
+//!
+//! It walks by the field types of the descriptor set, independently of the
+//! plan, so a plan bug (a path left out) is caught here. Unknown varint and
+//! fixed-width fields pass: they cannot hold a payload.
+
+use super::{
+    MAX_DEPTH,
+    wire::{self, Fields, WireError},
+};
+use crate::schema::{FieldKind, MessageId, Schema};
+
+/// What the audit found; the first finding ends it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Finding {
+    #[error(
+        "field {number} of {message} is not in sealgate's schema, so it may carry a payload sealgate cannot see"
+    )]
+    UnknownField { message: String, number: u32 },
+    #[error(
+        "an Any in {message} holds {type_url:?}, a type not in sealgate's schema, so it may carry a payload sealgate cannot see"
+    )]
+    UnknownAny { message: String, type_url: String },
+    #[error("a payload in {message} is still plaintext (encoding {encoding:?}) after encoding")]
+    Plaintext { message: String, encoding: String },
+    #[error("malformed protobuf: {0}")]
+    Malformed(#[from] WireError),
+}
+
+/// What to look for.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// Report unknown length-delimited fields and unknown `Any` types.
+    pub unknown: bool,
+    /// Report payloads whose encoding is not `own` (the tripwire); off when
+    /// this call's policy does not encrypt.
+    pub plaintext: bool,
+    /// The encoding sealgate's own encoded payloads carry.
+    pub own: &'static [u8],
+}
+
+/// Audits message `id` in `bytes`.
+pub fn audit(schema: &Schema, id: MessageId, bytes: &[u8], checks: Checks) -> Result<(), Finding> {
+    Auditor { schema, checks }.message(id, bytes, 0)
+}
+
+struct Auditor<'s> {
+    schema: &'s Schema,
+    checks: Checks,
+}
+
+impl Auditor<'_> {
+    fn message(&self, id: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
+        if depth > MAX_DEPTH {
+            return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
+        }
+        for field in Fields::new(bytes, MAX_DEPTH.saturating_sub(depth)) {
+            let (tag, value) = field?;
+            let kind = self.schema.field_kind(id, tag.field);
+            if tag.wire_type != wire::LEN {
+                continue; // scalars, whatever the schema says: no payload fits
+            }
+            match kind {
+                None if self.checks.unknown => {
+                    return Err(Finding::UnknownField {
+                        message: self.schema.message(id).name().to_string(),
+                        number: tag.field,
+                    });
+                }
+                None | Some(FieldKind::Scalar) | Some(FieldKind::Exempt) => {}
+                Some(FieldKind::Message(child)) => self.message(child, value, depth + 1)?,
+                Some(FieldKind::Payload) => self.payload(id, value)?,
+                Some(FieldKind::Any) => self.any(id, value, depth + 1)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// `google.protobuf.Any`: the message its type URL names, a payload,
+    /// or (unknown type) a finding.
+    fn any(&self, owner: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
+        let (mut type_url, mut value): (&[u8], &[u8]) = (&[], &[]);
+        for f in Fields::new(bytes, MAX_DEPTH.saturating_sub(depth)) {
+            let (tag, v) = f?;
+            match (tag.field, tag.wire_type) {
+                (1, wire::LEN) => type_url = v,
+                (2, wire::LEN) => value = v,
+                _ => {}
+            }
+        }
+        if type_url.is_empty() && value.is_empty() {
+            return Ok(());
+        }
+        match self.schema.resolve_type_url(type_url) {
+            Some(t) if Some(t) == self.schema.payload_leaf() => self.payload(owner, value),
+            Some(t) => self.message(t, value, depth + 1),
+            None if self.checks.unknown => Err(Finding::UnknownAny {
+                message: self.schema.message(owner).name().to_string(),
+                type_url: String::from_utf8_lossy(type_url).into_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A `Payload` inside message `owner`: its `encoding` must be sealgate's.
+    fn payload(&self, owner: MessageId, bytes: &[u8]) -> Result<(), Finding> {
+        if !self.checks.plaintext {
+            return Ok(());
+        }
+        let encoding = encoding_of(bytes)?;
+        if encoding == Some(self.checks.own) {
+            return Ok(());
+        }
+        Err(Finding::Plaintext {
+            message: self.schema.message(owner).name().to_string(),
+            encoding: encoding
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// The `encoding` metadata value of a marshaled Payload, reading only its
+/// metadata entries (the data is skipped by length).
+fn encoding_of(payload: &[u8]) -> Result<Option<&[u8]>, WireError> {
+    let mut found = None;
+    for f in Fields::new(payload, 2) {
+        let (tag, entry) = f?;
+        if tag.field != 1 || tag.wire_type != wire::LEN {
+            continue;
+        }
+        let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+        for e in Fields::new(entry, 1) {
+            let (t, v) = e?;
+            match (t.field, t.wire_type) {
+                (1, wire::LEN) => key = v,
+                (2, wire::LEN) => value = v,
+                _ => {}
+            }
+        }
+        if key == b"encoding" {
+            found = Some(value);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests;
