@@ -107,8 +107,8 @@ def main() -> int:
         print(
             f"\nThe server holds {'NO' if not leaks else 'SOME'} plaintext payload values. "
             f"Search attribute {scenario.SEARCH_ATTRIBUTE}={outcome.search_attribute!r} stays plaintext so "
-            "Temporal can index it; failure messages stay readable unless "
-            "codec.encode_failure_attributes is on."
+            "Temporal can index it; failure messages and stack traces are encrypted too "
+            "(codec.encode_failure_attributes, on by default)."
         )
         print(f"Done in {time.monotonic() - started:.1f}s.")
         return 1 if leaks else 0

@@ -1519,7 +1519,7 @@ fn policy_section(
 fn codec_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> CodecConfig {
     let compression = t.bool("compression", issues).unwrap_or(true);
     let encryption = t.bool("encryption", issues).unwrap_or(true);
-    let encode_failure_attributes = t.bool("encode_failure_attributes", issues).unwrap_or(false);
+    let encode_failure_attributes = t.bool("encode_failure_attributes", issues).unwrap_or(true);
     let dek_cache_size = t
         .integer("dek_cache_size", issues)
         .map_or(envelope::DEFAULT_CACHE_SIZE, |n| n as usize);

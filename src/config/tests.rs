@@ -44,7 +44,7 @@ fn the_documented_minimal_shape_loads() {
     let c = parse_with(&minimal(KEY), &[]).unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:7233");
     assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7234");
-    assert!(c.codec.compression && c.codec.encryption && !c.codec.encode_failure_attributes);
+    assert!(c.codec.compression && c.codec.encryption && c.codec.encode_failure_attributes);
     assert_eq!(c.codec.keys.keys.len(), 1);
     let pipeline = c.codec.pipeline().unwrap();
     let policy = pipeline.current().policies.default_policy().describe();

@@ -155,8 +155,9 @@ def sealgate_config(workdir: Path, body: str) -> Path:
     return path
 
 
-def generated_codec_section(encode_failures: bool = False) -> str:
-    """A [codec] section with a key made now (never committed)."""
+def generated_codec_section(encode_failures: bool = True) -> str:
+    """A [codec] section with a key made now (never committed); failure text
+    is encoded, as by default, unless `encode_failures` is False."""
     out = subprocess.run([str(sealgate_bin()), "keygen"], capture_output=True, check=True, text=True).stdout
     key_id = out.split('"')[1]
     return (

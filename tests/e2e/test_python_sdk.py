@@ -42,8 +42,9 @@ def test_worker_sees_plaintext_and_server_stores_ciphertext(sealgate, temporal):
     assert started.memo.fields["note"].metadata["encoding"] == b"binary/encrypted"
     # Search attributes stay plaintext, so the server can index them...
     assert outcome.search_attribute.encode() in main["describe_bytes"]
-    # ...and failure messages too (failure encoding is off here).
-    assert scenario.FAILURE_MESSAGE.encode() in main["history_bytes"]
+    # ...while failure messages and stack traces are encoded (the default).
+    assert scenario.FAILURE_MESSAGE.encode() not in main["history_bytes"]
+    assert b"Encoded failure" in main["history_bytes"]
 
     async def listed() -> list[str]:
         client = await Client.connect(temporal.address)
@@ -59,16 +60,16 @@ def test_worker_sees_plaintext_and_server_stores_ciphertext(sealgate, temporal):
 
 
 @pytest.fixture(scope="module")
-def sealgate_failures(workdir, temporal):
-    d = workdir / "sealgate-failures"
-    config = harness.sealgate_config(d, harness.generated_codec_section(encode_failures=True))
+def sealgate_readable_failures(workdir, temporal):
+    d = workdir / "sealgate-readable-failures"
+    config = harness.sealgate_config(d, harness.generated_codec_section(encode_failures=False))
     gate = harness.start_sealgate(d, config, upstream=f"http://{temporal.address}")
     yield gate
     assert gate.proc.stop() == 0
 
 
-def test_failure_encoding_hides_failure_messages_too(sealgate_failures, temporal):
-    outcome = asyncio.run(scenario.run(sealgate_failures.address))
+def test_failure_encoding_hides_failure_messages_too(sealgate, temporal):
+    outcome = asyncio.run(scenario.run(sealgate.address))
     # The worker still sees the message and details...
     assert outcome.seen["failure_message"] == scenario.FAILURE_MESSAGE
     assert outcome.seen["failure_detail"].endswith("-failure-detail")
@@ -79,3 +80,12 @@ def test_failure_encoding_hides_failure_messages_too(sealgate_failures, temporal
     failure = failed[0].activity_task_failed_event_attributes.failure
     assert failure.message == "Encoded failure"
     assert failure.encoded_attributes.metadata["encoding"] == b"binary/encrypted"
+
+
+def test_failure_text_stays_readable_when_turned_off(sealgate_readable_failures, temporal):
+    """encode_failure_attributes = false: the opt-out during a migration."""
+    outcome = asyncio.run(scenario.run(sealgate_readable_failures.address))
+    assert outcome.seen["failure_message"] == scenario.FAILURE_MESSAGE
+    stored = asyncio.run(scenario.stored(temporal.address, outcome.workflow_id))
+    assert_ciphertext_only(stored, outcome.secrets)
+    assert scenario.FAILURE_MESSAGE.encode() in stored[outcome.workflow_id]["history_bytes"]
