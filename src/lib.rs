@@ -108,6 +108,8 @@ impl App {
             None => None,
         };
         telemetry.observe_codec(&pipeline);
+        let (source, api, digest) = schema::embedded_info();
+        telemetry.observe_schema(source, api, &digest);
         telemetry.observe_upstream(upstream.clone());
         let router =
             proxy::router::Router::new(upstream.clone(), &config.upstreams, &config.routing)?;

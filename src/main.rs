@@ -278,6 +278,8 @@ async fn serve(
             compression = c.codec.compression,
             "sealgate ready"
         );
+        let (source, api, digest) = sealgate::schema::embedded_info();
+        tracing::info!(source, api, digest = %digest, "Temporal API schema");
         for p in app.proxy().codec().current().policies.all() {
             tracing::info!(policy = %p.describe(), "key policy");
         }

@@ -24,6 +24,18 @@ pub static EMBEDDED_DESCRIPTOR_SET: &[u8] =
 /// <version>`), named in the messages about unknown methods.
 pub const EMBEDDED_API: &str = env!("SEALGATE_TEMPORAL_API");
 
+/// Where the schema sealgate uses comes from, for the start-up log and
+/// `sealgate_schema_info`: the source, the API version, and the first 16
+/// hex digits of the descriptor set's SHA-256.
+pub fn embedded_info() -> (&'static str, &'static str, String) {
+    let digest = ring::digest::digest(&ring::digest::SHA256, EMBEDDED_DESCRIPTOR_SET);
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ("embedded", EMBEDDED_API, hex)
+}
+
 /// Full name of the payload message every codec works on.
 pub const PAYLOAD: &str = "temporal.api.common.v1.Payload";
 /// Full name of `google.protobuf.Any`, resolved by type URL at run time.

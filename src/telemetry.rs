@@ -313,6 +313,21 @@ impl Telemetry {
             .build();
     }
 
+    /// Exports `sealgate_schema_info{source, api, digest} 1`: which Temporal
+    /// API schema this process classifies and rewrites with.
+    pub fn observe_schema(&self, source: &str, api: &str, digest: &str) {
+        let labels = [
+            KeyValue::new("source", source.to_string()),
+            KeyValue::new("api", api.to_string()),
+            KeyValue::new("digest", digest.to_string()),
+        ];
+        self.meter
+            .u64_observable_gauge("sealgate.schema.info")
+            .with_description("The Temporal API schema in use (always 1)")
+            .with_callback(move |o| o.observe(1, &labels))
+            .build();
+    }
+
     /// Exports the memory budget: bytes buffered by calls now, and the
     /// budget (`read` gives both).
     pub fn observe_buffered(&self, read: impl Fn() -> (usize, usize) + Send + Sync + 'static) {

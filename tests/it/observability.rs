@@ -166,6 +166,11 @@ async fn metrics_move_by_the_right_amounts_and_health_follows_the_upstream() {
             >= 3.0
     );
     assert_eq!(sample(&text, "sealgate_calls_in_flight", &[]), Some(0.0));
+    assert_eq!(
+        sample(&text, "sealgate_schema_info", &["api=\"temporalio-protos"]),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         sample(
             &text,
