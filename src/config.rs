@@ -167,6 +167,9 @@ pub struct ProxyConfig {
     /// fields the schema does not define (counted and warned about) instead
     /// of refusing them.
     pub forward_unknown_fields: bool,
+    /// Caller credential headers dropped before forwarding (lower-case),
+    /// unless the upstream forwards the caller's authorization.
+    pub credential_headers: Vec<String>,
 }
 
 /// Default of `[proxy] memory_budget_bytes`: 1 GiB.
@@ -212,6 +215,9 @@ pub struct UpstreamOptions {
     pub api_key: Option<String>,
     /// Used when the upstream is TLS.
     pub tls: TlsSettings,
+    /// Send an API key or client certificate to a plaintext (`http://`)
+    /// upstream: for a local test upstream only; warned about at start.
+    pub allow_plaintext_credentials: bool,
     /// Local namespace names ↔ the upstream's (`namespaces` sub-table).
     pub namespaces: Option<Translation>,
     /// Pass the caller's own `authorization` header to this upstream
@@ -461,6 +467,9 @@ impl Config {
         let from_file = root.string("upstream", &mut issues);
         let upstream = override_from(env, "SEALGATE_UPSTREAM", from_file)
             .or_else(|| env("TEMPORAL_ADDRESS").filter(|s| !s.is_empty()));
+        let explicit_plaintext = upstream
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://"));
         let upstream = match upstream {
             Some(u) => Upstream::parse(&u).map_err(|m| issues.push("upstream", m)),
             None => {
@@ -488,11 +497,44 @@ impl Config {
             ),
         };
         // TLS comes from https://, TEMPORAL_TLS, or TLS material / an API key
-        // given through Temporal's variables (as the SDKs' envconfig does).
+        // given through Temporal's variables or the file (as the SDKs do:
+        // credentials imply TLS). Credentials over an explicit http://
+        // upstream are refused unless allowed for a local test upstream.
+        let credentials =
+            upstream_options.api_key.is_some() || upstream_options.tls.client_cert.is_some();
+        let tls_material = credentials
+            || upstream_options.tls.ca.is_some()
+            || upstream_options.tls.server_name.is_some();
+        let tls_off =
+            env("TEMPORAL_TLS").is_some_and(|v| v.eq_ignore_ascii_case("false") || v == "0");
         let upstream = upstream.map(|mut u| {
-            u.tls |= upstream_options.wants_tls(env);
+            u.tls |= upstream_options.wants_tls(env)
+                || (tls_material && !explicit_plaintext && !tls_off);
             u
         });
+        if let Ok(u) = &upstream
+            && !u.tls
+            && credentials
+        {
+            if upstream_options.allow_plaintext_credentials {
+                issues.warn(
+                    "upstream_options.allow_plaintext_credentials",
+                    format!(
+                        "the upstream's credentials go to {u} in PLAINTEXT; only for a local test upstream"
+                    ),
+                );
+            } else {
+                issues.push(
+                    "upstream",
+                    format!(
+                        "{u} is plaintext but an API key or client certificate is set: credentials \
+                         would cross the network in clear. Use https:// (or drop the http:// scheme: \
+                         credentials turn TLS on), or, for a local test upstream only, set \
+                         upstream_options.allow_plaintext_credentials = true"
+                    ),
+                );
+            }
+        }
         if let (Ok(l), Ok(u)) = (&listen, &upstream)
             && u.authority == l.to_string()
         {
@@ -539,6 +581,31 @@ impl Config {
             Some(mut t) => inbound_section(&mut t, base, &mut issues),
             None => InboundConfig::default(),
         };
+        // The listener decrypts: on a non-loopback address it needs callers
+        // checked, or an explicit statement that the network is private.
+        if let Ok(l) = &listen
+            && !l.ip().is_loopback()
+            && matches!(inbound.auth, AuthMode::None)
+        {
+            if inbound.allow_unauthenticated {
+                issues.warn(
+                    "inbound.allow_unauthenticated",
+                    format!(
+                        "anyone who can reach {l} may use every namespace and read decrypted payloads; \
+                         keep it on a private network"
+                    ),
+                );
+            } else {
+                issues.push(
+                    "inbound.auth",
+                    format!(
+                        "listen is {l}, reachable beyond this host, and callers are not checked: anyone \
+                         who reaches it reads decrypted payloads. Set [inbound] auth (\"mtls\", \"bearer\" \
+                         or \"jwt\" with rules), or, for a private subnet, inbound.allow_unauthenticated = true"
+                    ),
+                );
+            }
+        }
 
         let codec = match root.table("codec", &mut issues) {
             Some(mut t) => codec_section(&mut t, base, &mut issues),
@@ -1007,12 +1074,14 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
                 .into(),
         );
     }
+    let allow_unauthenticated = t.bool("allow_unauthenticated", issues).unwrap_or(false);
     t.finish(issues);
     InboundConfig {
         tls,
         client_ca,
         auth,
         rules,
+        allow_unauthenticated,
     }
 }
 
@@ -1057,6 +1126,25 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         }
     };
     let opaque_services = t.strings("opaque_services", issues).unwrap_or_default();
+    let credential_headers: Vec<String> = t
+        .strings("credential_headers", issues)
+        .unwrap_or_else(|| {
+            crate::proxy::headers::CREDENTIAL_HEADERS
+                .iter()
+                .map(|h| h.to_string())
+                .collect()
+        })
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    for h in &credential_headers {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            issues.push(
+                &t.path("credential_headers"),
+                format!("{h:?} is not a header name"),
+            );
+        }
+    }
     let memory_budget_bytes = t
         .integer("memory_budget_bytes", issues)
         .unwrap_or(DEFAULT_MEMORY_BUDGET as u64);
@@ -1102,6 +1190,7 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         max_concurrent_streams: max_concurrent_streams.clamp(1, 100_000) as u32,
         max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
         forward_unknown_fields: false,
+        credential_headers,
     }
 }
 
@@ -1250,8 +1339,12 @@ fn upstream_section(
         }
     });
     let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
+    let allow_plaintext_credentials = t
+        .bool("allow_plaintext_credentials", issues)
+        .unwrap_or(false);
     t.finish(issues);
     UpstreamOptions {
+        allow_plaintext_credentials,
         forward_authorization,
         namespaces,
         connections: connections.clamp(1, 64) as usize,
@@ -1493,6 +1586,9 @@ fn policy_section(
             ),
         );
     }
+    if let Some(id) = &p.active_key {
+        refuse_secret_id(id, &t.path("active_key"), issues);
+    }
     if let Some(id) = &p.active_key
         && !known.contains(id)
     {
@@ -1514,6 +1610,21 @@ fn policy_section(
     }
     t.finish(issues);
     p
+}
+
+/// A key id is written into every payload it encrypts: an id that carries
+/// the key itself (Temporal Proxy's `base64key://<key>`) may decrypt old
+/// data but never encrypt.
+fn refuse_secret_id(id: &str, path: &str, issues: &mut Issues) {
+    if id.starts_with(kms::TEMPORAL_PROXY_SCHEME) {
+        issues.push(
+            path,
+            format!(
+                "{:?} carries the key itself, and an encrypting key's id is written into every payload                  Temporal stores: give the key an id of its own ([[codec.kms.local.keys]] id = \"...\"                  with material) and keep the base64key:// entry only to decrypt older data",
+                kms::redact_id(id)
+            ),
+        );
+    }
 }
 
 fn codec_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> CodecConfig {
@@ -1566,6 +1677,9 @@ fn codec_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> CodecCo
         }
     } else {
         // The first-cut shape: one keyring, `active_key` encrypts, every key decrypts.
+        if let Some(id) = &active_key {
+            refuse_secret_id(id, &t.path("active_key"), issues);
+        }
         match &active_key {
             None if encryption => issues.push(
                 &t.path("active_key"),

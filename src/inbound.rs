@@ -94,6 +94,9 @@ pub struct InboundConfig {
     pub client_ca: Option<Pem>,
     pub auth: AuthMode,
     pub rules: Vec<Rule>,
+    /// Serve without caller checks on a non-loopback address (a private
+    /// subnet), stated explicitly.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for InboundConfig {
@@ -103,6 +106,7 @@ impl Default for InboundConfig {
             client_ca: None,
             auth: AuthMode::None,
             rules: Vec::new(),
+            allow_unauthenticated: false,
         }
     }
 }

@@ -175,6 +175,18 @@ fn duplicate_key_ids_are_rejected() {
 #[test]
 fn variables_expand_and_overrides_apply() {
     let text = minimal("${DEK}").replace("127.0.0.1:7234", "${UP_HOST}:7234");
+    // On 0.0.0.0 without caller checks: refused unless stated explicitly.
+    let vars = [
+        ("DEK", KEY),
+        ("UP_HOST", "temporal.internal"),
+        ("SEALGATE_LISTEN", "0.0.0.0:9000"),
+    ];
+    let e = parse_with(&text, &vars).unwrap_err();
+    assert!(
+        paths(&e) == ["inbound.auth"] && e.to_string().contains("allow_unauthenticated"),
+        "{e}"
+    );
+    let text = format!("{text}[inbound]\nallow_unauthenticated = true\n");
     let c = parse_with(
         &text,
         &[
@@ -326,16 +338,17 @@ fn temporal_client_variables_fill_what_the_file_leaves_out() {
         c.upstream_options.tls.server_name.as_deref(),
         Some("ns.acct.tmprl.cloud")
     );
-    // TEMPORAL_TLS=false wins over the implication.
-    let c = parse_with(
-        &text,
-        &[
-            ("TEMPORAL_ADDRESS", "h:1"),
-            ("TEMPORAL_API_KEY", "k"),
-            ("TEMPORAL_TLS", "false"),
-        ],
-    )
-    .unwrap();
+    // TEMPORAL_TLS=false wins over the implication, and then the API key
+    // would go in clear: refused unless allowed for a local test upstream.
+    let vars = [
+        ("TEMPORAL_ADDRESS", "h:1"),
+        ("TEMPORAL_API_KEY", "k"),
+        ("TEMPORAL_TLS", "false"),
+    ];
+    let e = parse_with(&text, &vars).unwrap_err();
+    assert!(e.to_string().contains("allow_plaintext_credentials"), "{e}");
+    let allowed = format!("{text}\n[upstream_options]\nallow_plaintext_credentials = true\n");
+    let c = parse_with(&allowed, &vars).unwrap();
     assert!(!c.upstream.tls);
     // The file's upstream wins over TEMPORAL_ADDRESS (a worker's own setting
     // must not make the gateway point at itself).
@@ -406,4 +419,63 @@ fn codec_server_section() {
         !format!("{c:?}").contains("a-long-enough-token"),
         "tokens never show in Debug"
     );
+}
+
+#[test]
+fn credentials_imply_tls_and_plaintext_credentials_are_refused() {
+    let with = |upstream: &str, extra: &str| {
+        let text = minimal(KEY).replace(
+            "upstream = \"http://127.0.0.1:7234\"",
+            &format!("upstream = \"{upstream}\""),
+        ) + &format!("[upstream_options]\napi_key = \"k-0123456789\"\n{extra}");
+        parse_with(&text, &[])
+    };
+    // No scheme: the API key turns TLS on, as the SDKs do.
+    let c = with("ns.acct.tmprl.cloud:7233", "").unwrap();
+    assert!(c.upstream.tls, "{}", c.upstream);
+    // An explicit http:// with credentials is refused, naming the way out.
+    let e = with("http://127.0.0.1:7234", "").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        paths(&e).contains(&"upstream") && text.contains("allow_plaintext_credentials"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("k-0123456789"),
+        "the key never shows: {text}"
+    );
+    // ...unless allowed for a local test upstream, which is warned about.
+    let c = with(
+        "http://127.0.0.1:7234",
+        "allow_plaintext_credentials = true\n",
+    )
+    .unwrap();
+    assert!(!c.upstream.tls);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("PLAINTEXT")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn a_key_id_that_carries_the_key_never_encrypts() {
+    use base64::Engine;
+    let uri = format!(
+        "base64key://{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let text = format!(
+        "upstream = \"http://127.0.0.1:1\"\n\
+         [codec.kms.tp]\nprovider = \"local\"\n\
+         [[codec.kms.tp.keys]]\nid = \"{uri}\"\n\
+         [codec.policies.default]\nactive_key = \"{uri}\"\n"
+    );
+    let e = parse_with(&text, &[]).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        paths(&e).contains(&"codec.policies.default.active_key") && msg.contains("carries the key"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&uri[12..]), "the key never shows: {msg}");
 }

@@ -96,11 +96,11 @@ pub enum ProxyError {
     Denied(#[from] crate::inbound::Denied),
     #[error("routing: {0}")]
     Route(#[from] super::router::RouteError),
-    #[error("upstream {upstream} answered HTTP {status}, not gRPC: {body:?}{}", http_advice(*status))]
+    #[error("upstream {upstream} answered HTTP {status}, not gRPC ({summary}){}", http_advice(*status))]
     NotGrpc {
         upstream: String,
         status: u16,
-        body: String,
+        summary: String,
     },
 }
 

@@ -122,15 +122,28 @@ fn path_ok(uri: &Uri) -> Result<(), HeadError> {
     }
 }
 
-/// Drops hop-by-hop headers, and the caller's credentials unless this
-/// upstream is to see them.
-pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool) {
+/// Credential headers dropped by default (`proxy.credential_headers`).
+pub const CREDENTIAL_HEADERS: [&str; 7] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+];
+
+/// Drops hop-by-hop headers, and the caller's credentials (`credentials`,
+/// lower-case names) unless this upstream is to see them.
+pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool, credentials: &[String]) {
     for h in HOP_BY_HOP {
         headers.remove(h);
     }
     if !forward_authorization {
         // The caller's credentials are for sealgate, not for the upstream.
-        headers.remove(header::AUTHORIZATION);
+        for h in credentials {
+            headers.remove(h.as_str());
+        }
     }
 }
 
@@ -256,6 +269,24 @@ mod tests {
             ]),
             Err(HeadError::Namespace)
         );
+    }
+
+    #[test]
+    fn credentials_stay_here_unless_forwarded() {
+        let list: Vec<String> = CREDENTIAL_HEADERS.iter().map(|h| h.to_string()).collect();
+        let mut h = head(&[
+            ("authorization", b"Bearer t"),
+            ("cookie", b"s=1"),
+            ("x-api-key", b"k"),
+            ("temporal-namespace", b"default"),
+            ("connection", b"close"),
+        ]);
+        clean_request(&mut h, false, &list);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["temporal-namespace"], "default");
+        let mut h = head(&[("authorization", b"Bearer t"), ("cookie", b"s=1")]);
+        clean_request(&mut h, true, &list);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub(super) async fn call(
     headers::clean_request(
         &mut parts.headers,
         p.config.forward_authorization || upstream.forwards_authorization(),
+        &p.config.credential_headers,
     );
     telemetry::inject_current(&mut parts.headers);
     let mut up = Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync());

@@ -82,6 +82,29 @@ pub(super) fn code_label(headers: Option<&HeaderMap>) -> &'static str {
 /// How long sealgate reads a non-gRPC answer (an HTTP error page) to quote it.
 const NOT_GRPC_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A safe summary of a non-gRPC answer: its media type (letters, digits
+/// and `/+.-` only, at most 64 of them) and body size.
+fn not_grpc_summary(headers: &HeaderMap, size: Option<usize>) -> String {
+    let media: String = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "/+.-".contains(*c))
+        .take(64)
+        .collect();
+    let media = if media.is_empty() {
+        "no content type".into()
+    } else {
+        media
+    };
+    match size {
+        Some(n) => format!("{media}, {n}-byte body not shown"),
+        None => format!("{media}, body not shown"),
+    }
+}
+
 /// How long an answer may wait for buffer space when the budget is in use.
 const ANSWER_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -480,6 +503,7 @@ async fn send(
     headers::clean_request(
         &mut parts.headers,
         p.config.forward_authorization || upstream.forwards_authorization(),
+        &p.config.credential_headers,
     );
     // The frame now goes out uncompressed (flag 0), so no encoding is declared.
     parts.headers.remove(GRPC_ENCODING);
@@ -500,19 +524,19 @@ async fn send(
         let (parts, body) = resp.into_parts();
         if !grpc::is_grpc(&parts.headers) {
             // An HTTP answer from something in front of Temporal (a load
-            // balancer, nginx refusing a certificate or an API key).
+            // balancer, nginx refusing a certificate or an API key). Its
+            // body is never quoted: a hop that echoes request headers would
+            // hand the upstream's credentials to the caller and the logs.
+            // Only its media type (a short token) and size are said.
             let mut scratch = p.budget.hold();
-            let text = body::read(body, 1024, &mut scratch, Some(NOT_GRPC_BODY_WAIT))
+            let size = body::read(body, 64 << 10, &mut scratch, Some(NOT_GRPC_BODY_WAIT))
                 .await
-                .map(|w| w.bytes)
-                .unwrap_or_default();
+                .map(|w| w.bytes.len())
+                .ok();
             return Err(ProxyError::NotGrpc {
                 upstream: upstream.name().to_string(),
                 status: parts.status.as_u16(),
-                body: String::from_utf8_lossy(&text[..text.len().min(200)])
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                summary: not_grpc_summary(&parts.headers, size),
             });
         }
         // The request is sent: its bytes go back before the answer's come.

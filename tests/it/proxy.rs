@@ -724,6 +724,8 @@ async fn plain_http_answers_become_clear_grpc_statuses() {
         let start = StartWorkflowExecutionRequest::decode(rec.message()).unwrap();
         let (status, text) = match start.workflow_id.as_str() {
             "401" => (401, "<html>401 Authorization Required</html>"),
+            // A hop that echoes the request's headers, credentials included.
+            "echo" => (502, "authorization: Bearer upstream-secret-key"),
             _ => (
                 400,
                 "<html><center>No required SSL certificate was sent</center></html>",
@@ -763,8 +765,25 @@ async fn plain_http_answers_become_clear_grpc_statuses() {
         )
         .await;
     assert_eq!(a.status(), 13, "{}", a.grpc_message());
+    let m = a.grpc_message();
     assert!(
-        a.grpc_message().contains("No required SSL certificate"),
+        m.contains("HTTP 400") && m.contains("text/html") && m.contains("TEMPORAL_TLS_CLIENT"),
+        "{m}"
+    );
+    // A body is never quoted back: it may echo the upstream's credentials.
+    assert!(!m.contains("No required SSL certificate"), "{m}");
+    let a = r
+        .client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &call("echo"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 14, "{}", a.grpc_message());
+    assert!(
+        !a.grpc_message().contains("upstream-secret-key"),
         "{}",
         a.grpc_message()
     );
