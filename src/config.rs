@@ -817,6 +817,28 @@ fn jwt_keys(t: &mut Table<'_>, issues: &mut Issues) -> JwtConfig {
             format!("{jwks_url:?} must be an http(s):// URL"),
         );
     }
+    // Keys fetched in clear can be swapped on the way: http:// only on loopback.
+    if let Some(rest) = jwks_url.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            issues.push(
+                &t.path("jwks_url"),
+                format!(
+                    "{jwks_url:?} is plaintext: anyone on the path could swap the signing keys; use https:// (http:// only on loopback)"
+                ),
+            );
+        }
+    }
     JwtConfig {
         jwks_url,
         issuer: t.string("issuer", issues),
@@ -860,11 +882,25 @@ fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth 
                 CodecServerAuth::None
             }
         },
-        "jwt" => CodecServerAuth::Jwt(JwtConfig {
-            decode_requires: rule(t, "decode_requires", issues),
-            encode_requires: rule(t, "encode_requires", issues),
-            ..jwt_keys(t, issues)
-        }),
+        "jwt" => {
+            let config = JwtConfig {
+                decode_requires: rule(t, "decode_requires", issues),
+                encode_requires: rule(t, "encode_requires", issues),
+                ..jwt_keys(t, issues)
+            };
+            if config.issuer.is_none()
+                && config.audience.is_none()
+                && config.decode_requires.is_none()
+            {
+                issues.push(
+                    &t.path("issuer"),
+                    "a JWT setup with no issuer, audience or claim rule accepts every token the \
+                     JWKS signs, for anyone: set issuer and audience, or decode_requires"
+                        .into(),
+                );
+            }
+            CodecServerAuth::Jwt(config)
+        }
         other => {
             issues.push(
                 &t.path("mode"),

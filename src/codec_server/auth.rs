@@ -203,19 +203,46 @@ impl Jwt {
         let key = DecodingKey::from_jwk(jwk)
             .map_err(|e| AuthError::unauthenticated(format!("unusable key in the JWKS: {e}")))?;
         let mut validation = Validation::new(header.alg);
+        // exp always; iss and aud whenever configured (a token without them
+        // does not pass); nbf too; a minute of clock skew at most.
+        validation.leeway = JWT_LEEWAY_SECS;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
         match &self.config.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &self.config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
             .map_err(|e| AuthError::unauthenticated(format!("JWT rejected: {e}")))?;
+        // iat, when present, may not be in the future.
+        if let Some(iat) = data.claims.get("iat") {
+            let now = jsonwebtoken::get_current_timestamp();
+            match iat.as_u64() {
+                Some(t) if t <= now + JWT_LEEWAY_SECS => {}
+                _ => {
+                    return Err(AuthError::unauthenticated(
+                        "JWT rejected: iat is not a time in the past",
+                    ));
+                }
+            }
+        }
         Ok(data.claims)
     }
 }
+
+/// Clock skew allowed on exp, nbf and iat.
+const JWT_LEEWAY_SECS: u64 = 60;
 
 /// A claim holds `value`: equal, in an array, or in a space-separated list (OAuth scopes).
 pub(crate) fn claim_has(claim: Option<&Value>, value: &str) -> bool {

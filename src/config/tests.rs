@@ -479,3 +479,35 @@ fn a_key_id_that_carries_the_key_never_encrypts() {
     );
     assert!(!msg.contains(&uri[12..]), "the key never shows: {msg}");
 }
+
+#[test]
+fn jwt_setups_must_pin_something_and_fetch_keys_safely() {
+    let codec = |auth: &str| {
+        let text = minimal(KEY)
+            + &format!(
+                "[codec_server]\nlisten = \"127.0.0.1:0\"\n[codec_server.auth]\nmode = \"jwt\"\n{auth}"
+            );
+        parse_with(&text, &[])
+    };
+    // No issuer, audience or claim rule: any token the JWKS signs would do.
+    let e = codec("jwks_url = \"https://idp.example/jwks.json\"\n").unwrap_err();
+    assert!(
+        e.to_string().contains("no issuer, audience or claim rule"),
+        "{e}"
+    );
+    // Plaintext JWKS beyond loopback: refused; on loopback: fine.
+    let pinned = "issuer = \"https://idp.example\"\naudience = \"sealgate\"\n";
+    let e = codec(&format!(
+        "jwks_url = \"http://idp.example/jwks.json\"\n{pinned}"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("plaintext"), "{e}");
+    for ok in [
+        "http://127.0.0.1:8080/jwks.json",
+        "http://[::1]:8080/jwks.json",
+        "http://localhost/jwks.json",
+        "https://idp.example/jwks.json",
+    ] {
+        codec(&format!("jwks_url = \"{ok}\"\n{pinned}")).unwrap();
+    }
+}

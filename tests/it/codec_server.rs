@@ -289,6 +289,36 @@ async fn jwt_auth_with_jwks_claim_rules_and_key_refresh() {
             "audience",
         ),
         ("garbage".to_string(), "not a JWT"),
+        // With an issuer and audience configured, a token must carry them.
+        (
+            token(
+                &first,
+                json!({"aud": "sealgate", "exp": now() + 300, "permissions": ["codec:decode"]}),
+            ),
+            "no iss",
+        ),
+        (
+            token(
+                &first,
+                json!({"iss": "https://idp.test", "exp": now() + 300, "permissions": ["codec:decode"]}),
+            ),
+            "no aud",
+        ),
+        // Not valid yet, or issued in the future (beyond a minute of skew).
+        (
+            token(
+                &first,
+                json!({"iss": "https://idp.test", "aud": "sealgate", "exp": now() + 900, "nbf": now() + 600, "permissions": ["codec:decode"]}),
+            ),
+            "nbf",
+        ),
+        (
+            token(
+                &first,
+                json!({"iss": "https://idp.test", "aud": "sealgate", "exp": now() + 900, "iat": now() + 600, "permissions": ["codec:decode"]}),
+            ),
+            "iat",
+        ),
     ] {
         let a = post(addr, "/decode", &[("authorization", &bearer(&t))], PLAIN).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{why}: {}", a.body);
