@@ -1067,7 +1067,15 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
         }
         let who = match (&auth, san, subject, token, claim) {
             (AuthMode::Mtls, Some(s), None, None, None) => Some(Who::San(s)),
-            (AuthMode::Mtls, None, Some(s), None, None) => Some(Who::Subject(s)),
+            (AuthMode::Mtls, None, Some(s), None, None) => {
+                match crate::inbound::parse_subject(&s) {
+                    Ok(attrs) => Some(Who::Subject(attrs)),
+                    Err(e) => {
+                        issues.push(&r.path("subject"), e);
+                        None
+                    }
+                }
+            }
             (AuthMode::Bearer, None, None, Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
             (AuthMode::Bearer, None, None, Some(_), None) => {
                 issues.push(&r.path("token"), "use at least 16 characters".into());

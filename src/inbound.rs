@@ -53,9 +53,11 @@ impl fmt::Debug for AuthMode {
 pub enum Who {
     /// A client certificate SAN (DNS name or URI), exact or `*`/`?` pattern.
     San(String),
-    /// A client certificate's subject as RFC 4514 text (`CN=worker, O=Acme`),
-    /// exact or pattern.
-    Subject(String),
+    /// A client certificate's subject, written as RFC 4514 text
+    /// (`CN=worker, O=Acme`) and matched attribute by attribute: every
+    /// (type, value) listed must be in the certificate's subject, values
+    /// exact or patterns. Never matched as a formatted string.
+    Subject(Vec<(String, String)>),
     /// A static bearer token.
     Token(String),
     /// A JWT claim containing a value (`claim=value`).
@@ -66,7 +68,7 @@ impl fmt::Debug for Who {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Who::San(s) => f.debug_tuple("San").field(s).finish(),
-            Who::Subject(s) => f.debug_tuple("Subject").field(s).finish(),
+            Who::Subject(s) => f.debug_tuple("Subject").field(&subject_text(s)).finish(),
             Who::Token(_) => write!(f, "Token(<redacted>)"),
             Who::Claim(c, v) => f.debug_tuple("Claim").field(c).field(v).finish(),
         }
@@ -116,8 +118,11 @@ impl Default for InboundConfig {
 pub struct Peer {
     /// DNS and URI SANs of a verified client certificate.
     pub sans: Vec<String>,
-    /// Its subject, RFC 4514 text (`CN=worker, O=Acme`).
+    /// Its subject, RFC 4514 text (`CN=worker, O=Acme`), for messages.
     pub subject: Option<String>,
+    /// Its subject's attributes, (short type name such as `CN`, or the
+    /// dotted OID; value), as parsed from the certificate.
+    pub subject_attrs: Vec<(String, String)>,
 }
 
 impl Peer {
@@ -136,12 +141,87 @@ impl Peer {
             Err(_) => Vec::new(),
         };
         // The handshake verified the chain; this only reads the name.
-        let subject = x509_parser::parse_x509_certificate(leaf)
-            .ok()
+        let parsed = x509_parser::parse_x509_certificate(leaf).ok();
+        let subject = parsed
+            .as_ref()
             .map(|(_, cert)| cert.subject().to_string())
             .filter(|s| !s.is_empty());
-        Peer { sans, subject }
+        let subject_attrs = parsed
+            .map(|(_, cert)| {
+                let registry = x509_parser::objects::oid_registry();
+                cert.subject()
+                    .iter_attributes()
+                    .filter_map(|a| {
+                        let value = a.as_str().ok()?.to_string();
+                        let oid = a.attr_type();
+                        let name = x509_parser::objects::oid2abbrev(oid, registry)
+                            .map(str::to_string)
+                            .unwrap_or_else(|_| oid.to_id_string());
+                        Some((name.to_ascii_uppercase(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Peer {
+            sans,
+            subject,
+            subject_attrs,
+        }
     }
+
+    /// True when every attribute of `rule` is in this peer's subject.
+    fn subject_matches(&self, rule: &[(String, String)]) -> bool {
+        !rule.is_empty()
+            && rule.iter().all(|(t, pattern)| {
+                self.subject_attrs
+                    .iter()
+                    .any(|(pt, v)| pt == t && glob(pattern, v))
+            })
+    }
+}
+
+/// Parses a subject rule written as RFC 4514 text (`CN=worker, O=Acme`;
+/// `\,` escapes a comma in a value) into (upper-case type, value) pairs.
+pub fn parse_subject(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => cur.push(n),
+                None => return Err(format!("{text:?} ends with a lone backslash")),
+            },
+            ',' | '+' => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+        .into_iter()
+        .map(|p| {
+            let (t, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("{p:?} in {text:?} is not TYPE=value"))?;
+            let (t, v) = (t.trim(), v.trim());
+            if t.is_empty()
+                || v.is_empty()
+                || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+            {
+                return Err(format!("{p:?} in {text:?} is not TYPE=value"));
+            }
+            Ok((t.to_ascii_uppercase(), v.to_string()))
+        })
+        .collect()
+}
+
+/// A parsed subject rule as text again, for messages.
+fn subject_text(attrs: &[(String, String)]) -> String {
+    attrs
+        .iter()
+        .map(|(t, v)| format!("{t}={}", v.replace(',', "\\,")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a call may not go on.
@@ -239,7 +319,7 @@ impl Inbound {
                     .iter()
                     .filter(|r| match &r.who {
                         Who::San(p) => peer.sans.iter().any(|s| glob(p, s)),
-                        Who::Subject(p) => peer.subject.as_deref().is_some_and(|s| glob(p, s)),
+                        Who::Subject(rule) => peer.subject_matches(rule),
                         _ => false,
                     })
                     .collect();
@@ -390,3 +470,6 @@ impl fmt::Debug for ListenerTls {
         write!(f, "ListenerTls(tls: {})", self.0.borrow().is_some())
     }
 }
+
+#[cfg(test)]
+mod tests;
