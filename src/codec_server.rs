@@ -45,6 +45,11 @@ pub struct CodecServer {
     codec: Arc<Pipeline>,
     cors: Cors,
     auth: Auth,
+    /// Without auth: the host names a request may address (a web page the
+    /// operator visits must not reach it through DNS rebinding).
+    open_hosts: Option<Vec<String>>,
+    /// Upstream namespace naming, to find a Cloud name's local policy.
+    translations: Vec<crate::proxy::translate::Translation>,
     max_body: usize,
     tls: Option<tokio::sync::watch::Sender<TlsAcceptor>>,
 }
@@ -81,6 +86,7 @@ impl CodecServer {
     pub fn new(
         config: &CodecServerConfig,
         codec: Arc<Pipeline>,
+        translations: Vec<crate::proxy::translate::Translation>,
     ) -> Result<CodecServer, CodecServerError> {
         let tls = match &config.tls {
             Some((cert, key)) => Some(tokio::sync::watch::Sender::new(tls_acceptor(cert, key)?)),
@@ -90,6 +96,12 @@ impl CodecServer {
             codec,
             cors: Cors::new(&config.cors_origins, config.cors_allow_credentials),
             auth: Auth::new(&config.auth),
+            open_hosts: matches!(config.auth, crate::config::CodecServerAuth::None).then(|| {
+                let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+                hosts.push(config.listen.ip().to_string());
+                hosts
+            }),
+            translations,
             max_body: config.max_body_bytes,
             tls,
         })
@@ -137,6 +149,10 @@ impl CodecServer {
                     .map(str::to_string)
             })
             .unwrap_or_default();
+        if let Some(refused) = self.open_checks(req.headers()) {
+            return refused;
+        }
+        let namespace = self.local_name(namespace);
         if let Err(e) = self.auth.check(req.headers(), op).await {
             tracing::info!(%namespace, ?op, error = %e, "codec server refused a request");
             return e.response();
@@ -203,6 +219,57 @@ impl CodecServer {
 }
 
 impl CodecServer {
+    /// Without auth, only requests addressed to this host by name or
+    /// address, with a JSON body (which a browser cannot send cross-origin
+    /// without a CORS preflight), are served.
+    fn open_checks(&self, headers: &http::HeaderMap) -> Option<Resp> {
+        let hosts = self.open_hosts.as_ref()?;
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|h| {
+                // host, host:port, [v6]:port
+                let h = match h.rsplit_once(':') {
+                    Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+                    _ => h,
+                };
+                h.trim_start_matches('[').trim_end_matches(']')
+            });
+        if let Some(h) = host
+            && !hosts.iter().any(|a| a.eq_ignore_ascii_case(h))
+        {
+            return Some(error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this codec server serves without auth, so only requests addressed to localhost or its own address are served",
+            ));
+        }
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Some(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send Content-Type: application/json",
+            ));
+        }
+        None
+    }
+
+    /// The local policy name for `namespace`: an upstream's name (a Cloud
+    /// namespace such as `orders.a1b2c`) maps back to the local one.
+    fn local_name(&self, namespace: String) -> String {
+        self.translations
+            .iter()
+            .map(|t| t.to_local(&namespace))
+            .find(|local| *local != namespace)
+            .unwrap_or(namespace)
+    }
+
     /// Loads a new certificate and key for HTTPS; new connections use them.
     /// Nothing changes when they do not load.
     pub fn reload_tls(&self, config: &CodecServerConfig) -> Result<(), CodecServerError> {

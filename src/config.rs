@@ -1267,6 +1267,22 @@ const TEMPORAL_TLS_VARS: [&str; 7] = [
     "TEMPORAL_TLS_SERVER_NAME",
 ];
 
+impl Config {
+    /// Every upstream's namespace translation (default upstream first).
+    pub fn translations(&self) -> Vec<Translation> {
+        self.upstream_options
+            .namespaces
+            .iter()
+            .chain(
+                self.upstreams
+                    .iter()
+                    .filter_map(|u| u.options.namespaces.as_ref()),
+            )
+            .cloned()
+            .collect()
+    }
+}
+
 impl UpstreamOptions {
     fn wants_tls(&self, env: &dyn Fn(&str) -> Option<String>) -> bool {
         let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());

@@ -104,6 +104,7 @@ impl App {
             Some(c) => Some(Arc::new(codec_server::CodecServer::new(
                 c,
                 pipeline.clone(),
+                config.translations(),
             )?)),
             None => None,
         };

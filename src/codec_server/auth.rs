@@ -164,6 +164,13 @@ impl Jwt {
             Op::Encode => &self.config.encode_requires,
             Op::Decode => &self.config.decode_requires,
         };
+        if op == Op::Encode && rule.is_none() {
+            // Minting ciphertext needs a rule of its own: a decode-only
+            // caller must not be able to encode.
+            return Err(AuthError::forbidden(
+                "encoding needs its own rule (codec_server.auth.encode_requires); none is set",
+            ));
+        }
         if let Some((claim, value)) = rule
             && !claim_has(claims.get(claim), value)
         {

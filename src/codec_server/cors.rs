@@ -12,7 +12,8 @@ pub struct Cors {
     credentials: bool,
 }
 
-const ALLOW_HEADERS: &str = "Content-Type, X-Namespace, Authorization";
+/// `Authorization-Extras` carries the ID token the Web UI sends along.
+const ALLOW_HEADERS: &str = "Content-Type, X-Namespace, Authorization, Authorization-Extras";
 const ALLOW_METHODS: &str = "POST, OPTIONS";
 
 impl Cors {

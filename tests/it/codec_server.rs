@@ -51,10 +51,17 @@ async fn request(
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "codec");
+    // As a browser or the CLI addresses it: by its address, JSON bodies.
+    let mut req = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", addr.to_string());
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "application/json");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -381,6 +388,36 @@ async fn https(
 }
 
 #[tokio::test]
+async fn without_auth_only_json_addressed_to_this_host_is_served() {
+    let g = gateway("cors_origins = [\"http://localhost:8233\"]").await;
+    let addr = g.codec_addr.unwrap();
+    // DNS rebinding: a page on attacker.example resolving to 127.0.0.1.
+    let a = post(addr, "/decode", &[("host", "attacker.example:8081")], PLAIN).await;
+    assert_eq!(a.status, StatusCode::MISDIRECTED_REQUEST, "{}", a.body);
+    // A "simple" cross-origin POST (text/plain) needs no preflight: refused.
+    let a = post(addr, "/decode", &[("content-type", "text/plain")], PLAIN).await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.body);
+    for host in ["localhost:1", "127.0.0.1", "[::1]:8081"] {
+        let a = post(addr, "/decode", &[("host", host)], PLAIN).await;
+        assert_eq!(a.status, StatusCode::OK, "{host}: {}", a.body);
+    }
+    // The Web UI's ID token header may cross origins.
+    let a = request(
+        addr,
+        "OPTIONS",
+        "/decode",
+        &[
+            ("origin", "http://localhost:8233"),
+            ("access-control-request-method", "POST"),
+        ],
+        "",
+    )
+    .await;
+    let allowed = a.headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("Authorization-Extras"), "{allowed}");
+}
+
+#[tokio::test]
 async fn serves_https_when_given_a_certificate() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("codec-tls-{}", std::process::id()));
@@ -396,6 +433,7 @@ async fn serves_https_when_given_a_certificate() {
     let mut sender = https(addr, &pki.ca_pem).await.unwrap();
     let req = Request::post("/encode")
         .header("host", "localhost")
+        .header("content-type", "application/json")
         .body(Full::new(Bytes::from(PLAIN)))
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
@@ -447,4 +485,44 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
     assert!(https(addr, &new.ca_pem).await.is_ok());
     assert!(https(addr, &old.ca_pem).await.is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_namespace_name_maps_back_to_its_local_policy() {
+    let (_, k1) = sealgate::keys::generate("k1").unwrap();
+    let (_, k2) = sealgate::keys::generate("k2").unwrap();
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:1"
+[upstream_options.namespaces]
+suffix = ".a1b2c"
+[codec_server]
+listen = "127.0.0.1:0"
+[[codec.keys]]
+id = "k1"
+material = "{}"
+[[codec.keys]]
+id = "k2"
+material = "{}"
+[codec.policies.default]
+active_key = "k1"
+[codec.policies.orders]
+active_key = "k2"
+[telemetry]
+admin_listen = "off"
+"#,
+        k1.as_str(),
+        k2.as_str()
+    );
+    let g = Gateway::start(parse_config(&text)).await;
+    let addr = g.codec_addr.unwrap();
+    // The Web UI of Temporal Cloud names the namespace as Cloud knows it.
+    let key_id = |a: &Answer| a.body["payloads"][0]["metadata"]["encryption-key-id"].clone();
+    let local = post(addr, "/orders/encode", &[], PLAIN).await;
+    let cloud = post(addr, "/encode", &[("x-namespace", "orders.a1b2c")], PLAIN).await;
+    assert_eq!(key_id(&local), json!("azI=")); // base64("k2")
+    assert_eq!(key_id(&cloud), key_id(&local));
+    let sealed = cloud.body.to_string();
+    let back = post(addr, "/orders.a1b2c/decode", &[], &sealed).await;
+    assert_eq!(back.body, serde_json::from_str::<Value>(PLAIN).unwrap());
 }
