@@ -167,6 +167,17 @@ pub struct ProxyConfig {
     /// fields the schema does not define (counted and warned about) instead
     /// of refusing them.
     pub forward_unknown_fields: bool,
+    /// A caller's TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// A connection's first call must start within this.
+    pub first_request_timeout: Duration,
+    /// A connection with no call open for this long is closed (GOAWAY).
+    pub idle_timeout: Duration,
+    /// After this, a connection gets GOAWAY so its client reconnects (and
+    /// rebalances across replicas); open calls finish.
+    pub max_connection_age: Duration,
+    /// After max_connection_age plus this, the connection is closed.
+    pub max_connection_age_grace: Duration,
     /// Caller credential headers dropped before forwarding (lower-case),
     /// unless the upstream forwards the caller's authorization.
     pub credential_headers: Vec<String>,
@@ -1170,6 +1181,32 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         }
     };
     let opaque_services = t.strings("opaque_services", issues).unwrap_or_default();
+    let duration = |t: &mut Table<'_>, key: &'static str, default: u64, issues: &mut Issues| {
+        let d = t
+            .duration(key, issues)
+            .unwrap_or(Duration::from_secs(default));
+        if d.is_zero() {
+            issues.push(&t.path(key), "must be over zero".into());
+        }
+        d
+    };
+    let tls_handshake_timeout = duration(t, "tls_handshake_timeout", 10, issues);
+    let first_request_timeout = duration(t, "first_request_timeout", 20, issues);
+    let idle_timeout = duration(t, "idle_timeout", 300, issues);
+    let max_connection_age = duration(t, "max_connection_age", 360, issues);
+    let max_connection_age_grace = duration(t, "max_connection_age_grace", 120, issues);
+    // Temporal's SDK maintainers ask proxies for at least 6 min before
+    // GOAWAY and 8 min before a hard close: long polls must finish.
+    if max_connection_age < Duration::from_secs(360)
+        || max_connection_age + max_connection_age_grace < Duration::from_secs(480)
+    {
+        issues.warn(
+            &t.path("max_connection_age"),
+            format!(
+                "{max_connection_age:?} (+ {max_connection_age_grace:?} grace) is under the 6 min (soft) / 8 min (hard) Temporal SDKs expect; long polls may be cut"
+            ),
+        );
+    }
     let credential_headers: Vec<String> = t
         .strings("credential_headers", issues)
         .unwrap_or_else(|| {
@@ -1235,6 +1272,11 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
         forward_unknown_fields: false,
         credential_headers,
+        tls_handshake_timeout,
+        first_request_timeout,
+        idle_timeout,
+        max_connection_age,
+        max_connection_age_grace,
     }
 }
 

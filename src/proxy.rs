@@ -13,6 +13,7 @@
 pub mod body;
 pub mod budget;
 pub mod classify;
+pub mod conn;
 mod error;
 pub mod headers;
 mod metrics;
@@ -56,6 +57,8 @@ pub struct Proxy {
     pub(crate) services: classify::Services,
     /// Bytes all calls together may buffer.
     pub(crate) budget: budget::Budget,
+    /// Bounds of each client connection's life.
+    pub(crate) limits: conn::Limits,
     /// (message, field) pairs already warned about as unknown.
     pub(crate) warned: std::sync::Mutex<std::collections::HashSet<(String, u32)>>,
     pub(crate) codec: Arc<Pipeline>,
@@ -101,6 +104,13 @@ impl Proxy {
             services,
             budget: budget::Budget::new(config.memory_budget_bytes),
             warned: Default::default(),
+            limits: conn::Limits {
+                tls_handshake: config.tls_handshake_timeout,
+                first_request: config.first_request_timeout,
+                idle: config.idle_timeout,
+                max_age: config.max_connection_age,
+                max_age_grace: config.max_connection_age_grace,
+            },
             reflection,
             schema,
             codec,

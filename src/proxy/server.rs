@@ -12,17 +12,14 @@ use std::{
 };
 
 use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
 use tracing::Instrument;
 
-use super::Proxy;
+use super::{Proxy, conn};
 use crate::inbound::Peer;
 
 /// How serving ended.
@@ -50,12 +47,6 @@ fn builder(
         .initial_connection_window_size(crate::upstream::CONNECTION_WINDOW)
         .max_frame_size(crate::upstream::MAX_FRAME);
     b
-}
-
-async fn ended<E: std::error::Error + 'static>(conn: impl Future<Output = Result<(), E>>) {
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %crate::upstream::error_chain(&e), "connection ended");
-    }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -148,7 +139,8 @@ pub(crate) async fn serve_from(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Drained {
-    let graceful = GracefulShutdown::new();
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let live = Arc::new(conn::Live::default());
     tokio::pin!(shutdown);
 
     loop {
@@ -161,46 +153,76 @@ pub(crate) async fn serve_from(
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let span = tracing::info_span!("conn", %peer);
+                let limits = proxy.limits;
+                let draining = draining.clone();
+                let live = live.enter();
                 // The acceptor current now: a reload affects new connections.
                 let tls = proxy.inbound_tls.0.borrow().clone();
-                match &tls {
-                    None => {
-                        let h2 = builder(&proxy.config);
-                        let who = Arc::new(Peer::default());
-                        let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
-                        let conn = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move {
-                            ended(conn).await;
-                            drop(held);
-                        }.instrument(span));
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let h2 = builder(&proxy.config);
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match acceptor.accept(stream).await {
-                                Ok(s) => s,
-                                Err(e) => {
+                tokio::spawn(async move {
+                    let h2 = builder(&proxy.config);
+                    let activity = conn::Activity::new();
+                    match tls {
+                        None => {
+                            let service = calls(proxy, Arc::new(Peer::default()), activity.clone());
+                            let c = h2.serve_connection(TokioIo::new(stream), service);
+                            conn::drive(c, |c| c.graceful_shutdown(), &activity, &limits, draining).await;
+                        }
+                        Some(acceptor) => {
+                            let accepted = tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await;
+                            let stream = match accepted {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
                                     tracing::info!(error = %e, "TLS handshake with a caller failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::info!(timeout = ?limits.tls_handshake, "TLS handshake with a caller timed out (proxy.tls_handshake_timeout)");
                                     return;
                                 }
                             };
                             let who = Arc::new(Peer::from_certs(stream.get_ref().1.peer_certificates()));
-                            let service = service_fn(move |req| proxy.clone().handle(req, who.clone()));
-                            ended(watcher.watch(h2.serve_connection(TokioIo::new(stream), service))).await;
-                            drop(held);
-                        }.instrument(span));
+                            let service = calls(proxy, who, activity.clone());
+                            let c = h2.serve_connection(TokioIo::new(stream), service);
+                            conn::drive(c, |c| c.graceful_shutdown(), &activity, &limits, draining).await;
+                        }
                     }
-                }
+                    drop(held);
+                    drop(live);
+                }.instrument(span));
             }
             () = &mut shutdown => break,
         }
     }
     drop(source);
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining in-flight calls");
+    let _ = drain.send(true);
     tokio::select! {
-        () = graceful.shutdown() => Drained::Clean,
+        () = live.none_left() => Drained::Clean,
         () = tokio::time::sleep(grace) => Drained::GraceExpired,
     }
+}
+
+/// The service of one connection: each call through [`Proxy::handle`],
+/// counted in the connection's activity while it runs.
+fn calls(
+    proxy: Arc<Proxy>,
+    who: Arc<Peer>,
+    activity: Arc<conn::Activity>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::upstream::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<
+        Output = Result<http::Response<crate::upstream::Body>, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    service_fn(move |req| {
+        let call = activity.begin();
+        let handled = proxy.clone().handle(req, who.clone());
+        async move {
+            let resp = handled.await;
+            drop(call);
+            resp
+        }
+    })
 }

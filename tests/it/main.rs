@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod codec_server;
+mod connections;
 mod default_deny;
 mod fuzz_corpus;
 mod inbound;

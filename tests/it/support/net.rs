@@ -593,6 +593,11 @@ impl RawClient {
         }
     }
 
+    /// True once the server has closed this connection (or sent GOAWAY).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Sends and returns the response head (body unread).
     pub async fn start(&self, req: Request<RawBody>) -> Response<Incoming> {
         let mut sender = self.sender.clone();

@@ -1,0 +1,127 @@
+//! A client connection's life: closed when it never sends a first call or
+//! stays idle, and sent away (GOAWAY) at its maximum age without cutting
+//! the call in flight.
+
+use crate::support;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use support::net::{
+    FakeUpstream, Gateway, RawClient, Reply, config_text, frame_into, parse_config, raw_full,
+    raw_request, start_request,
+};
+use tokio::io::AsyncReadExt;
+
+const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+const GRPC: &[(&str, &[u8])] = &[("content-type", b"application/grpc"), ("te", b"trailers")];
+
+fn framed(m: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    frame_into(&mut b, m, false);
+    b.freeze()
+}
+
+async fn gateway(proxy: &str, delay: Duration) -> (FakeUpstream, Gateway) {
+    let up = FakeUpstream::start(move |_| Reply {
+        delay,
+        ..Reply::message(Bytes::new())
+    })
+    .await;
+    let g = Gateway::start(parse_config(&config_text(
+        up.addr,
+        &format!("[proxy]\n{proxy}"),
+    )))
+    .await;
+    (up, g)
+}
+
+/// Reads until the server closes the socket; `None` if it stays open.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(started + limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue, // SETTINGS, GOAWAY...
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_never_calls_is_closed() {
+    let (_up, g) = gateway("first_request_timeout = \"300ms\"\n", Duration::ZERO).await;
+    // A slowloris: connects and sends nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(10)).await;
+    assert!(took.is_some(), "still open after 10 s");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
+    let (_up, g) = gateway(
+        "idle_timeout = \"400ms\"\nfirst_request_timeout = \"400ms\"\n",
+        Duration::from_millis(1200),
+    )
+    .await;
+    let client = RawClient::connect(g.addr).await;
+    // A call longer than the idle bound: the connection is busy, not idle.
+    let a = client
+        .send(raw_request(
+            START,
+            GRPC,
+            raw_full(framed(&start_request("default"))),
+        ))
+        .await;
+    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    // Then nothing: the connection goes away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if client.is_closed() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle connection still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn at_its_maximum_age_a_connection_gets_goaway_and_its_call_finishes() {
+    let (_up, g) = gateway(
+        "max_connection_age = \"300ms\"\nmax_connection_age_grace = \"5s\"\n",
+        Duration::from_millis(1000),
+    )
+    .await;
+    let client = RawClient::connect(g.addr).await;
+    // In flight when the age passes: it still completes.
+    let a = client
+        .send(raw_request(
+            START,
+            GRPC,
+            raw_full(framed(&start_request("default"))),
+        ))
+        .await;
+    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !client.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no GOAWAY after the maximum age"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A new connection serves as usual.
+    let fresh = RawClient::connect(g.addr).await;
+    let a = fresh
+        .send(raw_request(
+            START,
+            GRPC,
+            raw_full(framed(&start_request("default"))),
+        ))
+        .await;
+    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+}
