@@ -592,6 +592,49 @@ impl Config {
             Some(mut t) => inbound_section(&mut t, base, &mut issues),
             None => InboundConfig::default(),
         };
+        // Two local names must never reach one upstream namespace.
+        let named = upstreams.iter().filter_map(|u| {
+            u.options
+                .namespaces
+                .as_ref()
+                .map(|t| (format!("upstreams.{}.namespaces", u.name), t))
+        });
+        let default = upstream_options
+            .namespaces
+            .as_ref()
+            .map(|t| ("upstream_options.namespaces".to_string(), t));
+        for (path, t) in default.into_iter().chain(named) {
+            for (local, other, remote) in t.collisions() {
+                // Escalation: a rule lets a caller use `other` but not `local`.
+                let allows = |r: &crate::inbound::Rule, ns: &str| {
+                    r.namespaces
+                        .iter()
+                        .any(|p| crate::proxy::router::glob(p, ns))
+                };
+                let escalates = inbound
+                    .rules
+                    .iter()
+                    .any(|r| allows(r, &other) && !allows(r, &local));
+                let message = format!(
+                    "{local:?} and {other:?} both reach upstream namespace {remote:?}{}. Give {local:?} an \
+                     upstream name the prefix/suffix rule cannot produce, or override {other:?} too",
+                    if escalates {
+                        format!(
+                            ": an [[inbound.rules]] entry allows {other:?} but not {local:?}, so its \
+                             callers would reach {local:?}'s data"
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                if escalates {
+                    issues.push(&format!("{path}.overrides"), message);
+                } else {
+                    issues.warn(&format!("{path}.overrides"), message);
+                }
+            }
+        }
+
         // The listener decrypts: on a non-loopback address it needs callers
         // checked, or an explicit statement that the network is private.
         if let Ok(l) = &listen

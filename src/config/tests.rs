@@ -511,3 +511,29 @@ fn jwt_setups_must_pin_something_and_fetch_keys_safely() {
         codec(&format!("jwks_url = \"{ok}\"\n{pinned}")).unwrap();
     }
 }
+
+#[test]
+fn a_rule_that_would_reach_another_namespace_through_translation_is_refused() {
+    let text = |pattern: &str| {
+        minimal(KEY)
+            + &format!(
+                "[upstream_options.namespaces]\nsuffix = \".a1b2c\"\n\
+                 overrides = {{ \"payments\" = \"payments-prod.a1b2c\" }}\n\
+                 [inbound]\nauth = \"bearer\"\n[[inbound.rules]]\n\
+                 token = \"team-token-0123456789\"\nnamespaces = [\"{pattern}\"]\n"
+            )
+    };
+    let e = parse_with(&text("payments-*"), &[]).unwrap_err();
+    assert!(
+        paths(&e) == ["upstream_options.namespaces.overrides"]
+            && e.to_string().contains("would reach \"payments\"'s data"),
+        "{e}"
+    );
+    // A rule allowing both names escalates nothing: a warning.
+    let c = parse_with(&text("payments*"), &[]).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("both reach")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -48,6 +48,36 @@ impl Translation {
     }
 }
 
+impl Translation {
+    /// Upstream names two local names would share: an override's upstream
+    /// name that another local name also reaches through the prefix and
+    /// suffix (`payments` → `payments-prod.a1b2c` by override, and
+    /// `payments-prod` → `payments-prod.a1b2c` by suffix). A caller allowed
+    /// the second would reach the first's namespace under another key
+    /// policy. Returns (override's local name, other local name, upstream).
+    pub fn collisions(&self) -> Vec<(String, String, String)> {
+        let mut found = Vec::new();
+        for (local, remote) in &self.overrides {
+            let by_rule = remote
+                .strip_prefix(self.prefix.as_str())
+                .and_then(|r| r.strip_suffix(self.suffix.as_str()))
+                .filter(|r| !r.is_empty());
+            if let Some(other) = by_rule
+                && other != local
+                && !self.overrides.iter().any(|(l, _)| l == other)
+            {
+                found.push((local.clone(), other.to_string(), remote.clone()));
+            }
+            for (l2, r2) in &self.overrides {
+                if l2 > local && r2 == remote {
+                    found.push((local.clone(), l2.clone(), remote.clone()));
+                }
+            }
+        }
+        found
+    }
+}
+
 /// Rewriter visitor over the namespace plan: maps each namespace field.
 pub(crate) struct Rename<'a> {
     pub(crate) translation: &'a Translation,
