@@ -95,7 +95,7 @@ impl CodecServer {
         Ok(CodecServer {
             codec,
             cors: Cors::new(&config.cors_origins, config.cors_allow_credentials),
-            auth: Auth::new(&config.auth),
+            auth: Auth::new(&config.auth, &config.rules),
             open_hosts: matches!(config.auth, crate::config::CodecServerAuth::None).then(|| {
                 let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
                 hosts.push(config.listen.ip().to_string());
@@ -153,7 +153,7 @@ impl CodecServer {
             return refused;
         }
         let namespace = self.local_name(namespace);
-        if let Err(e) = self.auth.check(req.headers(), op).await {
+        if let Err(e) = self.auth.check(req.headers(), op, &namespace).await {
             tracing::info!(%namespace, ?op, error = %e, "codec server refused a request");
             return e.response();
         }

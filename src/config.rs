@@ -99,6 +99,31 @@ pub struct CodecServerConfig {
     /// Serve HTTPS with this certificate chain and key.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub auth: CodecServerAuth,
+    /// `[[codec_server.auth.rules]]`: who may decode (or encode) which
+    /// namespaces; none: every authenticated caller, every namespace.
+    pub rules: Vec<CodecRule>,
+}
+
+/// One `[[codec_server.auth.rules]]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodecRule {
+    /// A bearer token (mode "bearer") or a JWT claim (mode "jwt").
+    pub who: Who,
+    /// Namespaces (exact or patterns) this caller may use.
+    pub namespaces: Vec<String>,
+    pub decode: bool,
+    pub encode: bool,
+}
+
+impl fmt::Debug for CodecRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodecRule")
+            .field("who", &self.who)
+            .field("namespaces", &self.namespaces)
+            .field("decode", &self.decode)
+            .field("encode", &self.encode)
+            .finish()
+    }
 }
 
 /// Who may call the codec server.
@@ -812,13 +837,14 @@ fn codec_server_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> 
     let allow_open = t
         .bool("allow_unauthenticated_remote", issues)
         .unwrap_or(false);
-    let auth = match t.table("auth", issues) {
+    let (auth, rules) = match t.table("auth", issues) {
         Some(mut a) => {
-            let auth = codec_server_auth(&mut a, issues);
+            let rules = codec_server_rules(&mut a, issues);
+            let auth = codec_server_auth(&mut a, !rules.is_empty(), issues);
             a.finish(issues);
-            auth
+            (auth, rules)
         }
-        None => CodecServerAuth::None,
+        None => (CodecServerAuth::None, Vec::new()),
     };
     if matches!(auth, CodecServerAuth::None) && !listen.ip().is_loopback() && !allow_open {
         issues.push(
@@ -831,6 +857,7 @@ fn codec_server_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> 
     }
     t.finish(issues);
     CodecServerConfig {
+        rules,
         listen,
         cors_origins,
         cors_allow_credentials,
@@ -905,7 +932,69 @@ fn jwt_keys(t: &mut Table<'_>, issues: &mut Issues) -> JwtConfig {
     }
 }
 
-fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth {
+/// `[[codec_server.auth.rules]]`: token or claim, namespaces, operations.
+fn codec_server_rules(t: &mut Table<'_>, issues: &mut Issues) -> Vec<CodecRule> {
+    let mode = t.peek_string("mode").unwrap_or_default();
+    let mut rules = Vec::new();
+    for mut r in t.array_of_tables("rules", issues) {
+        let token = r.string("token", issues);
+        let claim = r.string("claim", issues);
+        let namespaces = r.strings("namespaces", issues).unwrap_or_default();
+        if namespaces.is_empty() {
+            issues.push(
+                &r.path("namespaces"),
+                "missing: the namespaces (exact or patterns) this caller may decode".into(),
+            );
+        }
+        let ops = r
+            .strings("operations", issues)
+            .unwrap_or_else(|| vec!["decode".into()]);
+        let (mut decode, mut encode) = (false, false);
+        for op in &ops {
+            match op.as_str() {
+                "decode" => decode = true,
+                "encode" => encode = true,
+                other => issues.push(
+                    &r.path("operations"),
+                    format!("{other:?}: use \"decode\" and/or \"encode\""),
+                ),
+            }
+        }
+        let who = match (mode.as_str(), token, claim) {
+            ("bearer", Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
+            ("bearer", Some(_), None) => {
+                issues.push(&r.path("token"), "use at least 16 characters".into());
+                None
+            }
+            ("jwt", None, Some(c)) => match c.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Some(Who::Claim(k.into(), v.into())),
+                _ => {
+                    issues.push(&r.path("claim"), format!("{c:?}: write claim=value"));
+                    None
+                }
+            },
+            _ => {
+                issues.push(
+                    &r.path(""),
+                    "with mode \"bearer\" a rule has `token`, with \"jwt\" a `claim`".into(),
+                );
+                None
+            }
+        };
+        r.finish(issues);
+        if let Some(who) = who {
+            rules.push(CodecRule {
+                who,
+                namespaces,
+                decode,
+                encode,
+            });
+        }
+    }
+    rules
+}
+
+fn codec_server_auth(t: &mut Table<'_>, has_rules: bool, issues: &mut Issues) -> CodecServerAuth {
     let mode = t.string("mode", issues).unwrap_or_else(|| "none".into());
     let rule = |t: &mut Table<'_>, key: &'static str, issues: &mut Issues| {
         let v = t.string(key, issues)?;
@@ -923,6 +1012,9 @@ fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth 
     match mode.as_str() {
         "none" => CodecServerAuth::None,
         "bearer" => match t.string("token", issues) {
+            None if has_rules => CodecServerAuth::Bearer {
+                token: String::new(),
+            },
             Some(token) if token.len() >= 16 => CodecServerAuth::Bearer { token },
             Some(_) => {
                 issues.push(&t.path("token"), "use at least 16 characters".into());
@@ -945,6 +1037,7 @@ fn codec_server_auth(t: &mut Table<'_>, issues: &mut Issues) -> CodecServerAuth 
             if config.issuer.is_none()
                 && config.audience.is_none()
                 && config.decode_requires.is_none()
+                && !has_rules
             {
                 issues.push(
                     &t.path("issuer"),

@@ -12,7 +12,11 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 
 use super::{Op, Resp, error, fetch};
-use crate::config::{CodecServerAuth, JwtConfig};
+use crate::{
+    config::{CodecRule, CodecServerAuth, JwtConfig},
+    inbound::Who,
+    proxy::router::glob,
+};
 
 /// A refused request: 401 (who are you?) or 403 (not allowed).
 #[derive(Debug, thiserror::Error)]
@@ -48,24 +52,70 @@ impl AuthError {
 }
 
 #[derive(Debug)]
-pub enum Auth {
+pub struct Auth {
+    mode: Mode,
+    /// Per-namespace rules; none: an authenticated caller may use every
+    /// namespace.
+    rules: Vec<CodecRule>,
+}
+
+#[derive(Debug)]
+enum Mode {
     None,
+    /// The one token with access to everything; empty when only rules
+    /// name tokens.
     Bearer(Box<[u8]>),
     Jwt(Arc<Jwt>),
 }
 
 impl Auth {
-    pub fn new(config: &CodecServerAuth) -> Auth {
-        match config {
-            CodecServerAuth::None => Auth::None,
-            CodecServerAuth::Bearer { token } => Auth::Bearer(token.as_bytes().into()),
-            CodecServerAuth::Jwt(j) => Auth::Jwt(Arc::new(Jwt::new(j.clone()))),
+    pub fn new(config: &CodecServerAuth, rules: &[CodecRule]) -> Auth {
+        let mode = match config {
+            CodecServerAuth::None => Mode::None,
+            CodecServerAuth::Bearer { token } => Mode::Bearer(token.as_bytes().into()),
+            CodecServerAuth::Jwt(j) => Mode::Jwt(Arc::new(Jwt::new(j.clone()))),
+        };
+        Auth {
+            mode,
+            rules: rules.to_vec(),
+        }
+    }
+
+    /// Some rule matching this caller covers `namespace` for `op`.
+    fn covered(
+        &self,
+        matches: impl Fn(&Who) -> bool,
+        namespace: &str,
+        op: Op,
+    ) -> Result<(), AuthError> {
+        let mine: Vec<&CodecRule> = self.rules.iter().filter(|r| matches(&r.who)).collect();
+        if mine.is_empty() {
+            return Err(AuthError::forbidden(
+                "no [[codec_server.auth.rules]] entry matches this caller",
+            ));
+        }
+        let allowed = mine.iter().any(|r| {
+            (match op {
+                Op::Decode => r.decode,
+                Op::Encode => r.encode,
+            }) && r.namespaces.iter().any(|p| glob(p, namespace))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(AuthError::forbidden(format!(
+                "this caller may not {} payloads of namespace {namespace:?}",
+                match op {
+                    Op::Encode => "encode",
+                    Op::Decode => "decode",
+                }
+            )))
         }
     }
 
     /// Fetches the JWKS in the background so the first call does not wait.
     pub fn warm_up(&self) {
-        if let Auth::Jwt(j) = self {
+        if let Mode::Jwt(j) = &self.mode {
             let j = j.clone();
             tokio::spawn(async move {
                 let _ = j.keys(None).await;
@@ -73,7 +123,13 @@ impl Auth {
         }
     }
 
-    pub async fn check(&self, headers: &HeaderMap, op: Op) -> Result<(), AuthError> {
+    /// Checks the caller for `op` on `namespace` (its local name).
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        op: Op,
+        namespace: &str,
+    ) -> Result<(), AuthError> {
         let token = || {
             headers
                 .get(header::AUTHORIZATION)
@@ -85,17 +141,31 @@ impl Auth {
                 .map(str::trim)
                 .ok_or_else(|| AuthError::unauthenticated("missing Authorization: Bearer <token>"))
         };
-        match self {
-            Auth::None => Ok(()),
-            Auth::Bearer(want) => {
+        match &self.mode {
+            Mode::None => Ok(()),
+            Mode::Bearer(want) => {
                 let got = token()?;
-                if ring_eq(got.as_bytes(), want) {
-                    Ok(())
-                } else {
-                    Err(AuthError::unauthenticated("the bearer token is not valid"))
+                if !want.is_empty() && ring_eq(got.as_bytes(), want) {
+                    return Ok(());
                 }
+                let known =
+                    |w: &Who| matches!(w, Who::Token(t) if ring_eq(t.as_bytes(), got.as_bytes()));
+                if !self.rules.iter().any(|r| known(&r.who)) {
+                    return Err(AuthError::unauthenticated("the bearer token is not valid"));
+                }
+                self.covered(known, namespace, op)
             }
-            Auth::Jwt(jwt) => jwt.check(token()?, op).await,
+            Mode::Jwt(jwt) => {
+                let claims = jwt.check(token()?, op, !self.rules.is_empty()).await?;
+                if self.rules.is_empty() {
+                    return Ok(());
+                }
+                self.covered(
+                    |w| matches!(w, Who::Claim(c, v) if claim_has(claims.get(c), v)),
+                    namespace,
+                    op,
+                )
+            }
         }
     }
 }
@@ -107,7 +177,7 @@ fn ring_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// JWT verification against a cached JWKS.
 #[derive(Debug)]
-pub struct Jwt {
+pub(crate) struct Jwt {
     config: JwtConfig,
     cache: RwLock<Option<(Arc<JwkSet>, Instant)>>,
 }
@@ -158,13 +228,20 @@ impl Jwt {
         }
     }
 
-    async fn check(&self, token: &str, op: Op) -> Result<(), AuthError> {
+    /// Verifies the token and its claim rule for `op`; with per-namespace
+    /// rules (`ruled`) those decide instead of a missing encode rule.
+    async fn check(
+        &self,
+        token: &str,
+        op: Op,
+        ruled: bool,
+    ) -> Result<serde_json::Map<String, Value>, AuthError> {
         let claims = self.claims(token).await?;
         let rule = match op {
             Op::Encode => &self.config.encode_requires,
             Op::Decode => &self.config.decode_requires,
         };
-        if op == Op::Encode && rule.is_none() {
+        if op == Op::Encode && rule.is_none() && !ruled {
             // Minting ciphertext needs a rule of its own: a decode-only
             // caller must not be able to encode.
             return Err(AuthError::forbidden(
@@ -182,7 +259,7 @@ impl Jwt {
                 }
             )));
         }
-        Ok(())
+        Ok(claims)
     }
 
     /// The claims of a token that verifies (signature, algorithm, expiry,

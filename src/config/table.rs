@@ -88,6 +88,15 @@ impl<'a> Table<'a> {
         self.table.is_some_and(|t| t.contains_key(key))
     }
 
+    /// A plain string value, read without marking the key as used (it is
+    /// read again, properly, later).
+    pub(super) fn peek_string(&self, key: &str) -> Option<String> {
+        self.table
+            .and_then(|t| t.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
     fn get(&mut self, key: &'static str) -> Option<&'a Value> {
         self.read.push(key);
         self.table.and_then(|t| t.get(key))

@@ -526,3 +526,40 @@ admin_listen = "off"
     let back = post(addr, "/orders.a1b2c/decode", &[], &sealed).await;
     assert_eq!(back.body, serde_json::from_str::<Value>(PLAIN).unwrap());
 }
+
+#[tokio::test]
+async fn per_namespace_rules_decide_who_decodes_and_encodes_what() {
+    let g = gateway(
+        "[codec_server.auth]\nmode = \"bearer\"\n\
+         [[codec_server.auth.rules]]\ntoken = \"payments-ui-token-0123\"\nnamespaces = [\"payments-*\"]\n\
+         [[codec_server.auth.rules]]\ntoken = \"platform-token-012345\"\nnamespaces = [\"*\"]\noperations = [\"decode\", \"encode\"]\n",
+    )
+    .await;
+    let addr = g.codec_addr.unwrap();
+    let payments = [("authorization", "Bearer payments-ui-token-0123")];
+    let platform = [("authorization", "Bearer platform-token-012345")];
+    let sealed = post(addr, "/payments-eu/encode", &platform, PLAIN).await;
+    assert_eq!(sealed.status, StatusCode::OK, "{}", sealed.body);
+    let sealed = sealed.body.to_string();
+    // The payments token decodes its namespaces only, and never encodes.
+    let a = post(addr, "/payments-eu/decode", &payments, &sealed).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = post(addr, "/orders/decode", &payments, &sealed).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(
+        a.body["error"].as_str().unwrap().contains("\"orders\""),
+        "{}",
+        a.body
+    );
+    let a = post(addr, "/payments-eu/encode", &payments, PLAIN).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    // An unknown token is not authenticated at all.
+    let a = post(
+        addr,
+        "/payments-eu/decode",
+        &[("authorization", "Bearer nope-nope-nope-nope")],
+        &sealed,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+}
