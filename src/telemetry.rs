@@ -266,6 +266,24 @@ impl Telemetry {
             .with_description("Data keys created (first use of a namespace, or rotation)")
             .with_callback(move |o| o.observe(deks.stats().rotations.load(Relaxed), &[]))
             .build();
+        let deks = pipeline.deks().clone();
+        self.meter
+            .u64_observable_counter("sealgate.dek.refused")
+            .with_description(
+                "Data keys refused without a KMS call: first keys over the per-minute limit for namespaces without a policy (reason=rate_limited), wrapped keys the KMS refused recently (reason=known_bad)",
+            )
+            .with_callback(move |o| {
+                let s = deks.stats();
+                o.observe(
+                    s.rate_limited.load(Relaxed),
+                    &[KeyValue::new("reason", "rate_limited")],
+                );
+                o.observe(
+                    s.known_bad.load(Relaxed),
+                    &[KeyValue::new("reason", "known_bad")],
+                );
+            })
+            .build();
     }
 
     /// Exposes reload outcomes.

@@ -146,7 +146,12 @@ impl Session {
         if let Some(Encrypt::Envelope { kek, rotation }) = self.policy.encrypt() {
             let key = self
                 .deks
-                .encrypting_key(&self.namespace, kek, *rotation)
+                .encrypting_key(
+                    &self.namespace,
+                    kek,
+                    *rotation,
+                    !self.setup.policies.has_own(&self.namespace),
+                )
                 .await?;
             self.encrypt = Some(key);
         }

@@ -31,6 +31,14 @@ pub const DEFAULT_CACHE_SIZE: usize = 1000;
 /// Most namespaces holding a current DEK at once; beyond it the oldest
 /// namespace's DEK is dropped (and re-created on its next call).
 const MAX_NAMESPACES: usize = 4096;
+/// First data keys for namespaces without a policy of their own, per
+/// minute (each is a KMS Wrap; invented names must not run up the bill).
+pub const NEW_DEKS_PER_MINUTE: u32 = 60;
+/// How long a wrapped DEK the KMS refused to unwrap is refused without
+/// asking again.
+const FAILED_UNWRAP_TTL: Duration = Duration::from_secs(60);
+/// Most refused wrapped DEKs remembered.
+const MAX_FAILED: usize = 10_000;
 
 /// KMS and cache counters.
 #[derive(Debug, Default)]
@@ -42,6 +50,17 @@ pub struct EnvelopeStats {
     pub cache_misses: AtomicU64,
     /// DEKs created (first use of a namespace, or rotation).
     pub rotations: AtomicU64,
+    /// First DEKs refused by the per-minute limit.
+    pub rate_limited: AtomicU64,
+    /// Unwraps refused from the negative cache, without a KMS call.
+    pub known_bad: AtomicU64,
+}
+
+/// A token bucket: `per_minute` tokens, refilled continuously.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
 
 /// How long a namespace's DEK encrypts, and when a fresh one is prepared.
@@ -95,6 +114,9 @@ pub struct DekStore {
     capacity: usize,
     ops: Arc<KeyOpsRegistry>,
     stats: EnvelopeStats,
+    new_deks: Mutex<Bucket>,
+    /// Wrapped DEKs the KMS refused, and when.
+    failed: DashMap<Box<[u8]>, Instant>,
 }
 
 impl std::fmt::Debug for DekStore {
@@ -117,6 +139,11 @@ impl DekStore {
             capacity: capacity.max(1),
             ops,
             stats: EnvelopeStats::default(),
+            new_deks: Mutex::new(Bucket {
+                tokens: f64::from(NEW_DEKS_PER_MINUTE),
+                at: Instant::now(),
+            }),
+            failed: DashMap::new(),
         }
     }
 
@@ -128,14 +155,31 @@ impl DekStore {
     /// (one KMS call, shared by concurrent callers) when there is none, it
     /// expired, or the policy's KEK changed; starts a background renewal
     /// once it is within `renew_before` of expiry.
+    ///
+    /// `limited`: the namespace has no policy of its own, so its first DEK
+    /// counts against [`NEW_DEKS_PER_MINUTE`].
     pub async fn encrypting_key(
         self: &Arc<Self>,
         namespace: &str,
         kek: &Arc<Kek>,
         rotation: Rotation,
+        limited: bool,
     ) -> Result<Arc<Key>, KmsError> {
         if let Some(k) = self.ready_key(namespace, kek, rotation) {
             return Ok(k);
+        }
+        if limited && !self.slots.contains_key(namespace) && !self.take_new_dek() {
+            self.stats.rate_limited.fetch_add(1, Relaxed);
+            return Err(KmsError::Call {
+                provider: kek.provider().name().to_string(),
+                kek: kek.id().to_string(),
+                op: "generate",
+                reason: format!(
+                    "new data keys for namespaces without a policy of their own are limited to \
+                     {NEW_DEKS_PER_MINUTE} a minute; retry shortly, or give the namespace its own policy"
+                ),
+                unavailable: true,
+            });
         }
         let slot = self.slot(namespace);
         let _one = slot.create.lock().await;
@@ -176,6 +220,24 @@ impl DekStore {
             });
         }
         Some(d.key.clone())
+    }
+
+    /// One token from the new-DEK bucket, if there is one.
+    fn take_new_dek(&self) -> bool {
+        let Ok(mut b) = self.new_deks.lock() else {
+            return false;
+        };
+        let per_minute = f64::from(NEW_DEKS_PER_MINUTE);
+        let now = Instant::now();
+        let refill = now.duration_since(b.at).as_secs_f64() * per_minute / 60.0;
+        b.tokens = (b.tokens + refill).min(per_minute);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn slot(&self, namespace: &str) -> Arc<Slot> {
@@ -250,15 +312,27 @@ impl DekStore {
     /// Unwraps `wrapped` (the base64 `encryption-dek`) with `kek` and caches
     /// it; concurrent calls for the same DEK share one KMS call.
     pub async fn unwrap(&self, kek: &Arc<Kek>, wrapped: &[u8]) -> Result<Arc<Key>, KmsError> {
+        if let Some(at) = self.failed.get(wrapped).map(|a| *a) {
+            if at.elapsed() < FAILED_UNWRAP_TTL {
+                self.stats.known_bad.fetch_add(1, Relaxed);
+                return Err(KmsError::Call {
+                    provider: kek.provider().name().to_string(),
+                    kek: kek.id().to_string(),
+                    op: "unwrap",
+                    reason: "the KMS refused this data key recently; not asking again yet".into(),
+                    unavailable: false,
+                });
+            }
+            self.failed.remove(wrapped);
+        }
+        // Shared by concurrent callers; it joins the bounded cache (and may
+        // evict an older key) only once it has unwrapped.
         let cell = match self.cache.get(wrapped) {
             Some(c) => c.clone(),
-            None => {
-                let cell = self.cache.entry(wrapped.into()).or_default().clone();
-                self.remember(wrapped);
-                cell
-            }
+            None => self.cache.entry(wrapped.into()).or_default().clone(),
         };
-        let key = cell
+        let fresh = !cell.initialized();
+        let result = cell
             .get_or_try_init(|| async {
                 let raw = STANDARD.decode(wrapped).map_err(|_| KmsError::NotBase64 {
                     kek: kek.id().to_string(),
@@ -274,8 +348,27 @@ impl DekStore {
                 })?;
                 Ok::<_, KmsError>(Arc::new(key.with_ops(self.ops.for_id(kek.id()))))
             })
-            .await?
-            .clone();
+            .await
+            .cloned();
+        let key = match result {
+            Ok(k) => {
+                if fresh {
+                    self.remember(wrapped);
+                }
+                k
+            }
+            Err(e) => {
+                // A failure never takes a good key's place in the cache.
+                self.cache.remove_if(wrapped, |_, c| !c.initialized());
+                if !e.is_unavailable() {
+                    if self.failed.len() >= MAX_FAILED {
+                        self.failed.clear();
+                    }
+                    self.failed.insert(wrapped.into(), Instant::now());
+                }
+                return Err(e);
+            }
+        };
         if key.id() != kek.id() {
             // Cached under another KEK: never hand a DEK out for a KEK
             // that did not wrap it.

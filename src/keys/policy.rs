@@ -201,6 +201,11 @@ impl Policies {
         self.namespaces.get(namespace).unwrap_or(&self.default)
     }
 
+    /// True when `namespace` has a policy of its own (not the default).
+    pub fn has_own(&self, namespace: &str) -> bool {
+        self.namespaces.contains_key(namespace)
+    }
+
     pub fn default_policy(&self) -> &Arc<Policy> {
         &self.default
     }

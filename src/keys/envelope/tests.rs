@@ -30,9 +30,9 @@ fn store(capacity: usize) -> Arc<DekStore> {
 async fn one_data_key_per_namespace_until_it_ages() {
     let s = store(10);
     let k = kek("kek-1", 1);
-    let a1 = s.encrypting_key("a", &k, DAY).await.unwrap();
-    let a2 = s.encrypting_key("a", &k, DAY).await.unwrap();
-    let b = s.encrypting_key("b", &k, DAY).await.unwrap();
+    let a1 = s.encrypting_key("a", &k, DAY, false).await.unwrap();
+    let a2 = s.encrypting_key("a", &k, DAY, false).await.unwrap();
+    let b = s.encrypting_key("b", &k, DAY, false).await.unwrap();
     assert!(Arc::ptr_eq(&a1, &a2));
     assert_ne!(a1.wrapped(), b.wrapped());
     assert_eq!(a1.id(), "kek-1");
@@ -45,7 +45,7 @@ async fn one_data_key_per_namespace_until_it_ages() {
 
     // A new KEK for the namespace means a new data key.
     let k2 = kek("kek-2", 2);
-    let a3 = s.encrypting_key("a", &k2, DAY).await.unwrap();
+    let a3 = s.encrypting_key("a", &k2, DAY, false).await.unwrap();
     assert_eq!(a3.id(), "kek-2");
 }
 
@@ -59,9 +59,9 @@ async fn expired_keys_are_replaced_and_renewal_runs_in_the_background() {
         lifetime: Duration::from_secs(60),
         renew_before: Duration::from_secs(59),
     };
-    let first = s.encrypting_key("a", &k, soon).await.unwrap();
+    let first = s.encrypting_key("a", &k, soon, false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let same = s.encrypting_key("a", &k, soon).await.unwrap();
+    let same = s.encrypting_key("a", &k, soon, false).await.unwrap();
     assert!(
         Arc::ptr_eq(&first, &same),
         "the hot path never waits for renewal"
@@ -72,7 +72,7 @@ async fn expired_keys_are_replaced_and_renewal_runs_in_the_background() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let renewed = s.encrypting_key("a", &k, soon).await.unwrap();
+    let renewed = s.encrypting_key("a", &k, soon, false).await.unwrap();
     assert!(!Arc::ptr_eq(&first, &renewed));
 
     // A lifetime that has passed: a new key before encrypting.
@@ -80,9 +80,9 @@ async fn expired_keys_are_replaced_and_renewal_runs_in_the_background() {
         lifetime: Duration::from_millis(50),
         renew_before: Duration::from_millis(10),
     };
-    let old = s.encrypting_key("b", &k, brief).await.unwrap();
+    let old = s.encrypting_key("b", &k, brief, false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let new = s.encrypting_key("b", &k, brief).await.unwrap();
+    let new = s.encrypting_key("b", &k, brief, false).await.unwrap();
     assert_ne!(old.wrapped(), new.wrapped());
 }
 
@@ -90,7 +90,7 @@ async fn expired_keys_are_replaced_and_renewal_runs_in_the_background() {
 async fn concurrent_misses_share_one_unwrap_and_the_cache_is_bounded() {
     let k = kek("kek-1", 1);
     let maker = store(10);
-    let dek = maker.encrypting_key("a", &k, DAY).await.unwrap();
+    let dek = maker.encrypting_key("a", &k, DAY, false).await.unwrap();
     let wrapped = dek.wrapped().unwrap().as_bytes().to_vec();
 
     let s = store(2);
@@ -112,7 +112,7 @@ async fn concurrent_misses_share_one_unwrap_and_the_cache_is_bounded() {
 
     // Two more distinct data keys push the first one out.
     for ns in ["b", "c"] {
-        let d = maker.encrypting_key(ns, &k, DAY).await.unwrap();
+        let d = maker.encrypting_key(ns, &k, DAY, false).await.unwrap();
         s.unwrap(&k, d.wrapped().unwrap().as_bytes()).await.unwrap();
     }
     assert!(s.cached("kek-1", &wrapped).is_none());
@@ -125,4 +125,57 @@ async fn concurrent_misses_share_one_unwrap_and_the_cache_is_bounded() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("kek-1"), "{e}");
+}
+
+#[tokio::test]
+async fn refused_data_keys_neither_evict_good_ones_nor_reach_the_kms_twice() {
+    let maker = store(8);
+    let s = store(2);
+    let k = kek("kek-1", 1);
+    let good = maker.encrypting_key("a", &k, DAY, false).await.unwrap();
+    let good = good.wrapped().unwrap().to_string();
+    s.unwrap(&k, good.as_bytes()).await.unwrap();
+    // Many garbage data keys: each refused, none evicts the good one.
+    for i in 0..10u8 {
+        let bad = STANDARD.encode([i; 72]);
+        assert!(s.unwrap(&k, bad.as_bytes()).await.is_err());
+    }
+    assert!(
+        s.cached("kek-1", good.as_bytes()).is_some(),
+        "evicted by failures"
+    );
+    // The same garbage again: refused from memory, not by the KMS.
+    let failures = s.stats().kms_failures.load(Relaxed);
+    assert!(
+        s.unwrap(&k, STANDARD.encode([3u8; 72]).as_bytes())
+            .await
+            .is_err()
+    );
+    assert_eq!(s.stats().kms_failures.load(Relaxed), failures);
+    assert_eq!(s.stats().known_bad.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn first_data_keys_of_namespaces_without_a_policy_are_rate_limited() {
+    let s = store(8);
+    let k = kek("kek-1", 1);
+    let limit = NEW_DEKS_PER_MINUTE as usize;
+    for i in 0..limit {
+        s.encrypting_key(&format!("invented-{i}"), &k, DAY, true)
+            .await
+            .unwrap();
+    }
+    let e = s
+        .encrypting_key("one-too-many", &k, DAY, true)
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_unavailable() && e.to_string().contains("a minute"),
+        "{e}"
+    );
+    assert_eq!(s.stats().rate_limited.load(Relaxed), 1);
+    // Namespaces with a policy of their own, and known ones, go on.
+    s.encrypting_key("payments", &k, DAY, false).await.unwrap();
+    s.encrypting_key("invented-0", &k, DAY, true).await.unwrap();
+    assert_eq!(s.stats().wraps.load(Relaxed), limit as u64 + 1);
 }
