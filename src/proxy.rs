@@ -163,11 +163,10 @@ impl Proxy {
             s if s == reflection::V1 || s == reflection::V1ALPHA => s,
             _ => "other",
         };
+        // Looked up once: the label here, the lane in `call`.
+        let found = self.schema.method(path);
         // Bounded labels: method names come from the schema, others are "other".
-        let method = self
-            .schema
-            .method(path)
-            .map_or_else(|| "other".to_string(), |m| m.name.to_string());
+        let method = found.map_or_else(|| "other".to_string(), |m| m.name.to_string());
         let span = if !self.trace_calls {
             tracing::Span::none()
         } else {
@@ -197,7 +196,7 @@ impl Proxy {
         // Boxed: the call future is ~10 KB, and an unboxed one is copied each
         // time hyper and tokio move the stream task (memmove was the top
         // symbol in the profile).
-        let call = Box::pin(self.call(req, &peer).instrument(span.clone()));
+        let call = Box::pin(self.call(req, &peer, found).instrument(span.clone()));
         let (resp, code, routed) = match call.await {
             Ok(ok) => ok,
             Err(e) => {
@@ -218,12 +217,17 @@ impl Proxy {
     }
 
     /// The phases every call goes through before its lane's own.
-    async fn call(&self, req: Request<Incoming>, peer: &Peer) -> Result<Routed, ProxyError> {
+    async fn call(
+        &self,
+        req: Request<Incoming>,
+        peer: &Peer,
+        method: Option<&crate::schema::Method>,
+    ) -> Result<Routed, ProxyError> {
         self.admit(&req)?;
         let caller = self.inbound.authenticate(peer, req.headers()).await?;
         match classify::classify(
             &self.services,
-            &self.schema,
+            method,
             self.reflection.is_some(),
             req.uri().path(),
         )? {

@@ -5,7 +5,7 @@
 //! [`INFLATE_SLICE`] bytes, so a gzip bomb costs its own call's time, not
 //! its neighbours'.
 
-use std::{io::Read, time::Duration};
+use std::{future::Future, io::Read, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use flate2::read::GzDecoder;
@@ -55,12 +55,19 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let reading = read_all(body, limit, held);
-    match timeout {
-        Some(t) => tokio::time::timeout(t, reading)
-            .await
-            .map_err(|_| BodyError::Timeout(t))?,
-        None => reading.await,
+    let Some(t) = timeout else {
+        return reading.await;
+    };
+    tokio::pin!(reading);
+    // A body that has already arrived (most unary requests) is read
+    // without arming a timer.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(reading.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return done;
     }
+    tokio::time::timeout(t, reading)
+        .await
+        .map_err(|_| BodyError::Timeout(t))?
 }
 
 async fn read_all<B>(mut body: B, limit: usize, held: &mut Held) -> Result<Whole, BodyError>

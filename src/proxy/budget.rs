@@ -6,20 +6,58 @@
 
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
-/// The process-wide budget of buffered bytes.
+/// The process-wide budget of buffered bytes: a counter taken from and
+/// given back to with atomics (no lock on the call path); callers that may
+/// wait are woken when bytes come back.
 #[derive(Debug, Clone)]
 pub struct Budget {
-    bytes: Arc<Semaphore>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    used: AtomicUsize,
     total: usize,
+    /// Holders waiting for bytes (rare: answers when the budget is spent).
+    waiters: AtomicUsize,
+    freed: Notify,
+}
+
+impl Inner {
+    fn try_take(&self, n: usize) -> bool {
+        let mut cur = self.used.load(Relaxed);
+        loop {
+            let Some(next) = cur.checked_add(n).filter(|&v| v <= self.total) else {
+                return false;
+            };
+            match self.used.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.used.fetch_sub(n, Relaxed);
+        if self.waiters.load(Relaxed) > 0 {
+            self.freed.notify_waiters();
+        }
+    }
 }
 
 /// The budget is spent: the call is refused, and may be retried.
@@ -34,27 +72,29 @@ pub struct Exhausted {
 
 impl Budget {
     pub fn new(total: usize) -> Budget {
-        let total = total.min(Semaphore::MAX_PERMITS);
         Budget {
-            bytes: Arc::new(Semaphore::new(total)),
-            total,
+            inner: Arc::new(Inner {
+                used: AtomicUsize::new(0),
+                total,
+                waiters: AtomicUsize::new(0),
+                freed: Notify::new(),
+            }),
         }
     }
 
     /// Bytes in use now.
     pub fn in_use(&self) -> usize {
-        self.total - self.bytes.available_permits()
+        self.inner.used.load(Relaxed)
     }
 
     pub fn total(&self) -> usize {
-        self.total
+        self.inner.total
     }
 
     /// An empty holding for one call.
     pub fn hold(&self) -> Held {
         Held {
             budget: self.clone(),
-            permit: None,
             bytes: 0,
             wait: std::time::Duration::ZERO,
         }
@@ -65,10 +105,15 @@ impl Budget {
 #[derive(Debug)]
 pub struct Held {
     budget: Budget,
-    permit: Option<OwnedSemaphorePermit>,
     bytes: usize,
     /// How long [`Held::reserve`] may wait for bytes to come back.
     wait: std::time::Duration,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.inner.give_back(self.bytes);
+    }
 }
 
 impl Held {
@@ -77,23 +122,15 @@ impl Held {
         if n == 0 {
             return Ok(());
         }
-        let exhausted = Exhausted {
-            total: self.budget.total,
-            wanted: n,
-        };
-        let permits = u32::try_from(n).map_err(|_| exhausted)?;
-        let more = self
-            .budget
-            .bytes
-            .clone()
-            .try_acquire_many_owned(permits)
-            .map_err(|_| exhausted)?;
-        self.bytes += n;
-        match &mut self.permit {
-            Some(p) => p.merge(more),
-            None => self.permit = Some(more),
+        if self.budget.inner.try_take(n) {
+            self.bytes += n;
+            Ok(())
+        } else {
+            Err(Exhausted {
+                total: self.budget.inner.total,
+                wanted: n,
+            })
         }
-        Ok(())
     }
 
     /// From now on, [`Held::reserve`] waits up to `wait` for bytes other
@@ -106,42 +143,24 @@ impl Held {
     /// Takes `n` more bytes: at once, or within the wait set by
     /// [`Held::wait_up_to`].
     pub async fn reserve(&mut self, n: usize) -> Result<(), Exhausted> {
-        match self.take(n) {
-            Err(e) if !self.wait.is_zero() => {
-                let permits = u32::try_from(n).map_err(|_| e)?;
-                let sem = self.budget.bytes.clone();
-                let more = tokio::time::timeout(self.wait, sem.acquire_many_owned(permits))
-                    .await
-                    .map_err(|_| e)?
-                    .map_err(|_| e)?;
-                self.bytes += n;
-                match &mut self.permit {
-                    Some(p) => p.merge(more),
-                    None => self.permit = Some(more),
-                }
-                Ok(())
+        let first = self.take(n);
+        if first.is_ok() || self.wait.is_zero() {
+            return first;
+        }
+        let inner = self.budget.inner.clone();
+        let deadline = tokio::time::Instant::now() + self.wait;
+        inner.waiters.fetch_add(1, Relaxed);
+        let result = loop {
+            let freed = inner.freed.notified();
+            if self.take(n).is_ok() {
+                break Ok(());
             }
-            other => other,
-        }
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// Keeps at most `n` bytes, giving the rest back now.
-    pub fn shrink_to(&mut self, n: usize) {
-        if n >= self.bytes {
-            return;
-        }
-        if let Some(p) = &mut self.permit {
-            drop(p.split(self.bytes - n));
-        }
-        self.bytes = n;
-        if n == 0 {
-            self.permit = None;
-        }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                break self.take(n);
+            }
+        };
+        inner.waiters.fetch_sub(1, Relaxed);
+        result
     }
 
     /// Holds exactly `n` bytes: takes the difference (as [`Held::reserve`]
@@ -155,10 +174,22 @@ impl Held {
         }
     }
 
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keeps at most `n` bytes, giving the rest back now.
+    pub fn shrink_to(&mut self, n: usize) {
+        if n < self.bytes {
+            self.budget.inner.give_back(self.bytes - n);
+            self.bytes = n;
+        }
+    }
+
     /// Gives everything back now.
     pub fn release(&mut self) {
-        self.permit = None;
-        self.bytes = 0;
+        self.shrink_to(0);
     }
 }
 

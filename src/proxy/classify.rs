@@ -2,8 +2,6 @@
 //! which lane a call takes. There is no lane that streams a service whose
 //! messages the schema shows can carry payloads or namespaces.
 
-use std::collections::HashMap;
-
 use super::{ProxyError, reflection};
 use crate::{
     config::ProxyConfig,
@@ -37,7 +35,8 @@ pub enum Class<'a> {
 /// The class of every service this gateway serves, fixed at start.
 #[derive(Debug, Default)]
 pub struct Services {
-    classes: HashMap<Box<str>, ServiceClass>,
+    /// A handful of services: a scan beats hashing a 50-byte name.
+    classes: Vec<(Box<str>, ServiceClass)>,
 }
 
 /// A configured service the gateway cannot classify.
@@ -62,7 +61,7 @@ impl Services {
         payloads: &Schema,
         namespaces: &Schema,
     ) -> Result<Services, UnknownService> {
-        let mut classes = HashMap::new();
+        let mut classes: Vec<(Box<str>, ServiceClass)> = Vec::new();
         for s in &config.allowed_services {
             let class = if payloads.service_reaches(s) || namespaces.service_reaches(s) {
                 ServiceClass::Rewrite
@@ -76,7 +75,7 @@ impl Services {
                     reason: NOT_IN_SCHEMA,
                 });
             };
-            classes.insert(s.as_str().into(), class);
+            classes.push((s.as_str().into(), class));
         }
         for s in &config.opaque_services {
             if !config.allowed_services.contains(s) {
@@ -92,20 +91,25 @@ impl Services {
                 } else {
                     ServiceClass::Plain
                 };
-                classes.insert(s.as_str().into(), class);
+                classes.retain(|(name, _)| **name != **s);
+                classes.push((s.as_str().into(), class));
                 continue;
             }
             tracing::warn!(
                 service = %s,
                 "proxy.opaque_services: this service streams through unread; sealgate cannot see payloads or namespaces in it"
             );
-            classes.insert(s.as_str().into(), ServiceClass::Opaque);
+            classes.retain(|(name, _)| **name != **s);
+            classes.push((s.as_str().into(), ServiceClass::Opaque));
         }
         Ok(Services { classes })
     }
 
     pub fn class(&self, service: &str) -> Option<ServiceClass> {
-        self.classes.get(service).copied()
+        self.classes
+            .iter()
+            .find(|(name, _)| **name == *service)
+            .map(|(_, class)| *class)
     }
 }
 
@@ -128,7 +132,7 @@ pub fn service_of(path: &str) -> &str {
 /// The lane of the call to `path`.
 pub fn classify<'a>(
     services: &Services,
-    schema: &'a Schema,
+    method: Option<&'a Method>,
     reflection_on: bool,
     path: &str,
 ) -> Result<Class<'a>, ProxyError> {
@@ -145,7 +149,7 @@ pub fn classify<'a>(
         None => Err(ProxyError::ServiceNotAllowed {
             service: service.to_string(),
         }),
-        Some(ServiceClass::Rewrite) => match schema.method(path) {
+        Some(ServiceClass::Rewrite) => match method {
             Some(m) if m.is_unary() => Ok(Class::Rewrite(m)),
             Some(m) => Err(ProxyError::StreamingNotRewritten {
                 method: m.path.to_string(),

@@ -66,29 +66,46 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Head
         return Err(HeadError::Method(method.to_string()));
     }
     path_ok(uri)?;
-    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
-    let Some(ct) = types.next() else {
+    // One pass over the (few) headers: no hashing of custom names.
+    let (mut ct, mut cts, mut tes, mut encodings, mut namespaces) = (None, 0, 0, 0, 0);
+    for (name, value) in headers {
+        if name == header::CONTENT_TYPE {
+            cts += 1;
+            ct.get_or_insert(value);
+        } else if name == header::TE {
+            tes += 1;
+        } else {
+            match name.as_str() {
+                GRPC_ENCODING => encodings += 1,
+                NAMESPACE => {
+                    namespaces += 1;
+                    if value.to_str().is_err() {
+                        return Err(HeadError::Namespace);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let Some(ct) = ct else {
         return Err(HeadError::NoContentType);
     };
-    let extra = types.count();
-    if extra > 0 {
-        return Err(HeadError::Duplicated("content-type", extra + 1));
+    if cts > 1 {
+        return Err(HeadError::Duplicated("content-type", cts));
     }
     if !content_type_ok(ct.as_bytes()) {
         return Err(HeadError::ContentType(
             String::from_utf8_lossy(ct.as_bytes()).into_owned(),
         ));
     }
-    for name in ["te", GRPC_ENCODING, NAMESPACE] {
-        let n = headers.get_all(name).iter().count();
+    for (name, n) in [
+        ("te", tes),
+        (GRPC_ENCODING, encodings),
+        (NAMESPACE, namespaces),
+    ] {
         if n > 1 {
             return Err(HeadError::Duplicated(name, n));
         }
-    }
-    if let Some(ns) = headers.get(NAMESPACE)
-        && ns.to_str().is_err()
-    {
-        return Err(HeadError::Namespace);
     }
     Ok(())
 }
@@ -134,16 +151,21 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
 ];
 
 /// Drops hop-by-hop headers, and the caller's credentials (`credentials`,
-/// lower-case names) unless this upstream is to see them.
+/// lower-case names) unless this upstream is to see them. One pass over the
+/// headers, comparing names; removals only for what is there.
 pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool, credentials: &[String]) {
-    for h in HOP_BY_HOP {
-        headers.remove(h);
-    }
-    if !forward_authorization {
+    let doomed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            HOP_BY_HOP.contains(&n)
+                || (!forward_authorization && credentials.iter().any(|c| c == n))
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
         // The caller's credentials are for sealgate, not for the upstream.
-        for h in credentials {
-            headers.remove(h.as_str());
-        }
+        headers.remove(n);
     }
 }
 
@@ -172,8 +194,13 @@ pub fn accept_readable(headers: &mut HeaderMap) {
 
 /// Drops hop-by-hop headers from an upstream answer.
 pub fn clean_response(headers: &mut HeaderMap) {
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    let doomed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(n);
     }
 }
 

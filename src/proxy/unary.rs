@@ -132,8 +132,8 @@ pub(super) async fn call(
     let mut held = p.budget.hold();
     let message = read(p, body, &parts.headers, &mut held).await?;
     let namespace = authorize(p, &caller, method, &message.plain, &parts.headers)?;
-    let upstream = route(p, &namespace, &parts.headers)?;
-    let mut session = p.codec.session(&namespace);
+    let upstream = route(p, namespace, &parts.headers)?;
+    let mut session = p.codec.session(namespace);
     let (body, encoded) = encode(p, method, &mut session, &message).await?;
     // The request's buffers are not needed past here; a long poll would
     // otherwise hold them (and the receive buffer they share) for minutes.
@@ -213,15 +213,15 @@ fn request_error(e: BodyError) -> ProxyError {
 /// field; the two must agree) and every other namespace its body names, at
 /// any depth, must be allowed to the caller. Returns the namespace routing,
 /// keys and translation use.
-fn authorize(
+fn authorize<'a>(
     p: &Proxy,
     caller: &Caller<'_>,
     method: &Method,
-    message: &[u8],
-    headers: &HeaderMap,
-) -> Result<String, ProxyError> {
+    message: &'a [u8],
+    headers: &'a HeaderMap,
+) -> Result<&'a str, ProxyError> {
     if !p.inbound.checks_callers() {
-        return Ok(namespace(method, message, headers)?.to_string());
+        return namespace(method, message, headers);
     }
     // Every name first: a caller learns nothing about a namespace it may
     // not use, not even that the header and the body disagree.
@@ -260,8 +260,7 @@ fn authorize(
     for name in &names.names {
         caller.may_use(name)?;
     }
-    let namespace = namespace(method, message, headers)?.to_string();
-    Ok(namespace)
+    namespace(method, message, headers)
 }
 
 /// Route: the upstream that serves the authorized namespace.
