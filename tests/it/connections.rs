@@ -36,6 +36,27 @@ async fn gateway(proxy: &str, delay: Duration) -> (FakeUpstream, Gateway) {
     (up, g)
 }
 
+/// A start call that must go through.
+async fn start_ok(client: &RawClient) {
+    let a = client
+        .send(raw_request(
+            START,
+            GRPC,
+            raw_full(framed(&start_request("default"))),
+        ))
+        .await;
+    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+}
+
+/// Waits (bounded) for the server to close the client's connection.
+async fn goes_away(client: &RawClient, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !client.is_closed() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads until the server closes the socket; `None` if it stays open.
 async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
     let started = tokio::time::Instant::now();
@@ -67,26 +88,9 @@ async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
     .await;
     let client = RawClient::connect(g.addr).await;
     // A call longer than the idle bound: the connection is busy, not idle.
-    let a = client
-        .send(raw_request(
-            START,
-            GRPC,
-            raw_full(framed(&start_request("default"))),
-        ))
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    start_ok(&client).await;
     // Then nothing: the connection goes away.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if client.is_closed() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "idle connection still open"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    goes_away(&client, "idle connection still open").await;
 }
 
 #[tokio::test]
@@ -98,30 +102,8 @@ async fn at_its_maximum_age_a_connection_gets_goaway_and_its_call_finishes() {
     .await;
     let client = RawClient::connect(g.addr).await;
     // In flight when the age passes: it still completes.
-    let a = client
-        .send(raw_request(
-            START,
-            GRPC,
-            raw_full(framed(&start_request("default"))),
-        ))
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !client.is_closed() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no GOAWAY after the maximum age"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    start_ok(&client).await;
+    goes_away(&client, "no GOAWAY after the maximum age").await;
     // A new connection serves as usual.
-    let fresh = RawClient::connect(g.addr).await;
-    let a = fresh
-        .send(raw_request(
-            START,
-            GRPC,
-            raw_full(framed(&start_request("default"))),
-        ))
-        .await;
-    assert_eq!(a.grpc_status().as_deref(), Some("0"), "{a:?}");
+    start_ok(&RawClient::connect(g.addr).await).await;
 }

@@ -424,31 +424,48 @@ async fn every_namespace_a_call_names_is_authorized() {
     }
 }
 
-#[tokio::test]
-async fn nothing_is_read_or_inflated_before_authentication() {
-    let r = rig(AUTH).await;
-    // 64 frames of gzip, each inflating to 1 MiB: refused on the headers.
+/// `count` gzip frames, each inflating to `inflated` zero bytes.
+fn gzip_frames(inflated: usize, count: usize) -> Bytes {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gz, &vec![0u8; 1 << 20]).unwrap();
+    std::io::Write::write_all(&mut gz, &vec![0u8; inflated]).unwrap();
     let bomb = gz.finish().unwrap();
     let mut body = BytesMut::new();
-    for _ in 0..64 {
+    for _ in 0..count {
         body.extend_from_slice(&[1]);
         body.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
         body.extend_from_slice(&bomb);
     }
-    let headers: &[(&str, &[u8])] = &[
-        ("content-type", b"application/grpc"),
-        ("grpc-encoding", b"gzip"),
+    body.freeze()
+}
+
+impl Rig {
+    /// A gzip-encoded StartWorkflowExecution with `body` and `extra` headers.
+    async fn gzip_call(&self, extra: &[(&str, &[u8])], body: Bytes) -> RawAnswer {
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("content-type", b"application/grpc"),
+            ("grpc-encoding", b"gzip"),
+        ];
+        headers.extend_from_slice(extra);
+        self.call(&format!("{WS}StartWorkflowExecution"), &headers, body)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_read_or_inflated_before_authentication() {
+    let r = rig(AUTH).await;
+    // 64 frames of gzip, each inflating to 1 MiB: refused on the headers.
+    let body = gzip_frames(1 << 20, 64);
+    refused(&r.gzip_call(&[], body.clone()).await, "16", "Bearer");
+    assert_eq!(r.gateway.app.buffered().0, 0);
+    // A known caller whose header names a namespace it may not use: the
+    // same, before the body is read.
+    let bearer = format!("Bearer {TEAM1}");
+    let team2: &[(&str, &[u8])] = &[
+        ("authorization", bearer.as_bytes()),
+        ("temporal-namespace", b"team2"),
     ];
-    let a = r
-        .call(
-            &format!("{WS}StartWorkflowExecution"),
-            headers,
-            body.freeze(),
-        )
-        .await;
-    refused(&a, "16", "Bearer");
+    refused(&r.gzip_call(team2, body).await, "7", "team2");
     assert_eq!(r.gateway.app.buffered().0, 0);
     r.nothing_forwarded();
 }
@@ -456,24 +473,7 @@ async fn nothing_is_read_or_inflated_before_authentication() {
 #[tokio::test]
 async fn a_gzip_bomb_costs_its_own_call_only() {
     let r = rig("[proxy]\nmax_message_bytes = 4194304").await;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gz, &vec![0u8; 64 << 20]).unwrap();
-    let bomb = gz.finish().unwrap();
-    let headers: &[(&str, &[u8])] = &[
-        ("content-type", b"application/grpc"),
-        ("grpc-encoding", b"gzip"),
-    ];
-    let mut body = BytesMut::new();
-    body.extend_from_slice(&[1]);
-    body.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
-    body.extend_from_slice(&bomb);
-    let a = r
-        .call(
-            &format!("{WS}StartWorkflowExecution"),
-            headers,
-            body.freeze(),
-        )
-        .await;
+    let a = r.gzip_call(&[], gzip_frames(64 << 20, 1)).await;
     refused(&a, "8", "4194304");
     assert_eq!(r.gateway.app.buffered().0, 0, "its bytes went back");
     r.nothing_forwarded();
