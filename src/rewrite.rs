@@ -157,6 +157,22 @@ pub fn top_level_string(message: &[u8], number: u32) -> Option<&str> {
     found.and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// True when a `DataBlob`'s `encoding_type` (field 1) is proto3 (1).
+fn proto3_blob(blob: &[u8]) -> bool {
+    let mut proto3 = false;
+    for f in wire::Fields::new(blob, 1) {
+        match f {
+            Ok((tag, value)) if tag.field == 1 && tag.wire_type == wire::VARINT => {
+                let mut pos = 0;
+                proto3 = wire::read_varint(value, &mut pos).is_ok_and(|v| v == 1);
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    proto3
+}
+
 /// Rewrites one message of type `message`, returning the input untouched
 /// when no payload changed.
 pub fn rewrite<'a, V: PayloadVisitor>(
@@ -331,6 +347,9 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         let plan = self.schema.message(id);
         if plan.is_empty() {
             return Ok(None);
+        }
+        if plan.kind() == MessageKind::HistoryBlob && !proto3_blob(bytes) {
+            return Ok(None); // JSON or another encoding: not ours to read
         }
         if plan.kind() == MessageKind::Failure && self.failures != FailureMode::Off {
             return Ok(failure::rewrite(self, id, bytes, depth)?.map(|new| {

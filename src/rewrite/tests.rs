@@ -358,3 +358,59 @@ fn visitor_errors_name_the_field() {
     assert!(!err.is_malformed());
     assert_eq!(err.path(), "StartWorkflowExecutionRequest.input.payloads");
 }
+
+#[test]
+fn raw_history_blobs_are_walked_as_histories() {
+    use temporalio_protos::temporal::api::{
+        common::v1::DataBlob,
+        history::v1::{
+            History, HistoryEvent, WorkflowExecutionStartedEventAttributes, history_event,
+        },
+        workflowservice::v1::GetWorkflowExecutionHistoryResponse,
+    };
+    let s = schema();
+    let history = History {
+        events: vec![HistoryEvent {
+            event_id: 1,
+            attributes: Some(
+                history_event::Attributes::WorkflowExecutionStartedEventAttributes(
+                    WorkflowExecutionStartedEventAttributes {
+                        input: Some(Payloads {
+                            payloads: vec![json("\"in-raw-history\"")],
+                        }),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }],
+    };
+    let response = GetWorkflowExecutionHistoryResponse {
+        raw_history: vec![DataBlob {
+            encoding_type: 1, // proto3
+            data: history.encode_to_vec(),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let id = id(
+        &s,
+        "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse",
+    );
+    let mut wrap = Wrap::default();
+    let wrapped = rewrite(&s, id, &response, &mut wrap).unwrap().into_owned();
+    assert_eq!(wrap.seen, vec![json("\"in-raw-history\"").encode_to_vec()]);
+    let back = rewrite(&s, id, &wrapped, &mut Unwrap).unwrap();
+    assert_eq!(back.as_ref(), response.as_slice());
+    // A blob in another encoding (JSON) is left as it is.
+    let json_blob = GetWorkflowExecutionHistoryResponse {
+        raw_history: vec![DataBlob {
+            encoding_type: 2,
+            data: b"{\"events\":[]}".to_vec(),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let out = rewrite(&s, id, &json_blob, &mut Wrap::default()).unwrap();
+    assert!(matches!(out, Cow::Borrowed(_)));
+}

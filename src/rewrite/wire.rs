@@ -7,7 +7,7 @@ use thiserror::Error;
 
 /// Wire type of a length-delimited field (strings, bytes, messages, packed).
 pub(crate) const LEN: u8 = 2;
-const VARINT: u8 = 0;
+pub(crate) const VARINT: u8 = 0;
 const I64: u8 = 1;
 const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;

@@ -41,6 +41,9 @@ pub enum MessageKind {
     Plain,
     /// `temporal.api.failure.v1.Failure` (optional message/stack trace encoding).
     Failure,
+    /// A raw-history `DataBlob`: its `data` is a History only when its
+    /// `encoding_type` is proto3; other encodings are left alone.
+    HistoryBlob,
 }
 
 /// One field of a message that can lead to a payload.
@@ -139,6 +142,13 @@ pub enum Leaves {
     /// `*_namespace`), for namespace translation.
     Namespaces,
 }
+
+/// The response that can carry raw history, its field, and what the
+/// DataBlobs in it hold.
+const RAW_HISTORY_OWNER: &str =
+    "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse";
+const RAW_HISTORY_FIELD: u32 = 2;
+const HISTORY: &str = "temporal.api.history.v1.History";
 
 /// Sentinel target of a string leaf field.
 const STRING_LEAF: usize = usize::MAX;
@@ -273,7 +283,7 @@ pub(super) fn build(
     }
 
     // 4. The plan keeps only fields that lead somewhere.
-    let messages = raw
+    let mut messages: Vec<MessagePlan> = raw
         .into_iter()
         .map(|m| {
             let mut fields: Vec<PlannedField> = m
@@ -310,6 +320,41 @@ pub(super) fn build(
             }
         })
         .collect();
+
+    // 4b. Raw history: GetWorkflowExecutionHistoryResponse.raw_history holds
+    //     DataBlobs whose `data` is a serialized History (proto3 encoding),
+    //     which a frontend sends when raw history is on. A plan of its own
+    //     reads that `data` as a History; DataBlobs elsewhere stay opaque.
+    if let (Some(response), Some(history)) = (lookup(RAW_HISTORY_OWNER), lookup(HISTORY))
+        && !messages[history.0 as usize].fields.is_empty()
+    {
+        let blob = MessageId(messages.len() as u32);
+        let data = [PlannedField {
+            number: 2,
+            action: Action::Message(history),
+            name: "data".into(),
+        }];
+        messages.push(MessagePlan {
+            name: "temporal.api.common.v1.DataBlob(History)".into(),
+            slots: slots(&data),
+            fields: Box::new(data),
+            kind: MessageKind::HistoryBlob,
+        });
+        let owner = &mut messages[response.0 as usize];
+        let mut fields = owner.fields.to_vec();
+        fields.retain(|f| f.number != RAW_HISTORY_FIELD);
+        fields.push(PlannedField {
+            number: RAW_HISTORY_FIELD,
+            action: Action::Message(blob),
+            name: "raw_history".into(),
+        });
+        fields.sort_by_key(|f| f.number);
+        owner.slots = slots(&fields);
+        owner.fields = fields.into_boxed_slice();
+        if leaves == Leaves::Payloads {
+            kinds.push(Box::new([]));
+        }
+    }
 
     // 5. Methods of every service, by gRPC path.
     let mut methods = HashMap::new();

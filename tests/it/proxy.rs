@@ -190,7 +190,7 @@ async fn every_method_round_trips_with_no_canary_upstream() {
     // encoded with the same keys; the worker gets the plaintext back.
     let schema = Schema::embedded().unwrap();
     let pool = support::pool();
-    let methods: Vec<(String, String, String)> = schema
+    let mut methods: Vec<(String, String, String)> = schema
         .methods()
         .filter(|m| &*m.service == sealgate::schema::WORKFLOW_SERVICE)
         .map(|m| {
@@ -201,6 +201,8 @@ async fn every_method_round_trips_with_no_canary_upstream() {
             )
         })
         .collect();
+    // A stable order, so each method gets the same seed every run.
+    methods.sort();
     let responses: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
         Arc::default();
     let replies = responses.clone();

@@ -299,7 +299,8 @@ impl<'p> Gen<'p> {
 
     fn any(&mut self, depth: u32) -> Vec<u8> {
         let mut any = Vec::new();
-        if self.chance(32) {
+        // An Any of a type no schema knows counts as an unknown field.
+        if self.opts.unknown_chance > 0 && self.chance(32) {
             len_field(1, b"type.googleapis.com/example.NotTemporal", &mut any);
             len_field(2, b"\x08\x01", &mut any);
             return any;
