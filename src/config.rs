@@ -192,6 +192,9 @@ pub struct ProxyConfig {
     /// fields the schema does not define (counted and warned about) instead
     /// of refusing them.
     pub forward_unknown_fields: bool,
+    /// `[schema] plaintext_paths`: payload paths the server itself reads,
+    /// left plaintext (besides search attributes, always).
+    pub plaintext_paths: Vec<String>,
     /// A caller's TLS handshake must finish within this.
     pub tls_handshake_timeout: Duration,
     /// A connection's first call must start within this.
@@ -521,7 +524,11 @@ impl Config {
             None => proxy_section(&mut Table::empty("proxy", env), &mut issues),
         };
         if let Some(mut t) = root.table("schema", &mut issues) {
-            proxy.forward_unknown_fields = schema_section(&mut t, &mut issues);
+            let (forward, plaintext) = schema_section(&mut t, &mut issues);
+            proxy.forward_unknown_fields = forward;
+            if let Some(p) = plaintext {
+                proxy.plaintext_paths = p;
+            }
         }
         let upstream_options = match root.table("upstream_options", &mut issues) {
             Some(mut t) => upstream_section(&mut t, base, env, &mut issues),
@@ -1407,6 +1414,10 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         max_concurrent_streams: max_concurrent_streams.clamp(1, 100_000) as u32,
         max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
         forward_unknown_fields: false,
+        plaintext_paths: crate::schema::DEFAULT_PLAINTEXT_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
         credential_headers,
         tls_handshake_timeout,
         first_request_timeout,
@@ -1417,8 +1428,9 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
 }
 
 /// The `[schema]` section: whether requests with fields the schema does not
-/// define are forwarded (true) or refused (false, the default).
-fn schema_section(t: &mut Table<'_>, issues: &mut Issues) -> bool {
+/// define are forwarded (true) or refused (false, the default), and the
+/// payload paths that stay plaintext (checked against the schema at build).
+fn schema_section(t: &mut Table<'_>, issues: &mut Issues) -> (bool, Option<Vec<String>>) {
     let forward = match t.string("unknown_request_fields", issues).as_deref() {
         None | Some("refuse") => false,
         Some("forward") => true,
@@ -1430,8 +1442,9 @@ fn schema_section(t: &mut Table<'_>, issues: &mut Issues) -> bool {
             false
         }
     };
+    let plaintext = t.strings("plaintext_paths", issues);
     t.finish(issues);
-    forward
+    (forward, plaintext)
 }
 
 /// Names of Temporal's client environment variables for upstream settings.

@@ -90,7 +90,9 @@ impl App {
         config: config::Config,
         telemetry: Arc<telemetry::Telemetry>,
     ) -> Result<App, AppError> {
-        let schema = Arc::new(schema::Schema::embedded()?);
+        let schema = Arc::new(schema::Schema::embedded_with_plaintext(
+            &config.proxy.plaintext_paths,
+        )?);
         let pipeline = Arc::new(config.codec.pipeline()?);
         // Upstream pools get a share per serving thread.
         if config.proxy.runtime == config::Runtime::PerCore {

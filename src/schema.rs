@@ -48,14 +48,25 @@ pub const RPC_STATUS: &str = "google.rpc.Status";
 pub const WORKFLOW_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
 
 /// Fields that lead to payloads but must stay plaintext because the server
-/// itself reads them:
-/// - search attributes: the server indexes them for visibility queries;
-/// - a compute provider's and a compute scaler's `details`: the server
-///   reads them to start and scale workers for a deployment.
+/// itself reads them, with the default `[schema] plaintext_paths`:
+/// - search attributes (always): the server indexes them for visibility
+///   queries;
+/// - a compute provider's and a compute scaler's `details` (default): the
+///   server reads them to start and scale workers for a deployment.
 pub const NEVER_ENCODED: &[(&str, u32)] = &[
     ("temporal.api.common.v1.SearchAttributes", 1),
     ("temporal.api.compute.v1.ComputeProvider", 2),
     ("temporal.api.compute.v1.ComputeScaler", 2),
+];
+
+/// Plaintext whatever the configuration says: the server indexes search
+/// attributes.
+const ALWAYS_PLAINTEXT: (&str, u32) = ("temporal.api.common.v1.SearchAttributes", 1);
+
+/// `[schema] plaintext_paths` by default, `package.Message.field`.
+pub const DEFAULT_PLAINTEXT_PATHS: [&str; 2] = [
+    "temporal.api.compute.v1.ComputeProvider.details",
+    "temporal.api.compute.v1.ComputeScaler.details",
 ];
 
 /// Index of a message type in a [`Schema`].
@@ -119,6 +130,44 @@ pub enum SchemaError {
     },
     #[error("method {method} refers to unknown type {type_name}")]
     UnknownMethodType { method: String, type_name: String },
+    #[error(
+        "[schema] plaintext_paths: {0:?} is not a field of the Temporal API that holds payloads; write package.Message.field, e.g. \"temporal.api.compute.v1.ComputeProvider.details\""
+    )]
+    PlaintextPath(String),
+}
+
+/// Resolves `package.Message.field` to (message, field number), when the
+/// field holds a message (a payload path).
+fn plaintext_path(
+    set: &prost_types::FileDescriptorSet,
+    path: &str,
+) -> Result<(String, u32), SchemaError> {
+    let bad = || SchemaError::PlaintextPath(path.to_string());
+    let (message, field) = path.rsplit_once('.').ok_or_else(bad)?;
+    for file in &set.file {
+        let package = file.package();
+        let Some(local) = message
+            .strip_prefix(package)
+            .and_then(|m| m.strip_prefix('.'))
+        else {
+            continue;
+        };
+        let mut scope: &[prost_types::DescriptorProto] = &file.message_type;
+        let mut found = None;
+        for part in local.split('.') {
+            found = scope.iter().find(|d| d.name() == part);
+            match found {
+                Some(d) => scope = &d.nested_type,
+                None => break,
+            }
+        }
+        if let Some(f) = found.and_then(|d| d.field.iter().find(|f| f.name() == field))
+            && f.r#type() == prost_types::field_descriptor_proto::Type::Message
+        {
+            return Ok((message.to_string(), f.number() as u32));
+        }
+    }
+    Err(bad())
 }
 
 /// Message plans plus the services' methods, looked up by name.
@@ -145,7 +194,19 @@ impl Schema {
     /// Decodes a serialized `FileDescriptorSet` and computes its plan.
     pub fn from_descriptor_set(bytes: &[u8]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
-        plan::build(&set, Leaves::Payloads, &[])
+        plan::build(&set, Leaves::Payloads, &[], NEVER_ENCODED)
+    }
+
+    /// The embedded plan with `paths` (`package.Message.field`, each a field
+    /// that holds payloads) left plaintext besides search attributes.
+    pub fn embedded_with_plaintext(paths: &[String]) -> Result<Schema, SchemaError> {
+        let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
+        let mut exempt: Vec<(String, u32)> = vec![(ALWAYS_PLAINTEXT.0.into(), ALWAYS_PLAINTEXT.1)];
+        for path in paths {
+            exempt.push(plaintext_path(&set, path)?);
+        }
+        let exempt: Vec<(&str, u32)> = exempt.iter().map(|(m, n)| (m.as_str(), *n)).collect();
+        plan::build(&set, Leaves::Payloads, &[], &exempt)
     }
 
     /// The embedded plan with `skip` left out of it, as a bug would leave
@@ -154,7 +215,7 @@ impl Schema {
     #[doc(hidden)]
     pub fn embedded_without(skip: &[(&str, u32)]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        plan::build(&set, Leaves::Payloads, skip)
+        plan::build(&set, Leaves::Payloads, skip, NEVER_ENCODED)
     }
 
     /// The plan of every namespace-name string field (`namespace`,
@@ -162,7 +223,7 @@ impl Schema {
     /// rewriter hands each such field's bytes to its visitor.
     pub fn embedded_namespaces() -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        plan::build(&set, Leaves::Namespaces, &[])
+        plan::build(&set, Leaves::Namespaces, &[], &[])
     }
 
     /// Looks a message type up by its full name (no leading dot).

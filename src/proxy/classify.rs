@@ -116,7 +116,8 @@ impl Services {
 /// Classifies the configured services against the embedded schema, for
 /// `sealgate check-config`.
 pub fn check(config: &ProxyConfig) -> Result<(), String> {
-    let payloads = Schema::embedded().map_err(|e| e.to_string())?;
+    let payloads =
+        Schema::embedded_with_plaintext(&config.plaintext_paths).map_err(|e| e.to_string())?;
     let namespaces = Schema::embedded_namespaces().map_err(|e| e.to_string())?;
     Services::new(config, &payloads, &namespaces)
         .map(drop)

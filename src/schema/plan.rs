@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use prost_types::{DescriptorProto, FileDescriptorSet, field_descriptor_proto::Type};
 
-use super::{ANY, FAILURE, MessageId, Method, NEVER_ENCODED, PAYLOAD, Schema, SchemaError};
+use super::{ANY, FAILURE, MessageId, Method, PAYLOAD, Schema, SchemaError};
 
 /// What the rewriter does with one field of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,10 +167,14 @@ fn is_namespace_field(message: &str, f: &prost_types::FieldDescriptorProto) -> b
 /// Builds the plan; `skip` names payload paths left out of the plan (but
 /// not of the audit's field kinds): tests use it to break the plan on
 /// purpose and prove the audit notices.
+///
+/// `exempt` names the payload paths that stay plaintext (search attributes,
+/// payloads the server reads): left out of the plan and not audited.
 pub(super) fn build(
     set: &FileDescriptorSet,
     leaves: Leaves,
     skip: &[(&str, u32)],
+    exempt: &[(&str, u32)],
 ) -> Result<Schema, SchemaError> {
     // 1. Name every message type, nested ones included.
     let mut names: Vec<(String, &DescriptorProto)> = Vec::new();
@@ -202,7 +206,7 @@ pub(super) fn build(
                     let number = f.number() as u32;
                     let kind = if f.r#type() != Type::Message {
                         FieldKind::Scalar
-                    } else if NEVER_ENCODED.contains(&(name.as_str(), number)) {
+                    } else if exempt.contains(&(name.as_str(), number)) {
                         FieldKind::Exempt
                     } else {
                         match lookup(f.type_name()) {
@@ -237,7 +241,7 @@ pub(super) fn build(
                 type_name: f.type_name().to_string(),
             })?;
             if leaves == Leaves::Payloads
-                && (NEVER_ENCODED.contains(&(name.as_str(), f.number() as u32))
+                && (exempt.contains(&(name.as_str(), f.number() as u32))
                     || skip.contains(&(name.as_str(), f.number() as u32)))
             {
                 continue;

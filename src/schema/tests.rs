@@ -188,3 +188,35 @@ fn field_lookup_agrees_with_the_plan_for_every_number() {
         }
     }
 }
+
+#[test]
+fn plaintext_paths_come_from_the_configuration() {
+    let provider = "temporal.api.compute.v1.ComputeProvider";
+    let planned = |s: &Schema| {
+        let id = s.message_id(provider).unwrap();
+        s.message(id).field(2).is_some()
+    };
+    let defaults: Vec<String> = DEFAULT_PLAINTEXT_PATHS
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(!planned(
+        &Schema::embedded_with_plaintext(&defaults).unwrap()
+    ));
+    // An empty list encrypts compute details too; search attributes stay.
+    let none = Schema::embedded_with_plaintext(&[]).unwrap();
+    assert!(planned(&none));
+    let sa = none
+        .message_id("temporal.api.common.v1.SearchAttributes")
+        .unwrap();
+    assert!(none.message(sa).is_empty());
+    for bad in [
+        "temporal.api.compute.v1.ComputeProvider.nope",
+        "temporal.api.compute.v1.Nope.details",
+        "details",
+        "temporal.api.common.v1.Payload.data", // bytes, not a payload path
+    ] {
+        let e = Schema::embedded_with_plaintext(&[bad.to_string()]).unwrap_err();
+        assert!(e.to_string().contains("plaintext_paths"), "{bad}: {e}");
+    }
+}
