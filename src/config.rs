@@ -1078,7 +1078,11 @@ fn named_upstream(
                 .into(),
         );
     }
-    let address = match t.string("address", issues) {
+    let raw_address = t.string("address", issues);
+    let explicit_plaintext = raw_address
+        .as_deref()
+        .is_some_and(|a| a.starts_with("http://"));
+    let address = match raw_address {
         Some(a) => Upstream::parse(&a.replace("{namespace}", "namespace"))
             .map(|_| Upstream::parse_template(&a))
             .map_err(|m| issues.push(&t.path("address"), m))
@@ -1093,6 +1097,31 @@ fn named_upstream(
     };
     // Temporal's environment variables describe the default upstream only.
     let options = upstream_section(t, base, &|_| None, issues);
+    // Credentials imply TLS here too: without a scheme they turn it on, and
+    // an explicit http:// with credentials is refused unless allowed.
+    let address = address.map(|mut a| {
+        let credentials = options.api_key.is_some() || options.tls.client_cert.is_some();
+        let material = credentials || options.tls.ca.is_some() || options.tls.server_name.is_some();
+        a.tls |= material && !explicit_plaintext;
+        if !a.tls && credentials {
+            if options.allow_plaintext_credentials {
+                issues.warn(
+                    &t.path("allow_plaintext_credentials"),
+                    format!("the upstream's credentials go to {a} in PLAINTEXT; only for a local test upstream"),
+                );
+            } else {
+                issues.push(
+                    &t.path("address"),
+                    format!(
+                        "{a} is plaintext but an API key or client certificate is set: use https:// (or \
+                         drop the http:// scheme), or, for a local test upstream only, set \
+                         allow_plaintext_credentials = true"
+                    ),
+                );
+            }
+        }
+        a
+    });
     Some(NamedUpstream {
         name: name.to_string(),
         address: address?,

@@ -537,3 +537,31 @@ fn a_rule_that_would_reach_another_namespace_through_translation_is_refused() {
         c.warnings
     );
 }
+
+#[test]
+fn named_upstreams_follow_credentials_imply_tls_too() {
+    let with = |address: &str, extra: &str| {
+        parse_with(
+            &(minimal(KEY)
+                + &format!(
+                    "[upstreams.cloud]\naddress = \"{address}\"\napi_key = \"k-0123456789\"\n{extra}"
+                )),
+            &[],
+        )
+    };
+    let c = with("{namespace}.acct.tmprl.cloud:7233", "").unwrap();
+    assert!(c.upstreams[0].address.tls);
+    let e = with("http://127.0.0.1:7235", "").unwrap_err();
+    assert!(
+        paths(&e) == ["upstreams.cloud.address"]
+            && e.to_string().contains("allow_plaintext_credentials"),
+        "{e}"
+    );
+    let c = with(
+        "http://127.0.0.1:7235",
+        "allow_plaintext_credentials = true\n",
+    )
+    .unwrap();
+    assert!(!c.upstreams[0].address.tls);
+    assert!(c.warnings.iter().any(|w| w.contains("PLAINTEXT")));
+}
