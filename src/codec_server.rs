@@ -224,19 +224,19 @@ impl CodecServer {
     /// without a CORS preflight), are served.
     fn open_checks(&self, headers: &http::HeaderMap) -> Option<Resp> {
         let hosts = self.open_hosts.as_ref()?;
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(|h| {
-                // host, host:port, [v6]:port
-                let h = match h.rsplit_once(':') {
-                    Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-                    _ => h,
-                };
-                h.trim_start_matches('[').trim_end_matches(']')
-            });
+        let host = headers.get(header::HOST).map(|v| {
+            // host, host:port, [v6]:port; what does not parse matches nothing
+            http::uri::Authority::try_from(v.as_bytes())
+                .map(|a| {
+                    a.host()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string()
+                })
+                .unwrap_or_default()
+        });
         if let Some(h) = host
-            && !hosts.iter().any(|a| a.eq_ignore_ascii_case(h))
+            && !hosts.iter().any(|a| a.eq_ignore_ascii_case(&h))
         {
             return Some(error(
                 StatusCode::MISDIRECTED_REQUEST,

@@ -541,43 +541,19 @@ impl Config {
         };
         // TLS comes from https://, TEMPORAL_TLS, or TLS material / an API key
         // given through Temporal's variables or the file (as the SDKs do:
-        // credentials imply TLS). Credentials over an explicit http://
-        // upstream are refused unless allowed for a local test upstream.
-        let credentials =
-            upstream_options.api_key.is_some() || upstream_options.tls.client_cert.is_some();
-        let tls_material = credentials
-            || upstream_options.tls.ca.is_some()
-            || upstream_options.tls.server_name.is_some();
+        // credentials imply TLS).
         let tls_off =
             env("TEMPORAL_TLS").is_some_and(|v| v.eq_ignore_ascii_case("false") || v == "0");
         let upstream = upstream.map(|mut u| {
-            u.tls |= upstream_options.wants_tls(env)
-                || (tls_material && !explicit_plaintext && !tls_off);
+            u.tls |= upstream_options.wants_tls(env);
+            upstream_options.credentials_imply_tls(
+                &mut u,
+                explicit_plaintext || tls_off,
+                ("upstream", "upstream_options.allow_plaintext_credentials"),
+                &mut issues,
+            );
             u
         });
-        if let Ok(u) = &upstream
-            && !u.tls
-            && credentials
-        {
-            if upstream_options.allow_plaintext_credentials {
-                issues.warn(
-                    "upstream_options.allow_plaintext_credentials",
-                    format!(
-                        "the upstream's credentials go to {u} in PLAINTEXT; only for a local test upstream"
-                    ),
-                );
-            } else {
-                issues.push(
-                    "upstream",
-                    format!(
-                        "{u} is plaintext but an API key or client certificate is set: credentials \
-                         would cross the network in clear. Use https:// (or drop the http:// scheme: \
-                         credentials turn TLS on), or, for a local test upstream only, set \
-                         upstream_options.allow_plaintext_credentials = true"
-                    ),
-                );
-            }
-        }
         if let (Ok(l), Ok(u)) = (&listen, &upstream)
             && u.authority == l.to_string()
         {
@@ -906,12 +882,12 @@ fn jwt_keys(t: &mut Table<'_>, issues: &mut Issues) -> JwtConfig {
         );
     }
     // Keys fetched in clear can be swapped on the way: http:// only on loopback.
-    if let Some(rest) = jwks_url.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host
-            .rsplit_once(':')
-            .filter(|(h, p)| !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-            .map_or(host, |(h, _)| h)
+    if jwks_url.starts_with("http://") {
+        let uri = jwks_url.parse::<http::Uri>().ok();
+        let host = uri
+            .as_ref()
+            .and_then(http::Uri::host)
+            .unwrap_or("")
             .trim_start_matches('[')
             .trim_end_matches(']');
         let loopback = host == "localhost"
@@ -937,6 +913,34 @@ fn jwt_keys(t: &mut Table<'_>, issues: &mut Issues) -> JwtConfig {
         decode_requires: None,
         encode_requires: None,
     }
+}
+
+/// A rule's static bearer token (16+ characters).
+fn token_who(token: String, path: &str, issues: &mut Issues) -> Option<Who> {
+    if token.len() >= 16 {
+        Some(Who::Token(token))
+    } else {
+        issues.push(path, "use at least 16 characters".into());
+        None
+    }
+}
+
+/// A `claim=value` rule: the JWT claim must hold the value.
+fn claim_pair(text: &str, path: &str, issues: &mut Issues) -> Option<(String, String)> {
+    match text.split_once('=') {
+        Some((c, v)) if !c.is_empty() => Some((c.to_string(), v.to_string())),
+        _ => {
+            issues.push(
+                path,
+                format!("{text:?}: write claim=value, e.g. \"permissions=codec:decode\""),
+            );
+            None
+        }
+    }
+}
+
+fn claim_who(text: &str, path: &str, issues: &mut Issues) -> Option<Who> {
+    claim_pair(text, path, issues).map(|(c, v)| Who::Claim(c, v))
 }
 
 /// `[[codec_server.auth.rules]]`: token or claim, namespaces, operations.
@@ -968,18 +972,8 @@ fn codec_server_rules(t: &mut Table<'_>, issues: &mut Issues) -> Vec<CodecRule> 
             }
         }
         let who = match (mode.as_str(), token, claim) {
-            ("bearer", Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
-            ("bearer", Some(_), None) => {
-                issues.push(&r.path("token"), "use at least 16 characters".into());
-                None
-            }
-            ("jwt", None, Some(c)) => match c.split_once('=') {
-                Some((k, v)) if !k.is_empty() => Some(Who::Claim(k.into(), v.into())),
-                _ => {
-                    issues.push(&r.path("claim"), format!("{c:?}: write claim=value"));
-                    None
-                }
-            },
+            ("bearer", Some(t), None) => token_who(t, &r.path("token"), issues),
+            ("jwt", None, Some(c)) => claim_who(&c, &r.path("claim"), issues),
             _ => {
                 issues.push(
                     &r.path(""),
@@ -1005,16 +999,7 @@ fn codec_server_auth(t: &mut Table<'_>, has_rules: bool, issues: &mut Issues) ->
     let mode = t.string("mode", issues).unwrap_or_else(|| "none".into());
     let rule = |t: &mut Table<'_>, key: &'static str, issues: &mut Issues| {
         let v = t.string(key, issues)?;
-        match v.split_once('=') {
-            Some((c, val)) if !c.is_empty() => Some((c.to_string(), val.to_string())),
-            _ => {
-                issues.push(
-                    &t.path(key),
-                    format!("{v:?}: write claim=value, e.g. \"permissions=codec:decode\""),
-                );
-                None
-            }
-        }
+        claim_pair(&v, &t.path(key), issues)
     };
     match mode.as_str() {
         "none" => CodecServerAuth::None,
@@ -1097,29 +1082,14 @@ fn named_upstream(
     };
     // Temporal's environment variables describe the default upstream only.
     let options = upstream_section(t, base, &|_| None, issues);
-    // Credentials imply TLS here too: without a scheme they turn it on, and
-    // an explicit http:// with credentials is refused unless allowed.
+    // Credentials imply TLS here too.
     let address = address.map(|mut a| {
-        let credentials = options.api_key.is_some() || options.tls.client_cert.is_some();
-        let material = credentials || options.tls.ca.is_some() || options.tls.server_name.is_some();
-        a.tls |= material && !explicit_plaintext;
-        if !a.tls && credentials {
-            if options.allow_plaintext_credentials {
-                issues.warn(
-                    &t.path("allow_plaintext_credentials"),
-                    format!("the upstream's credentials go to {a} in PLAINTEXT; only for a local test upstream"),
-                );
-            } else {
-                issues.push(
-                    &t.path("address"),
-                    format!(
-                        "{a} is plaintext but an API key or client certificate is set: use https:// (or \
-                         drop the http:// scheme), or, for a local test upstream only, set \
-                         allow_plaintext_credentials = true"
-                    ),
-                );
-            }
-        }
+        options.credentials_imply_tls(
+            &mut a,
+            explicit_plaintext,
+            (&t.path("address"), &t.path("allow_plaintext_credentials")),
+            issues,
+        );
         a
     });
     Some(NamedUpstream {
@@ -1259,18 +1229,10 @@ fn inbound_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> Inbou
                     }
                 }
             }
-            (AuthMode::Bearer, None, None, Some(t), None) if t.len() >= 16 => Some(Who::Token(t)),
-            (AuthMode::Bearer, None, None, Some(_), None) => {
-                issues.push(&r.path("token"), "use at least 16 characters".into());
-                None
+            (AuthMode::Bearer, None, None, Some(t), None) => token_who(t, &r.path("token"), issues),
+            (AuthMode::Jwt(_), None, None, None, Some(c)) => {
+                claim_who(&c, &r.path("claim"), issues)
             }
-            (AuthMode::Jwt(_), None, None, None, Some(c)) => match c.split_once('=') {
-                Some((k, v)) if !k.is_empty() => Some(Who::Claim(k.into(), v.into())),
-                _ => {
-                    issues.push(&r.path("claim"), format!("{c:?}: write claim=value"));
-                    None
-                }
-            },
             _ => {
                 let want = match auth {
                     AuthMode::Mtls => "san or subject",
@@ -1504,6 +1466,44 @@ impl Config {
 }
 
 impl UpstreamOptions {
+    /// As the SDKs do, an API key, a client certificate or any TLS setting
+    /// turns TLS on for `upstream`, unless its scheme (or TEMPORAL_TLS) says
+    /// plaintext (`plaintext`); then credentials would cross in clear, which
+    /// is refused unless allowed for a local test upstream (and warned
+    /// about). `paths`: the address's key and the allow setting's key.
+    fn credentials_imply_tls(
+        &self,
+        upstream: &mut Upstream,
+        plaintext: bool,
+        paths: (&str, &str),
+        issues: &mut Issues,
+    ) {
+        let credentials = self.api_key.is_some() || self.tls.client_cert.is_some();
+        let material = credentials || self.tls.ca.is_some() || self.tls.server_name.is_some();
+        upstream.tls |= material && !plaintext;
+        if upstream.tls || !credentials {
+            return;
+        }
+        let (address, allow) = paths;
+        if self.allow_plaintext_credentials {
+            issues.warn(
+                allow,
+                format!(
+                    "the upstream's credentials go to {upstream} in PLAINTEXT; only for a local test upstream"
+                ),
+            );
+        } else {
+            issues.push(
+                address,
+                format!(
+                    "{upstream} is plaintext but an API key or client certificate is set: credentials \
+                     would cross the network in clear. Use https:// (or drop the http:// scheme: \
+                     credentials turn TLS on), or, for a local test upstream only, set {allow} = true"
+                ),
+            );
+        }
+    }
+
     fn wants_tls(&self, env: &dyn Fn(&str) -> Option<String>) -> bool {
         let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
         let explicit = env("TEMPORAL_TLS").map(|v| v.eq_ignore_ascii_case("true") || v == "1");

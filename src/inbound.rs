@@ -75,6 +75,21 @@ impl fmt::Debug for Who {
     }
 }
 
+impl Who {
+    /// This is the bearer token `token` (compared in constant time).
+    pub(crate) fn is_token(&self, token: &str) -> bool {
+        matches!(self, Who::Token(t) if ct_eq(t.as_bytes(), token.as_bytes()))
+    }
+
+    /// A JWT with these verified claims is this (the claim holds the value).
+    pub(crate) fn is_claimed_by(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        matches!(self, Who::Claim(c, v) if claim_has(claims.get(c), v))
+    }
+}
+
 /// One `[[inbound.rules]]`: who, and the namespaces (exact or patterns)
 /// they may use.
 #[derive(Debug, Clone)]
@@ -333,7 +348,7 @@ impl Inbound {
                     .config
                     .rules
                     .iter()
-                    .filter(|r| matches!(&r.who, Who::Token(t) if ct_eq(t.as_bytes(), token.as_bytes())))
+                    .filter(|r| r.who.is_token(token))
                     .collect();
                 if rules.is_empty() {
                     return Err(Denied::Unauthenticated("unknown bearer token".into()));
@@ -357,7 +372,7 @@ impl Inbound {
                     .config
                     .rules
                     .iter()
-                    .filter(|r| matches!(&r.who, Who::Claim(c, v) if claim_has(claims.get(c), v)))
+                    .filter(|r| r.who.is_claimed_by(&claims))
                     .collect();
                 let sub = claims
                     .get("sub")
@@ -370,17 +385,6 @@ impl Inbound {
             who,
             rules: Some(rules),
         })
-    }
-
-    /// Checks the caller of one call for `namespace` (`""`: a call that
-    /// names none, which needs a rule with `system = true`).
-    pub async fn authorize(
-        &self,
-        peer: &Peer,
-        headers: &HeaderMap,
-        namespace: &str,
-    ) -> Result<(), Denied> {
-        self.authenticate(peer, headers).await?.may_use(namespace)
     }
 
     /// True when callers are checked at all (`auth` is not "none").
@@ -456,8 +460,8 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
         .ok_or_else(|| Denied::Unauthenticated("authorization: Bearer <token> is required".into()))
 }
 
-/// Constant-time comparison.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Constant-time comparison (tokens).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

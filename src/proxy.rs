@@ -170,11 +170,7 @@ impl Proxy {
         let span = if !self.trace_calls {
             tracing::Span::none()
         } else {
-            let namespace = req
-                .headers()
-                .get("temporal-namespace")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let namespace = headers::namespace(req.headers()).unwrap_or("");
             let span = tracing::info_span!(
             "grpc.call",
             otel.name = %path,

@@ -409,13 +409,7 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
         }
-        let mut type_url: &[u8] = &[];
-        for f in wire::Fields::new(bytes, MAX_DEPTH.saturating_sub(depth)) {
-            let (tag, value) = f?;
-            if tag.field == 1 && tag.wire_type == wire::LEN {
-                type_url = value;
-            }
-        }
+        let (type_url, _) = wire::len_pair(bytes, MAX_DEPTH.saturating_sub(depth))?;
         let schema = self.schema;
         let Some(target) = schema.resolve_type_url(type_url) else {
             return Ok(None);

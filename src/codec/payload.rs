@@ -39,15 +39,7 @@ impl<'a> PayloadView<'a> {
             }
             match tag.field {
                 METADATA => {
-                    let (mut key, mut val): (&[u8], &[u8]) = (&[], &[]);
-                    for e in wire::Fields::new(value, 8) {
-                        let (tag, v) = e?;
-                        match (tag.field, tag.wire_type) {
-                            (1, wire::LEN) => key = v,
-                            (2, wire::LEN) => val = v,
-                            _ => {}
-                        }
-                    }
+                    let (key, val) = metadata_entry(value)?;
                     // A later entry with the same key replaces an earlier one.
                     if let Some(slot) = view.metadata.iter_mut().find(|(k, _)| *k == key) {
                         slot.1 = val;
@@ -80,6 +72,28 @@ impl<'a> PayloadView<'a> {
     pub fn encoding(&self) -> Option<&'a [u8]> {
         self.metadata(ENCODING)
     }
+}
+
+/// One `metadata` map entry's key and value.
+fn metadata_entry(entry: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    wire::len_pair(entry, 8)
+}
+
+/// The `encoding` metadata of a marshaled payload, reading only its
+/// metadata entries (no allocation, the data skipped by length): for the
+/// outgoing audit, which looks at every payload of every request.
+pub fn encoding_of(payload: &[u8]) -> Result<Option<&[u8]>, WireError> {
+    let mut found = None;
+    for f in wire::Fields::new(payload, 8) {
+        let (tag, entry) = f?;
+        if tag.field == METADATA && tag.wire_type == wire::LEN {
+            let (key, val) = metadata_entry(entry)?;
+            if key == ENCODING.as_bytes() {
+                found = Some(val);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Writes a payload with the given metadata, a data field of `data_len`

@@ -14,7 +14,7 @@ use tokio::sync::RwLock;
 use super::{Op, Resp, error, fetch};
 use crate::{
     config::{CodecRule, CodecServerAuth, JwtConfig},
-    inbound::Who,
+    inbound::{Who, ct_eq},
     proxy::router::glob,
 };
 
@@ -145,11 +145,10 @@ impl Auth {
             Mode::None => Ok(()),
             Mode::Bearer(want) => {
                 let got = token()?;
-                if !want.is_empty() && ring_eq(got.as_bytes(), want) {
+                if !want.is_empty() && ct_eq(got.as_bytes(), want) {
                     return Ok(());
                 }
-                let known =
-                    |w: &Who| matches!(w, Who::Token(t) if ring_eq(t.as_bytes(), got.as_bytes()));
+                let known = |w: &Who| w.is_token(got);
                 if !self.rules.iter().any(|r| known(&r.who)) {
                     return Err(AuthError::unauthenticated("the bearer token is not valid"));
                 }
@@ -160,19 +159,10 @@ impl Auth {
                 if self.rules.is_empty() {
                     return Ok(());
                 }
-                self.covered(
-                    |w| matches!(w, Who::Claim(c, v) if claim_has(claims.get(c), v)),
-                    namespace,
-                    op,
-                )
+                self.covered(|w| w.is_claimed_by(&claims), namespace, op)
             }
         }
     }
-}
-
-/// Constant-time comparison.
-fn ring_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// JWT verification against a cached JWKS.

@@ -327,11 +327,11 @@ impl DekStore {
         }
         // Shared by concurrent callers; it joins the bounded cache (and may
         // evict an older key) only once it has unwrapped.
-        let cell = match self.cache.get(wrapped) {
-            Some(c) => c.clone(),
-            None => self.cache.entry(wrapped.into()).or_default().clone(),
+        // The call that adds the cell records it in the cache's order.
+        let (cell, fresh) = match self.cache.get(wrapped) {
+            Some(c) => (c.clone(), false),
+            None => (self.cache.entry(wrapped.into()).or_default().clone(), true),
         };
-        let fresh = !cell.initialized();
         let result = cell
             .get_or_try_init(|| async {
                 let raw = STANDARD.decode(wrapped).map_err(|_| KmsError::NotBase64 {

@@ -61,46 +61,48 @@ impl Services {
         payloads: &Schema,
         namespaces: &Schema,
     ) -> Result<Services, UnknownService> {
+        // What the schema says of a service it defines.
+        let schema_class = |s: &str| {
+            if payloads.service_reaches(s) || namespaces.service_reaches(s) {
+                Some(ServiceClass::Rewrite)
+            } else if payloads.defines_service(s) {
+                Some(ServiceClass::Plain)
+            } else {
+                None
+            }
+        };
         let mut classes: Vec<(Box<str>, ServiceClass)> = Vec::new();
         for s in &config.allowed_services {
-            let class = if payloads.service_reaches(s) || namespaces.service_reaches(s) {
-                ServiceClass::Rewrite
-            } else if payloads.defines_service(s) {
-                ServiceClass::Plain
-            } else if config.opaque_services.contains(s) {
-                continue;
-            } else {
-                return Err(UnknownService {
-                    service: s.clone(),
-                    reason: NOT_IN_SCHEMA,
-                });
+            let class = match schema_class(s) {
+                Some(class) => class,
+                // Not in the schema: opaque if the operator says so.
+                None if config.opaque_services.contains(s) => {
+                    tracing::warn!(
+                        service = %s,
+                        "proxy.opaque_services: this service streams through unread; sealgate cannot see payloads or namespaces in it"
+                    );
+                    ServiceClass::Opaque
+                }
+                None => {
+                    return Err(UnknownService {
+                        service: s.clone(),
+                        reason: NOT_IN_SCHEMA,
+                    });
+                }
             };
             classes.push((s.as_str().into(), class));
         }
-        for s in &config.opaque_services {
-            if !config.allowed_services.contains(s) {
-                return Err(UnknownService {
-                    service: s.clone(),
-                    reason: "is in proxy.opaque_services but not in proxy.allowed_services; list it in both to serve it",
-                });
-            }
-            if payloads.defines_service(s) {
-                // The schema knows it: classify it like any other.
-                let class = if payloads.service_reaches(s) || namespaces.service_reaches(s) {
-                    ServiceClass::Rewrite
-                } else {
-                    ServiceClass::Plain
-                };
-                classes.retain(|(name, _)| **name != **s);
-                classes.push((s.as_str().into(), class));
-                continue;
-            }
-            tracing::warn!(
-                service = %s,
-                "proxy.opaque_services: this service streams through unread; sealgate cannot see payloads or namespaces in it"
-            );
-            classes.retain(|(name, _)| **name != **s);
-            classes.push((s.as_str().into(), ServiceClass::Opaque));
+        // A service the schema knows is classified by it, listed opaque or
+        // not; an opaque one must be allowed too.
+        if let Some(s) = config
+            .opaque_services
+            .iter()
+            .find(|s| !config.allowed_services.contains(s))
+        {
+            return Err(UnknownService {
+                service: s.clone(),
+                reason: "is in proxy.opaque_services but not in proxy.allowed_services; list it in both to serve it",
+            });
         }
         Ok(Services { classes })
     }

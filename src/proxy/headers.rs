@@ -10,6 +10,15 @@ use crate::grpc::GRPC_ENCODING;
 /// The header Temporal clients name their namespace in.
 pub const NAMESPACE: &str = "temporal-namespace";
 
+/// The namespace a request's `temporal-namespace` header names, when it is
+/// set, not empty and text.
+pub fn namespace(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(NAMESPACE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty())
+}
+
 /// Message encodings sealgate reads (and so may let an upstream use).
 const READABLE: [&str; 2] = ["identity", "gzip"];
 
@@ -154,19 +163,10 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
 /// lower-case names) unless this upstream is to see them. One pass over the
 /// headers, comparing names; removals only for what is there.
 pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool, credentials: &[String]) {
-    let doomed: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            let n = n.as_str();
-            HOP_BY_HOP.contains(&n)
-                || (!forward_authorization && credentials.iter().any(|c| c == n))
-        })
-        .cloned()
-        .collect();
-    for n in doomed {
-        // The caller's credentials are for sealgate, not for the upstream.
-        headers.remove(n);
-    }
+    // The caller's credentials are for sealgate, not for the upstream.
+    remove_where(headers, |n| {
+        HOP_BY_HOP.contains(&n) || (!forward_authorization && credentials.iter().any(|c| c == n))
+    });
 }
 
 /// Keeps in `grpc-accept-encoding` only the encodings sealgate can read, so
@@ -194,12 +194,18 @@ pub fn accept_readable(headers: &mut HeaderMap) {
 
 /// Drops hop-by-hop headers from an upstream answer.
 pub fn clean_response(headers: &mut HeaderMap) {
-    let doomed: Vec<http::HeaderName> = headers
+    remove_where(headers, |n| HOP_BY_HOP.contains(&n));
+}
+
+/// Removes every header whose name `doomed` picks, in one pass over the
+/// names (no hashing unless something is there to remove).
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<http::HeaderName> = headers
         .keys()
-        .filter(|n| HOP_BY_HOP.contains(&n.as_str()))
+        .filter(|n| doomed(n.as_str()))
         .cloned()
         .collect();
-    for n in doomed {
+    for n in names {
         headers.remove(n);
     }
 }

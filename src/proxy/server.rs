@@ -159,14 +159,8 @@ pub(crate) async fn serve_from(
                 // The acceptor current now: a reload affects new connections.
                 let tls = proxy.inbound_tls.0.borrow().clone();
                 tokio::spawn(async move {
-                    let h2 = builder(&proxy.config);
-                    let activity = conn::Activity::new();
                     match tls {
-                        None => {
-                            let service = calls(proxy, Arc::new(Peer::default()), activity.clone());
-                            let c = h2.serve_connection(TokioIo::new(stream), service);
-                            conn::drive(c, |c| c.graceful_shutdown(), &activity, &limits, draining).await;
-                        }
+                        None => serve_one(stream, proxy, Peer::default(), &limits, draining).await,
                         Some(acceptor) => {
                             let accepted = tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await;
                             let stream = match accepted {
@@ -180,10 +174,8 @@ pub(crate) async fn serve_from(
                                     return;
                                 }
                             };
-                            let who = Arc::new(Peer::from_certs(stream.get_ref().1.peer_certificates()));
-                            let service = calls(proxy, who, activity.clone());
-                            let c = h2.serve_connection(TokioIo::new(stream), service);
-                            conn::drive(c, |c| c.graceful_shutdown(), &activity, &limits, draining).await;
+                            let who = Peer::from_certs(stream.get_ref().1.peer_certificates());
+                            serve_one(stream, proxy, who, &limits, draining).await;
                         }
                     }
                     drop(held);
@@ -200,6 +192,23 @@ pub(crate) async fn serve_from(
         () = live.none_left() => Drained::Clean,
         () = tokio::time::sleep(grace) => Drained::GraceExpired,
     }
+}
+
+/// Serves one accepted connection (plaintext or TLS) for its lifetime.
+async fn serve_one<I>(
+    io: I,
+    proxy: Arc<Proxy>,
+    who: Peer,
+    limits: &conn::Limits,
+    draining: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let h2 = builder(&proxy.config);
+    let activity = conn::Activity::new();
+    let service = calls(proxy, Arc::new(who), activity.clone());
+    let c = h2.serve_connection(TokioIo::new(io), service);
+    conn::drive(c, |c| c.graceful_shutdown(), &activity, limits, draining).await;
 }
 
 /// The service of one connection: each call through [`Proxy::handle`],

@@ -19,12 +19,7 @@ pub(super) async fn call(
     opaque: bool,
     req: Request<Incoming>,
 ) -> Result<Routed, ProxyError> {
-    let namespace = req
-        .headers()
-        .get("temporal-namespace")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let namespace = headers::namespace(req.headers()).unwrap_or("").to_string();
     let namespace = namespace.as_str();
     let namespace = if opaque {
         caller.may_use(namespace)?;
@@ -41,7 +36,7 @@ pub(super) async fn call(
         && !namespace.is_empty()
         && let Ok(v) = http::HeaderValue::from_str(&t.to_upstream(namespace))
     {
-        parts.headers.insert("temporal-namespace", v);
+        parts.headers.insert(headers::NAMESPACE, v);
     }
     headers::clean_request(
         &mut parts.headers,

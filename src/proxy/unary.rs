@@ -163,11 +163,7 @@ pub(super) async fn call(
 /// namespace it may not use, is refused without reading the body.
 fn authorize_head(caller: &Caller<'_>, headers: &HeaderMap) -> Result<(), ProxyError> {
     caller.known()?;
-    if let Some(h) = headers
-        .get(headers::NAMESPACE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty())
-    {
+    if let Some(h) = headers::namespace(headers) {
         caller.may_use(h)?;
     }
     Ok(())
@@ -232,12 +228,8 @@ fn authorize<'a>(
             source: e,
         }
     })?;
-    if let Some(h) = headers
-        .get(headers::NAMESPACE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty())
-    {
-        names.payload(h.as_bytes())?;
+    if let Some(h) = headers::namespace(headers) {
+        names.names.insert(h.to_string());
     }
     if names.not_utf8 {
         return Err(ProxyError::NamespaceNotText);
@@ -252,10 +244,9 @@ fn authorize<'a>(
         // naming no namespace at all is not scoped to one.
         method.names_namespace_id(message) || names.names.is_empty()
     };
+    // (A known caller was required before the body was read.)
     if cluster_level {
         caller.may_use("")?;
-    } else if names.names.is_empty() {
-        caller.known()?;
     }
     for name in &names.names {
         caller.may_use(name)?;
@@ -279,11 +270,7 @@ fn namespace<'a>(
     headers: &'a HeaderMap,
 ) -> Result<&'a str, ProxyError> {
     let body = method.namespace_of(message);
-    let header = headers
-        .get("temporal-namespace")
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty());
-    match (header, body) {
+    match (headers::namespace(headers), body) {
         (Some(h), Some(b)) if h != b => Err(ProxyError::NamespaceMismatch {
             header: h.to_string(),
             body: b.to_string(),
@@ -379,11 +366,11 @@ fn translate(
         return Ok(body);
     };
     if let Some(h) = headers
-        && let Some(v) = h.get("temporal-namespace").and_then(|v| v.to_str().ok())
+        && let Some(v) = headers::namespace(h)
     {
         let new = if up { t.to_upstream(v) } else { t.to_local(v) };
         if let Ok(v) = http::HeaderValue::from_str(&new) {
-            h.insert("temporal-namespace", v);
+            h.insert(headers::NAMESPACE, v);
         }
     }
     let limit = p.config.max_message_bytes;
@@ -414,7 +401,7 @@ fn translate(
 /// type and field); a payload still plaintext is refused (the tripwire).
 fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(), ProxyError> {
     use crate::rewrite::audit::{Checks, Finding, audit};
-    let Some(message) = body.get(frame::HEADER..) else {
+    let Some(sent) = body.get(frame::HEADER..) else {
         return Ok(());
     };
     let checks = Checks {
@@ -422,66 +409,62 @@ fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(
         plaintext: session.encrypts(),
         own: crate::codec::ENCODING_ENCRYPTED,
     };
-    let found = match audit(&p.schema, method.input, message, checks) {
+    let found = match audit(&p.schema, method.input, sent, checks) {
         Ok(()) => return Ok(()),
         Err(f) => f,
     };
-    let label = |m: &str| KeyValue::new("message", m.to_string());
-    match found {
-        Finding::UnknownField { ref message, .. } | Finding::UnknownAny { ref message, .. } => {
-            let forward = p.config.forward_unknown_fields;
-            let action = if forward { "forwarded" } else { "refused" };
-            p.metrics
-                .unknown_fields
-                .add(1, &[label(message), KeyValue::new("action", action)]);
-            let number = match &found {
-                Finding::UnknownField { number, .. } => *number,
-                _ => 0,
-            };
-            let first = p
-                .warned
-                .lock()
-                .map(|mut w| w.len() < 1024 && w.insert((message.clone(), number)))
-                .unwrap_or(false);
-            if first {
-                tracing::warn!(method = %method.path, finding = %found, action, "request carries what the schema lacks");
-            }
-            if !forward {
-                return Err(ProxyError::Unclassified(found));
-            }
-            // Forwarded: the tripwire still looks at every payload.
-            let checks = Checks {
-                unknown: false,
-                ..checks
-            };
-            match audit(&p.schema, method.input, message_of(body), checks) {
-                Ok(()) => Ok(()),
-                Err(f) => Err(tripped(p, f)),
-            }
-        }
-        Finding::Malformed(e) => Err(ProxyError::MalformedRequest {
+    let (Finding::UnknownField { message, .. } | Finding::UnknownAny { message, .. }) = &found
+    else {
+        return Err(finding_error(p, method, found));
+    };
+    let forward = p.config.forward_unknown_fields;
+    let action = if forward { "forwarded" } else { "refused" };
+    p.metrics.unknown_fields.add(
+        1,
+        &[
+            KeyValue::new("message", message.clone()),
+            KeyValue::new("action", action),
+        ],
+    );
+    let number = match &found {
+        Finding::UnknownField { number, .. } => *number,
+        _ => 0,
+    };
+    let first = p
+        .warned
+        .lock()
+        .map(|mut w| w.len() < 1024 && w.insert((message.clone(), number)))
+        .unwrap_or(false);
+    if first {
+        tracing::warn!(method = %method.path, finding = %found, action, "request carries what the schema lacks");
+    }
+    if !forward {
+        return Err(ProxyError::Unclassified(found));
+    }
+    // Forwarded: the tripwire still looks at every payload.
+    let checks = Checks {
+        unknown: false,
+        ..checks
+    };
+    audit(&p.schema, method.input, sent, checks).map_err(|f| finding_error(p, method, f))
+}
+
+/// What the audit found, as the call's error: a request that does not
+/// parse is malformed; a plaintext payload trips the wire (and is counted).
+fn finding_error(p: &Proxy, method: &Method, f: crate::rewrite::audit::Finding) -> ProxyError {
+    use crate::rewrite::audit::Finding;
+    match f {
+        Finding::Malformed(e) => ProxyError::MalformedRequest {
             message: p.schema.message(method.input).name().to_string(),
             source: e.into(),
-        }),
-        other => Err(tripped(p, other)),
-    }
-}
-
-fn message_of(body: &[u8]) -> &[u8] {
-    body.get(frame::HEADER..).unwrap_or_default()
-}
-
-/// The tripwire fired (or the encoded request does not parse).
-fn tripped(p: &Proxy, f: crate::rewrite::audit::Finding) -> ProxyError {
-    use crate::rewrite::audit::Finding;
-    match &f {
-        Finding::Plaintext { message, .. } => {
+        },
+        Finding::Plaintext { ref message, .. } => {
             p.metrics
                 .plaintext_refused
                 .add(1, &[KeyValue::new("message", message.clone())]);
             ProxyError::PlaintextRefused(f)
         }
-        _ => ProxyError::PlaintextRefused(f),
+        other => ProxyError::Unclassified(other),
     }
 }
 

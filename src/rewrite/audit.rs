@@ -87,15 +87,7 @@ impl Auditor<'_> {
     /// `google.protobuf.Any`: the message its type URL names, a payload,
     /// or (unknown type) a finding.
     fn any(&self, owner: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
-        let (mut type_url, mut value): (&[u8], &[u8]) = (&[], &[]);
-        for f in Fields::new(bytes, MAX_DEPTH.saturating_sub(depth)) {
-            let (tag, v) = f?;
-            match (tag.field, tag.wire_type) {
-                (1, wire::LEN) => type_url = v,
-                (2, wire::LEN) => value = v,
-                _ => {}
-            }
-        }
+        let (type_url, value) = wire::len_pair(bytes, MAX_DEPTH.saturating_sub(depth))?;
         if type_url.is_empty() && value.is_empty() {
             return Ok(());
         }
@@ -115,7 +107,7 @@ impl Auditor<'_> {
         if !self.checks.plaintext {
             return Ok(());
         }
-        let encoding = encoding_of(bytes)?;
+        let encoding = crate::codec::payload::encoding_of(bytes)?;
         if encoding == Some(self.checks.own) {
             return Ok(());
         }
@@ -126,31 +118,6 @@ impl Auditor<'_> {
                 .unwrap_or_default(),
         })
     }
-}
-
-/// The `encoding` metadata value of a marshaled Payload, reading only its
-/// metadata entries (the data is skipped by length).
-fn encoding_of(payload: &[u8]) -> Result<Option<&[u8]>, WireError> {
-    let mut found = None;
-    for f in Fields::new(payload, 2) {
-        let (tag, entry) = f?;
-        if tag.field != 1 || tag.wire_type != wire::LEN {
-            continue;
-        }
-        let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
-        for e in Fields::new(entry, 1) {
-            let (t, v) = e?;
-            match (t.field, t.wire_type) {
-                (1, wire::LEN) => key = v,
-                (2, wire::LEN) => value = v,
-                _ => {}
-            }
-        }
-        if key == b"encoding" {
-            found = Some(value);
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

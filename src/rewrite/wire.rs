@@ -213,6 +213,22 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The length-delimited fields 1 and 2 of a two-field message (a map
+/// entry's key and value, an `Any`'s type URL and value): the last of each,
+/// empty when absent.
+pub(crate) fn len_pair(bytes: &[u8], limit: u32) -> Result<(&[u8], &[u8]), WireError> {
+    let (mut one, mut two): (&[u8], &[u8]) = (&[], &[]);
+    for f in Fields::new(bytes, limit) {
+        let (tag, v) = f?;
+        match (tag.field, tag.wire_type) {
+            (1, LEN) => one = v,
+            (2, LEN) => two = v,
+            _ => {}
+        }
+    }
+    Ok((one, two))
+}
+
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(Tag, &'a [u8]), WireError>;
 
