@@ -348,8 +348,22 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         if plan.is_empty() {
             return Ok(None);
         }
-        if plan.kind() == MessageKind::HistoryBlob && !proto3_blob(bytes) {
-            return Ok(None); // JSON or another encoding: not ours to read
+        if plan.kind() == MessageKind::HistoryBlob {
+            if !proto3_blob(bytes) {
+                return Ok(None); // JSON or another encoding: not ours to read
+            }
+            // Its data is opaque bytes to protobuf: one that does not parse
+            // as a History is left as it is (nothing in it was readable).
+            let mark = self.patches.len();
+            return match self.splice(bytes, base, depth, &[], plan.name(), |n| {
+                plan.field(n).map(|f| (f.action, &*f.name))
+            }) {
+                Err(e) if matches!(e.kind, RewriteErrorKind::Wire(_)) => {
+                    self.patches.truncate(mark);
+                    Ok(None)
+                }
+                other => other,
+            };
         }
         if plan.kind() == MessageKind::Failure && self.failures != FailureMode::Off {
             return Ok(failure::rewrite(self, id, bytes, depth)?.map(|new| {

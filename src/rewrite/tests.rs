@@ -413,4 +413,15 @@ fn raw_history_blobs_are_walked_as_histories() {
     .encode_to_vec();
     let out = rewrite(&s, id, &json_blob, &mut Wrap::default()).unwrap();
     assert!(matches!(out, Cow::Borrowed(_)));
+    // A proto3 blob whose data is not a History is left as it is too.
+    let garbage = GetWorkflowExecutionHistoryResponse {
+        raw_history: vec![DataBlob {
+            encoding_type: 1,
+            data: vec![0x0c, 0xff, 0x01],
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let out = rewrite(&s, id, &garbage, &mut Wrap::default()).unwrap();
+    assert!(matches!(out, Cow::Borrowed(_)));
 }
