@@ -3,8 +3,18 @@
 //! Every codec takes one whole marshaled `Payload` (metadata included) and
 //! returns a new marshaled `Payload` that carries it, so decoding restores the
 //! original exactly. Encode runs the chain in order (compress, then encrypt);
-//! decode runs it in reverse, each codec touching only payloads that carry
-//! its own `encoding`.
+//! decode removes only the layers sealgate itself applied:
+//!
+//! - a `binary/encrypted` layer under a key this namespace's policy holds;
+//! - the one `binary/snappy` layer directly inside it (sealgate compresses
+//!   before it encrypts, and so do the SDK samples whose payloads sealgate
+//!   reads after a migration);
+//! - a top-level `binary/snappy` layer only when it carries sealgate's mark
+//!   ([`SNAPPY_MARK`], written when compression is on and encryption off).
+//!
+//! A compression or encryption layer a client applied itself is left for
+//! the client's own codec, and a malformed unauthenticated layer never fails
+//! a read: it passes through as it is.
 
 mod aead;
 pub(crate) mod failure;
@@ -29,7 +39,7 @@ use thiserror::Error;
 pub use aead::{DEK, ENCODING_ENCRYPTED, KEY_ID, NONCE_LEN, TAG_LEN};
 pub use payload::PayloadView;
 pub use pipeline::{Pipeline, Session, Setup};
-pub use snappy::ENCODING_SNAPPY;
+pub use snappy::{ENCODING_SNAPPY, SNAPPY_MARK};
 
 use crate::{
     keys::{
@@ -129,6 +139,9 @@ pub struct CodecStats {
     pub decode_passed_through: AtomicU64,
     /// Encrypted payloads whose key id this keyring does not know.
     pub unknown_key: AtomicU64,
+    /// Marked snappy layers (no key authenticates them) that did not
+    /// decompress and were passed through as they were.
+    pub bad_unauthenticated: AtomicU64,
     pub failed: AtomicU64,
     /// Bytes into and out of encoding (compression savings show here).
     pub encode_bytes_in: AtomicU64,
@@ -152,8 +165,8 @@ pub struct ChainOptions {
 #[derive(Debug)]
 pub struct Chain {
     encoders: Vec<Box<dyn Codec>>,
-    /// In decode order (reverse of encode).
-    decoders: Vec<Box<dyn Codec>>,
+    aead: aead::Aead,
+    snappy: snappy::Snappy,
     encode_failures: bool,
     stats: Arc<CodecStats>,
 }
@@ -164,18 +177,22 @@ impl Chain {
     /// changed still decodes. `stats` outlives the chain (reloads).
     pub fn new(opts: &ChainOptions, stats: Arc<CodecStats>) -> Chain {
         let max = opts.max_decoded.unwrap_or(DEFAULT_MAX_DECODED);
-        let snappy = || Box::new(snappy::Snappy { max_decoded: max }) as Box<dyn Codec>;
+        let snappy = |mark| snappy::Snappy {
+            max_decoded: max,
+            mark,
+        };
         let mut encoders = Vec::new();
         if opts.compression {
-            encoders.push(snappy());
+            // Marked when it is the outer layer: decode then knows it is ours.
+            encoders.push(Box::new(snappy(!opts.encryption)) as Box<dyn Codec>);
         }
         if opts.encryption {
             encoders.push(Box::new(aead::Aead::new()) as Box<dyn Codec>);
         }
-        let decoders = vec![Box::new(aead::Aead::new()) as Box<dyn Codec>, snappy()];
         Chain {
             encoders,
-            decoders,
+            aead: aead::Aead::new(),
+            snappy: snappy(false),
             encode_failures: opts.encode_failures,
             stats,
         }
@@ -252,21 +269,39 @@ impl Chain {
         payload: &[u8],
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let mut cur = Cow::Borrowed(payload);
-        for codec in &self.decoders {
-            // Something that is not a Payload is not ours to decode.
-            let Ok(view) = PayloadView::parse(&cur) else {
-                break;
+        // Something that is not a Payload is not ours to decode.
+        let Ok(view) = PayloadView::parse(payload) else {
+            return Ok(None);
+        };
+        let encoding = view.encoding();
+        if encoding == Some(ENCODING_SNAPPY) {
+            if view.metadata(SNAPPY_MARK.0) != Some(SNAPPY_MARK.1) {
+                return Ok(None); // the client's own layer
+            }
+            // Marked, but nothing authenticates the mark: a layer that does
+            // not decompress passes through rather than failing the read.
+            return match self.snappy.decode(&view, &self.stats, keys) {
+                Ok(out) => Ok(out),
+                Err(_) => {
+                    self.stats.bad_unauthenticated.fetch_add(1, Relaxed);
+                    Ok(None)
+                }
             };
-            if view.encoding() != Some(codec.encoding()) {
-                continue;
-            }
-            match codec.decode(&view, &self.stats, keys)? {
-                Some(next) => cur = Cow::Owned(next),
-                None => break,
-            }
         }
-        Ok(changed(cur))
+        if encoding != Some(ENCODING_ENCRYPTED) {
+            return Ok(None);
+        }
+        let Some(inner) = self.aead.decode(&view, &self.stats, keys)? else {
+            return Ok(None);
+        };
+        // Authenticated under one of our keys: the snappy layer directly
+        // inside is sealgate's (or a migrated SDK sample's) and must decode.
+        match PayloadView::parse(&inner) {
+            Ok(v) if v.encoding() == Some(ENCODING_SNAPPY) => Ok(Some(
+                self.snappy.decode(&v, &self.stats, keys)?.unwrap_or(inner),
+            )),
+            _ => Ok(Some(inner)),
+        }
     }
 
     fn count(

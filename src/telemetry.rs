@@ -177,6 +177,7 @@ impl Telemetry {
                     ("decode", "decoded", &s.decoded),
                     ("decode", "passed_through", &s.decode_passed_through),
                     ("decode", "unknown_key", &s.unknown_key),
+                    ("decode", "bad_unauthenticated", &s.bad_unauthenticated),
                     ("any", "failed", &s.failed),
                 ] {
                     o.observe(

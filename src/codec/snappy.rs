@@ -12,9 +12,16 @@ thread_local! {
 
 pub const ENCODING_SNAPPY: &[u8] = b"binary/snappy";
 
+/// Metadata on a snappy layer that sealgate wrote as the outer layer
+/// (compression on, encryption off): without it, a top-level `binary/snappy`
+/// is the client's own and decoding leaves it alone.
+pub const SNAPPY_MARK: (&str, &[u8]) = ("sealgate-codec", b"snappy");
+
 #[derive(Debug)]
 pub(super) struct Snappy {
     pub(super) max_decoded: usize,
+    /// Write [`SNAPPY_MARK`] (this is the outer layer).
+    pub(super) mark: bool,
 }
 
 impl Codec for Snappy {
@@ -31,13 +38,12 @@ impl Codec for Snappy {
         let compressed = ENCODER
             .with(|e| e.borrow_mut().compress_vec(input))
             .map_err(CodecError::Compress)?;
-        let out = payload::marshal(
-            &[(payload::ENCODING, ENCODING_SNAPPY)],
-            &compressed,
-            &view.external,
-        );
+        let marked = [(payload::ENCODING, ENCODING_SNAPPY), SNAPPY_MARK];
+        let meta = if self.mark { &marked[..] } else { &marked[..1] };
+        let out = payload::marshal(meta, &compressed, &view.external);
         // Skip when it does not shrink, unless the input is itself
-        // binary/snappy: decode would otherwise unwrap the caller's own layer.
+        // binary/snappy: inside the encryption layer decode unwraps exactly
+        // one snappy layer, which must then be ours, not the caller's.
         if out.len() >= input.len() && view.encoding() != Some(ENCODING_SNAPPY) {
             return Ok(None);
         }

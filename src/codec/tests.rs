@@ -143,6 +143,53 @@ fn caller_snappy_payloads_are_wrapped_so_decode_is_exact() {
 }
 
 #[test]
+fn decode_removes_only_sealgates_own_layers() {
+    let enc_on = chain(true, true);
+    let snappy_only = chain(true, false);
+    let big = json(&"abc".repeat(1000));
+    // A top-level snappy layer the client applied itself: left for the client,
+    // by every chain, and a malformed one never fails the read.
+    let theirs = snappy_only.encode_payload(&big).unwrap().unwrap();
+    let mut unmarked = parse(&theirs);
+    unmarked.metadata.remove("sealgate-codec");
+    let unmarked = unmarked.encode_to_vec();
+    assert_eq!(enc_on.decode_payload(&unmarked).unwrap(), None);
+    assert_eq!(snappy_only.decode_payload(&unmarked).unwrap(), None);
+    let junk = payload::marshal(&[("encoding", b"binary/snappy")], b"\xff\xff\xff", &[]);
+    assert_eq!(enc_on.decode_payload(&junk).unwrap(), None);
+    // sealgate's own outer snappy layer is marked and decodes.
+    assert_eq!(parse(&theirs).metadata["sealgate-codec"], b"snappy");
+    assert_eq!(enc_on.decode_payload(&theirs).unwrap(), Some(big.clone()));
+    // A forged mark on junk passes through and is counted, not an error.
+    let forged = payload::marshal(
+        &[
+            ("encoding", b"binary/snappy"),
+            ("sealgate-codec", b"snappy"),
+        ],
+        b"\xff\xff\xff",
+        &[],
+    );
+    assert_eq!(enc_on.decode_payload(&forged).unwrap(), None);
+    assert_eq!(enc_on.stats().bad_unauthenticated.load(Relaxed), 1);
+    // Inside our encryption the snappy layer is unmarked (no bytes spent)
+    // and still ours; only that one layer is removed.
+    let sealed = enc_on.encode_payload(&unmarked).unwrap().unwrap();
+    assert_eq!(enc_on.decode_payload(&sealed).unwrap(), Some(unmarked));
+}
+
+#[test]
+fn sdk_sample_snappy_inside_sample_encryption_decodes() {
+    // The SDK samples' layout (migration): their snappy codec, then their
+    // encryption codec with a key sealgate holds.
+    let c = chain(false, true);
+    let input = json(&"secret ".repeat(200));
+    let compressed = snap::raw::Encoder::new().compress_vec(&input).unwrap();
+    let snappy = payload::marshal(&[("encoding", b"binary/snappy")], &compressed, &[]);
+    let sealed = c.encode_payload(&snappy).unwrap().unwrap();
+    assert_eq!(c.decode_payload(&sealed).unwrap(), Some(input));
+}
+
+#[test]
 fn chain_compresses_then_encrypts_and_decodes_in_reverse() {
     let c = chain(true, true);
     let input = json(&"secret ".repeat(200));
@@ -206,6 +253,17 @@ fn decompression_is_bounded() {
     let c = Pipeline::fixed(&opts, Vec::new(), None)
         .unwrap()
         .session("");
+    let enc = c.encode_payload(&json(&"z".repeat(5000))).unwrap().unwrap();
+    // Outer (marked, unauthenticated) layer: left as it is, and counted.
+    assert_eq!(c.decode_payload(&enc).unwrap(), None);
+    assert_eq!(c.stats().bad_unauthenticated.load(Relaxed), 1);
+    // Inside the encryption layer: an error.
+    let c = session(&ChainOptions {
+        compression: true,
+        encryption: true,
+        max_decoded: Some(1000),
+        ..Default::default()
+    });
     let enc = c.encode_payload(&json(&"z".repeat(5000))).unwrap().unwrap();
     assert!(matches!(
         c.decode_payload(&enc),
