@@ -195,6 +195,9 @@ pub struct ProxyConfig {
     /// `[schema] plaintext_paths`: payload paths the server itself reads,
     /// left plaintext (besides search attributes, always).
     pub plaintext_paths: Vec<String>,
+    /// `[schema] descriptor_set`: a newer Temporal API descriptor set to use
+    /// instead of the embedded one.
+    pub descriptor_set: Option<PathBuf>,
     /// A caller's TLS handshake must finish within this.
     pub tls_handshake_timeout: Duration,
     /// A connection's first call must start within this.
@@ -524,8 +527,9 @@ impl Config {
             None => proxy_section(&mut Table::empty("proxy", env), &mut issues),
         };
         if let Some(mut t) = root.table("schema", &mut issues) {
-            let (forward, plaintext) = schema_section(&mut t, &mut issues);
+            let (forward, plaintext, descriptors) = schema_section(&mut t, base, &mut issues);
             proxy.forward_unknown_fields = forward;
+            proxy.descriptor_set = descriptors;
             if let Some(p) = plaintext {
                 proxy.plaintext_paths = p;
             }
@@ -1405,6 +1409,7 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
         max_concurrent_streams: max_concurrent_streams.clamp(1, 100_000) as u32,
         max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
         forward_unknown_fields: false,
+        descriptor_set: None,
         plaintext_paths: crate::schema::DEFAULT_PLAINTEXT_PATHS
             .iter()
             .map(|p| p.to_string())
@@ -1420,8 +1425,13 @@ fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConfig {
 
 /// The `[schema]` section: whether requests with fields the schema does not
 /// define are forwarded (true) or refused (false, the default), and the
-/// payload paths that stay plaintext (checked against the schema at build).
-fn schema_section(t: &mut Table<'_>, issues: &mut Issues) -> (bool, Option<Vec<String>>) {
+/// payload paths that stay plaintext (checked against the schema at build),
+/// and the descriptor set file that replaces the embedded one.
+fn schema_section(
+    t: &mut Table<'_>,
+    base: &Path,
+    issues: &mut Issues,
+) -> (bool, Option<Vec<String>>, Option<PathBuf>) {
     let forward = match t.string("unknown_request_fields", issues).as_deref() {
         None | Some("refuse") => false,
         Some("forward") => true,
@@ -1434,8 +1444,13 @@ fn schema_section(t: &mut Table<'_>, issues: &mut Issues) -> (bool, Option<Vec<S
         }
     };
     let plaintext = t.strings("plaintext_paths", issues);
+    let descriptors = t.string("descriptor_set", issues).map(|f| {
+        let path = base.join(f);
+        issues.read_file(path.clone());
+        path
+    });
     t.finish(issues);
-    (forward, plaintext)
+    (forward, plaintext, descriptors)
 }
 
 /// Names of Temporal's client environment variables for upstream settings.

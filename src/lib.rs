@@ -90,9 +90,8 @@ impl App {
         config: config::Config,
         telemetry: Arc<telemetry::Telemetry>,
     ) -> Result<App, AppError> {
-        let schema = Arc::new(schema::Schema::embedded_with_plaintext(
-            &config.proxy.plaintext_paths,
-        )?);
+        let descriptors = schema::Descriptors::from_config(config.proxy.descriptor_set.as_deref())?;
+        let schema = Arc::new(descriptors.payloads(&config.proxy.plaintext_paths)?);
         let pipeline = Arc::new(config.codec.pipeline()?);
         // Upstream pools get a share per serving thread.
         if config.proxy.runtime == config::Runtime::PerCore {
@@ -111,8 +110,8 @@ impl App {
             None => None,
         };
         telemetry.observe_codec(&pipeline);
-        let (source, api, digest) = schema::embedded_info();
-        telemetry.observe_schema(source, api, &digest);
+        let info = descriptors.info();
+        telemetry.observe_schema(&info.source, &info.api, &info.digest);
         telemetry.observe_upstream(upstream.clone());
         let router =
             proxy::router::Router::new(upstream.clone(), &config.upstreams, &config.routing)?;
@@ -120,7 +119,7 @@ impl App {
         inbound.acceptor().map_err(AppError::Inbound)?;
         let proxy = Arc::new(
             proxy::Proxy::new(
-                schema,
+                (schema, descriptors),
                 pipeline,
                 (router, inbound),
                 config.proxy.clone(),

@@ -64,10 +64,32 @@ enum Command {
         /// Where to write it.
         path: PathBuf,
     },
+    /// Compare a Temporal API descriptor set with the embedded one.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
     /// Validate a configuration without starting anything.
     CheckConfig {
         /// The configuration file.
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print the RPCs and payload paths FILE adds, removes or retypes
+    /// against the embedded schema. Exit 1 when FILE has a request-side RPC
+    /// or payload path the embedded schema lacks (sealgate would refuse
+    /// those calls: load FILE with [schema] descriptor_set), 64 when FILE is
+    /// not a Temporal API descriptor set.
+    Diff {
+        /// A binary FileDescriptorSet (`buf build -o`, `protoc
+        /// --include_imports -o`).
+        file: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -124,6 +146,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Schema {
+            command: SchemaCommand::Diff { file, json },
+        } => schema_diff(&file, json),
         Command::CheckConfig { config } => {
             let (c, pipeline) = match load_codec(&config) {
                 Ok(ok) => ok,
@@ -278,8 +303,13 @@ async fn serve(
             compression = c.codec.compression,
             "sealgate ready"
         );
-        let (source, api, digest) = sealgate::schema::embedded_info();
-        tracing::info!(source, api, digest = %digest, "Temporal API schema");
+        let info = app.proxy().schema_info();
+        tracing::info!(
+            source = %info.source,
+            api = %info.api,
+            digest = %info.digest,
+            "Temporal API schema"
+        );
         for p in app.proxy().codec().current().policies.all() {
             tracing::info!(policy = %p.describe(), "key policy");
         }
@@ -341,6 +371,36 @@ fn load_codec(path: &std::path::Path) -> Result<(Config, sealgate::codec::Pipeli
             eprintln!("sealgate: {}: [codec]: {e}", path.display());
             Err(ExitCode::from(EXIT_BAD_CONFIG as u8))
         }
+    }
+}
+
+fn schema_diff(file: &std::path::Path, json: bool) -> ExitCode {
+    use sealgate::schema::{Descriptors, diff};
+    let diff = Descriptors::embedded()
+        .and_then(|base| Ok((base, Descriptors::load(file)?)))
+        .and_then(|(base, file)| diff::diff(&base, &file));
+    let diff = match diff {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("sealgate: {}: {e}", file.display());
+            return ExitCode::from(64);
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&diff) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", diff.render());
+    }
+    if diff.has_request_gaps() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

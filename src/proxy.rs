@@ -53,6 +53,8 @@ pub struct Proxy {
     pub(crate) schema: Arc<Schema>,
     /// Every namespace field, for authorization and translation.
     pub(crate) namespace_schema: Schema,
+    /// The descriptor set both plans come from (server reflection).
+    descriptors: crate::schema::Descriptors,
     /// The lane of each served service.
     pub(crate) services: classify::Services,
     /// Bytes all calls together may buffer.
@@ -86,7 +88,7 @@ impl Proxy {
     /// Assembles the data plane; fails when a configured service cannot be
     /// classified or the listener's TLS does not load.
     pub fn new(
-        schema: Arc<Schema>,
+        (schema, descriptors): (Arc<Schema>, crate::schema::Descriptors),
         codec: Arc<Pipeline>,
         routing: (router::Router, crate::inbound::Inbound),
         config: ProxyConfig,
@@ -94,13 +96,14 @@ impl Proxy {
         trace_calls: bool,
     ) -> Result<Self, String> {
         let reflection = config.reflection.then(std::sync::OnceLock::new);
-        let namespace_schema = Schema::embedded_namespaces().map_err(|e| e.to_string())?;
+        let namespace_schema = descriptors.namespaces().map_err(|e| e.to_string())?;
         let services = classify::Services::new(&config, &schema, &namespace_schema)
             .map_err(|e| e.to_string())?;
         let inbound_tls = tokio::sync::watch::Sender::new(routing.1.acceptor()?);
         Ok(Proxy {
             inbound_tls: crate::inbound::ListenerTls(inbound_tls),
             namespace_schema,
+            descriptors,
             services,
             budget: budget::Budget::new(config.memory_budget_bytes),
             warned: Default::default(),
@@ -254,15 +257,24 @@ impl Proxy {
         Ok(())
     }
 
+    /// Where the schema in use came from.
+    pub fn schema_info(&self) -> &crate::schema::SchemaInfo {
+        self.descriptors.info()
+    }
+
     /// The reflection service, built on first use; `None` when off or when
     /// it cannot be built (then reflection calls get UNIMPLEMENTED).
     fn reflection(&self) -> Option<&reflection::Reflection> {
         self.reflection
             .as_ref()?
             .get_or_init(|| {
-                reflection::Reflection::new(&self.schema, &self.config.allowed_services)
-                    .inspect_err(|e| tracing::warn!(error = %e, "server reflection is off"))
-                    .ok()
+                reflection::Reflection::new(
+                    &self.schema,
+                    self.descriptors.bytes(),
+                    &self.config.allowed_services,
+                )
+                .inspect_err(|e| tracing::warn!(error = %e, "server reflection is off"))
+                .ok()
             })
             .as_ref()
     }

@@ -6,6 +6,7 @@
 //! rewriter consults the plan to know where to descend; everything the plan
 //! does not name is copied through byte for byte.
 
+pub mod diff;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -24,20 +25,145 @@ pub static EMBEDDED_DESCRIPTOR_SET: &[u8] =
 /// <version>`), named in the messages about unknown methods.
 pub const EMBEDDED_API: &str = env!("SEALGATE_TEMPORAL_API");
 
-/// Where the schema sealgate uses comes from, for the start-up log and
-/// `sealgate_schema_info`: the source, the API version, and the first 16
-/// hex digits of the descriptor set's SHA-256.
-pub fn embedded_info() -> (&'static str, &'static str, String) {
-    let digest = ring::digest::digest(&ring::digest::SHA256, EMBEDDED_DESCRIPTOR_SET);
-    let hex: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    ("embedded", EMBEDDED_API, hex)
+/// Where the schema in use comes from, for the start-up log,
+/// `sealgate_schema_info` and the messages about unknown methods and fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaInfo {
+    /// `embedded`, or the descriptor set file's path.
+    pub source: String,
+    /// The API version: `temporalio-protos <version>` for the embedded set;
+    /// for a file, `descriptor set` (a file names no version).
+    pub api: String,
+    /// The first 16 hex digits of the descriptor set's SHA-256.
+    pub digest: String,
+}
+
+impl SchemaInfo {
+    /// How messages name the schema: the version, or the file and digest.
+    pub fn label(&self) -> String {
+        if self.source == "embedded" {
+            self.api.clone()
+        } else {
+            format!("{} (sha256 {})", self.source, self.digest)
+        }
+    }
+}
+
+/// A Temporal API `FileDescriptorSet` and where it came from: the embedded
+/// one, or `[schema] descriptor_set` (a newer API loaded at run time). The
+/// payload plan, the namespace plan and server reflection all come from it.
+#[derive(Debug, Clone)]
+pub struct Descriptors {
+    bytes: std::sync::Arc<[u8]>,
+    set: std::sync::Arc<prost_types::FileDescriptorSet>,
+    info: std::sync::Arc<SchemaInfo>,
+}
+
+/// What a descriptor set must define to be the Temporal API.
+const REQUIRED: [&str; 3] = [PAYLOAD, SEARCH_ATTRIBUTES, WORKFLOW_SERVICE];
+
+impl Descriptors {
+    /// The descriptor set compiled into this binary.
+    pub fn embedded() -> Result<Descriptors, SchemaError> {
+        Descriptors::new(
+            EMBEDDED_DESCRIPTOR_SET,
+            "embedded".into(),
+            EMBEDDED_API.into(),
+        )
+    }
+
+    /// `[schema] descriptor_set`: a binary `FileDescriptorSet` (`buf build
+    /// -o FILE`, `protoc --include_imports -o FILE`), validated: it must
+    /// define Payload, SearchAttributes and WorkflowService.
+    pub fn load(path: &std::path::Path) -> Result<Descriptors, SchemaError> {
+        let bytes = std::fs::read(path).map_err(|e| SchemaError::Read {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        })?;
+        Descriptors::new(&bytes, path.display().to_string(), "descriptor set".into())
+    }
+
+    /// The embedded set, or the file when one is given.
+    pub fn from_config(path: Option<&std::path::Path>) -> Result<Descriptors, SchemaError> {
+        match path {
+            Some(p) => Descriptors::load(p),
+            None => Descriptors::embedded(),
+        }
+    }
+
+    fn new(bytes: &[u8], source: String, api: String) -> Result<Descriptors, SchemaError> {
+        let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
+        let defined = |full: &str| {
+            set.file.iter().any(|f| {
+                let local = full
+                    .strip_prefix(f.package())
+                    .and_then(|n| n.strip_prefix('.'));
+                local.is_some_and(|n| {
+                    f.message_type.iter().any(|m| m.name() == n)
+                        || f.service.iter().any(|s| s.name() == n)
+                })
+            })
+        };
+        if let Some(missing) = REQUIRED.into_iter().find(|n| !defined(n)) {
+            return Err(SchemaError::Missing(missing));
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let digest = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Descriptors {
+            bytes: bytes.into(),
+            set: std::sync::Arc::new(set),
+            info: std::sync::Arc::new(SchemaInfo {
+                source,
+                api,
+                digest,
+            }),
+        })
+    }
+
+    /// The serialized set (server reflection, `sealgate protoset`).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn set(&self) -> &prost_types::FileDescriptorSet {
+        &self.set
+    }
+
+    pub fn info(&self) -> &std::sync::Arc<SchemaInfo> {
+        &self.info
+    }
+
+    /// The payload plan, with `plaintext_paths` (`package.Message.field`,
+    /// each a field that holds payloads) left plaintext besides search
+    /// attributes.
+    pub fn payloads(&self, plaintext_paths: &[String]) -> Result<Schema, SchemaError> {
+        let mut exempt: Vec<(String, u32)> = vec![(ALWAYS_PLAINTEXT.0.into(), ALWAYS_PLAINTEXT.1)];
+        for path in plaintext_paths {
+            exempt.push(plaintext_path(&self.set, path)?);
+        }
+        let exempt: Vec<(&str, u32)> = exempt.iter().map(|(m, n)| (m.as_str(), *n)).collect();
+        let mut schema = plan::build(&self.set, Leaves::Payloads, &[], &exempt)?;
+        schema.info = self.info.clone();
+        Ok(schema)
+    }
+
+    /// The plan of every namespace-name string field (`namespace`,
+    /// `*_namespace`), for translation: the rewriter hands each such
+    /// field's bytes to its visitor.
+    pub fn namespaces(&self) -> Result<Schema, SchemaError> {
+        let mut schema = plan::build(&self.set, Leaves::Namespaces, &[], &[])?;
+        schema.info = self.info.clone();
+        Ok(schema)
+    }
 }
 
 /// Full name of the payload message every codec works on.
 pub const PAYLOAD: &str = "temporal.api.common.v1.Payload";
+/// Full name of the search attributes message (always plaintext).
+pub const SEARCH_ATTRIBUTES: &str = "temporal.api.common.v1.SearchAttributes";
 /// Full name of `google.protobuf.Any`, resolved by type URL at run time.
 pub const ANY: &str = "google.protobuf.Any";
 /// Full name of the failure message (subject to optional failure encoding).
@@ -122,6 +248,8 @@ pub enum SchemaError {
     Decode(#[from] prost::DecodeError),
     #[error("the descriptor set does not define {0}; is it the Temporal API?")]
     Missing(&'static str),
+    #[error("[schema] descriptor_set: reading {path}: {error}")]
+    Read { path: String, error: String },
     #[error("field {field} of {message} refers to unknown type {type_name}")]
     UnknownType {
         message: String,
@@ -183,6 +311,8 @@ pub struct Schema {
     kinds: Vec<Box<[(u32, FieldKind)]>>,
     /// `google.protobuf.Any`, when the set defines it.
     any: Option<MessageId>,
+    /// Where the descriptor set came from.
+    info: std::sync::Arc<SchemaInfo>,
 }
 
 impl Schema {
@@ -197,16 +327,10 @@ impl Schema {
         plan::build(&set, Leaves::Payloads, &[], NEVER_ENCODED)
     }
 
-    /// The embedded plan with `paths` (`package.Message.field`, each a field
-    /// that holds payloads) left plaintext besides search attributes.
+    /// The embedded plan with `paths` left plaintext besides search
+    /// attributes (see [`Descriptors::payloads`]).
     pub fn embedded_with_plaintext(paths: &[String]) -> Result<Schema, SchemaError> {
-        let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        let mut exempt: Vec<(String, u32)> = vec![(ALWAYS_PLAINTEXT.0.into(), ALWAYS_PLAINTEXT.1)];
-        for path in paths {
-            exempt.push(plaintext_path(&set, path)?);
-        }
-        let exempt: Vec<(&str, u32)> = exempt.iter().map(|(m, n)| (m.as_str(), *n)).collect();
-        plan::build(&set, Leaves::Payloads, &[], &exempt)
+        Descriptors::embedded()?.payloads(paths)
     }
 
     /// The embedded plan with `skip` left out of it, as a bug would leave
@@ -218,12 +342,14 @@ impl Schema {
         plan::build(&set, Leaves::Payloads, skip, NEVER_ENCODED)
     }
 
-    /// The plan of every namespace-name string field (`namespace`,
-    /// `*_namespace`) in the embedded descriptor set, for translation: the
-    /// rewriter hands each such field's bytes to its visitor.
+    /// The embedded namespace plan (see [`Descriptors::namespaces`]).
     pub fn embedded_namespaces() -> Result<Schema, SchemaError> {
-        let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        plan::build(&set, Leaves::Namespaces, &[], &[])
+        Descriptors::embedded()?.namespaces()
+    }
+
+    /// Where this schema's descriptor set came from.
+    pub fn info(&self) -> &SchemaInfo {
+        &self.info
     }
 
     /// Looks a message type up by its full name (no leading dot).

@@ -37,6 +37,8 @@ pub enum Class<'a> {
 pub struct Services {
     /// A handful of services: a scan beats hashing a 50-byte name.
     classes: Vec<(Box<str>, ServiceClass)>,
+    /// How messages name the schema in use.
+    schema: String,
 }
 
 /// A configured service the gateway cannot classify.
@@ -104,7 +106,10 @@ impl Services {
                 reason: "is in proxy.opaque_services but not in proxy.allowed_services; list it in both to serve it",
             });
         }
-        Ok(Services { classes })
+        Ok(Services {
+            classes,
+            schema: payloads.info().label(),
+        })
     }
 
     pub fn class(&self, service: &str) -> Option<ServiceClass> {
@@ -118,9 +123,12 @@ impl Services {
 /// Classifies the configured services against the embedded schema, for
 /// `sealgate check-config`.
 pub fn check(config: &ProxyConfig) -> Result<(), String> {
-    let payloads =
-        Schema::embedded_with_plaintext(&config.plaintext_paths).map_err(|e| e.to_string())?;
-    let namespaces = Schema::embedded_namespaces().map_err(|e| e.to_string())?;
+    let descriptors = crate::schema::Descriptors::from_config(config.descriptor_set.as_deref())
+        .map_err(|e| e.to_string())?;
+    let payloads = descriptors
+        .payloads(&config.plaintext_paths)
+        .map_err(|e| e.to_string())?;
+    let namespaces = descriptors.namespaces().map_err(|e| e.to_string())?;
     Services::new(config, &payloads, &namespaces)
         .map(drop)
         .map_err(|e| e.to_string())
@@ -159,6 +167,7 @@ pub fn classify<'a>(
             }),
             None => Err(ProxyError::UnknownMethod {
                 path: path.to_string(),
+                schema: services.schema.clone(),
             }),
         },
         Some(ServiceClass::Plain) => Ok(Class::Stream { opaque: false }),

@@ -28,10 +28,9 @@ pub enum ProxyError {
     #[error("service {service:?} is not served by this gateway (proxy.allowed_services)")]
     ServiceNotAllowed { service: String },
     #[error(
-        "method {path} is not in sealgate's Temporal API schema ({}), so its payloads cannot be found and it is not forwarded; upgrade sealgate, or load a newer API descriptor set",
-        crate::schema::EMBEDDED_API
+        "method {path} is not in sealgate's Temporal API schema ({schema}), so its payloads cannot be found and it is not forwarded; upgrade sealgate, or load a newer API with [schema] descriptor_set"
     )]
-    UnknownMethod { path: String },
+    UnknownMethod { path: String, schema: String },
     #[error("streaming method {method} carries payloads and sealgate rewrites only unary calls")]
     StreamingNotRewritten { method: String },
     #[error("{0}")]
@@ -49,10 +48,9 @@ pub enum ProxyError {
     #[error("a namespace field of the request is not UTF-8 text, so no rule can allow it")]
     NamespaceNotText,
     #[error(
-        "{0}; nothing was forwarded. sealgate's schema is {api}: upgrade sealgate, or (at your own risk) set [schema] unknown_request_fields = \"forward\"",
-        api = crate::schema::EMBEDDED_API
+        "{0}; nothing was forwarded. sealgate's schema is {1}: upgrade sealgate, load a newer API with [schema] descriptor_set, or (at your own risk) set [schema] unknown_request_fields = \"forward\""
     )]
-    Unclassified(crate::rewrite::audit::Finding),
+    Unclassified(crate::rewrite::audit::Finding, String),
     #[error(
         "refused to forward plaintext: {0}; nothing was forwarded (a sealgate bug: please report it)"
     )]
@@ -133,7 +131,7 @@ impl ProxyError {
             | ProxyError::UnknownMethod { .. }
             | ProxyError::StreamingNotRewritten { .. } => Code::Unimplemented,
             ProxyError::Head(_) | ProxyError::NamespaceNotText => Code::InvalidArgument,
-            ProxyError::Unclassified(_) => Code::Unimplemented,
+            ProxyError::Unclassified(..) => Code::Unimplemented,
             ProxyError::PlaintextRefused(_) => Code::Internal,
             ProxyError::Budget(_) => Code::ResourceExhausted,
             ProxyError::RequestTimeout(_) => Code::DeadlineExceeded,
@@ -178,7 +176,7 @@ impl ProxyError {
             | ProxyError::RequestTimeout(_)
             | ProxyError::NoMessage
             | ProxyError::NamespaceNotText
-            | ProxyError::Unclassified(_)
+            | ProxyError::Unclassified(..)
             | ProxyError::RequestFrame(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestBody(_)

@@ -12,7 +12,7 @@ use tonic_reflection::server::Builder;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
 use crate::{
-    schema::{EMBEDDED_DESCRIPTOR_SET, Schema},
+    schema::Schema,
     upstream::{Body, BoxError},
 };
 
@@ -53,10 +53,13 @@ where
 
 impl Reflection {
     /// Advertises those of `services` that the descriptor set defines.
-    pub fn new(schema: &Schema, services: &[String]) -> Result<Reflection, String> {
+    pub fn new(
+        schema: &Schema,
+        descriptors: &[u8],
+        services: &[String],
+    ) -> Result<Reflection, String> {
         let builder = || {
-            let mut b =
-                Builder::configure().register_encoded_file_descriptor_set(EMBEDDED_DESCRIPTOR_SET);
+            let mut b = Builder::configure().register_encoded_file_descriptor_set(descriptors);
             for s in services {
                 if schema.methods().any(|m| &*m.service == s.as_str()) {
                     b = b.with_service_name(s.clone());

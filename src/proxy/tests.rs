@@ -58,6 +58,7 @@ fn failures_map_to_the_status_a_client_expects() {
         (
             ProxyError::UnknownMethod {
                 path: "/temporal.api.workflowservice.v1.WorkflowService/NewThing".into(),
+                schema: "temporalio-protos 0.10.2".into(),
             },
             grpc::Code::Unimplemented,
         ),
@@ -104,6 +105,7 @@ fn service_names_come_from_the_path() {
 fn an_unknown_method_says_what_to_do() {
     let e = ProxyError::UnknownMethod {
         path: "/temporal.api.workflowservice.v1.WorkflowService/NewThing".into(),
+        schema: Schema::embedded().unwrap().info().label(),
     };
     let m = e.to_string();
     assert!(

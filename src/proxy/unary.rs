@@ -439,7 +439,7 @@ fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(
         tracing::warn!(method = %method.path, finding = %found, action, "request carries what the schema lacks");
     }
     if !forward {
-        return Err(ProxyError::Unclassified(found));
+        return Err(ProxyError::Unclassified(found, p.schema.info().label()));
     }
     // Forwarded: the tripwire still looks at every payload.
     let checks = Checks {
@@ -464,7 +464,7 @@ fn finding_error(p: &Proxy, method: &Method, f: crate::rewrite::audit::Finding) 
                 .add(1, &[KeyValue::new("message", message.clone())]);
             ProxyError::PlaintextRefused(f)
         }
-        other => ProxyError::Unclassified(other),
+        other => ProxyError::Unclassified(other, p.schema.info().label()),
     }
 }
 

@@ -422,6 +422,11 @@ pub(super) fn build(
         payload_leaf: (leaves == Leaves::Payloads).then_some(payload),
         kinds,
         any,
+        info: std::sync::Arc::new(super::SchemaInfo {
+            source: "embedded".into(),
+            api: super::EMBEDDED_API.into(),
+            digest: String::new(),
+        }),
     })
 }
 

@@ -220,3 +220,117 @@ fn plaintext_paths_come_from_the_configuration() {
         assert!(e.to_string().contains("plaintext_paths"), "{bad}: {e}");
     }
 }
+
+/// The embedded set, changed by `edit`, written to a temporary file.
+fn edited_set(
+    name: &str,
+    edit: impl FnOnce(&mut prost_types::FileDescriptorSet),
+) -> std::path::PathBuf {
+    let mut set: prost_types::FileDescriptorSet =
+        prost::Message::decode(EMBEDDED_DESCRIPTOR_SET).unwrap();
+    edit(&mut set);
+    let path = std::env::temp_dir().join(format!("sealgate-{}-{name}.fds", std::process::id()));
+    std::fs::write(&path, prost::Message::encode_to_vec(&set)).unwrap();
+    path
+}
+
+fn message_mut<'a>(
+    set: &'a mut prost_types::FileDescriptorSet,
+    package: &str,
+    name: &str,
+) -> &'a mut prost_types::DescriptorProto {
+    set.file
+        .iter_mut()
+        .filter(|f| f.package() == package)
+        .flat_map(|f| f.message_type.iter_mut())
+        .find(|m| m.name() == name)
+        .unwrap()
+}
+
+#[test]
+fn a_descriptor_set_file_must_be_the_temporal_api() {
+    let path = edited_set("no-service", |set| {
+        for f in &mut set.file {
+            f.service.retain(|s| s.name() != "WorkflowService");
+        }
+    });
+    let err = Descriptors::load(&path).unwrap_err();
+    assert!(err.to_string().contains("WorkflowService"), "{err}");
+    std::fs::write(&path, b"not a descriptor set").unwrap();
+    assert!(matches!(
+        Descriptors::load(&path),
+        Err(SchemaError::Decode(_))
+    ));
+    let missing = path.with_extension("missing");
+    let err = Descriptors::load(&missing).unwrap_err();
+    assert!(err.to_string().contains("descriptor_set"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_loaded_set_is_used_and_named() {
+    const WF: &str = "temporal.api.workflowservice.v1";
+    let path = edited_set("newer", |set| {
+        // A newer API: a payload field on a request message that has none.
+        let m = message_mut(set, WF, "DescribeWorkflowExecutionRequest");
+        m.field.push(prost_types::FieldDescriptorProto {
+            name: Some("future_payload".into()),
+            number: Some(99),
+            label: Some(1),
+            r#type: Some(11),
+            type_name: Some(".temporal.api.common.v1.Payload".into()),
+            ..Default::default()
+        });
+    });
+    let d = Descriptors::load(&path).unwrap();
+    assert_eq!(d.info().source, path.display().to_string());
+    assert_eq!(d.info().digest.len(), 16);
+    let s = d.payloads(&[]).unwrap();
+    assert!(s.info().label().contains(&*path.display().to_string()));
+    let req = format!("{WF}.DescribeWorkflowExecutionRequest");
+    assert_eq!(field(&s, &req, "future_payload"), Some(Action::Payload));
+    // The diff names it as a request-side gap of the embedded schema.
+    let diff = diff::diff(&Descriptors::embedded().unwrap(), &d).unwrap();
+    assert_eq!(diff.request_gaps, vec![format!("{req}.future_payload")]);
+    assert!(diff.has_request_gaps());
+    assert!(diff.removed_paths.is_empty() && diff.added_rpcs.is_empty());
+    // And the other way round: a path the file lacks is "removed".
+    let back = diff::diff(&d, &Descriptors::embedded().unwrap()).unwrap();
+    assert_eq!(back.removed_paths, vec![format!("{req}.future_payload")]);
+    assert!(!back.has_request_gaps());
+    assert!(back.render().contains("- payload path"));
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn the_diff_sees_new_rpcs_and_retyped_fields() {
+    const WF: &str = "temporal.api.workflowservice.v1";
+    let path = edited_set("rpc", |set| {
+        let svc = set
+            .file
+            .iter_mut()
+            .flat_map(|f| f.service.iter_mut())
+            .find(|s| s.name() == "WorkflowService")
+            .unwrap();
+        let mut m = svc.method[0].clone();
+        m.name = Some("FutureThing".into());
+        svc.method.push(m);
+        let start = message_mut(set, WF, "StartWorkflowExecutionRequest");
+        let memo = start.field.iter_mut().find(|f| f.name() == "memo").unwrap();
+        memo.type_name = Some(".temporal.api.common.v1.Payloads".into());
+    });
+    let d = Descriptors::load(&path).unwrap();
+    let diff = diff::diff(&Descriptors::embedded().unwrap(), &d).unwrap();
+    assert_eq!(
+        diff.added_rpcs,
+        vec![format!("{WF}.WorkflowService/FutureThing")]
+    );
+    assert!(
+        diff.retyped.contains(&format!(
+            "{WF}.StartWorkflowExecutionRequest.memo: temporal.api.common.v1.Memo -> temporal.api.common.v1.Payloads"
+        )),
+        "{:?}",
+        diff.retyped
+    );
+    std::fs::remove_file(&path).unwrap();
+}
