@@ -442,6 +442,40 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         })
     }
 
+    /// The message inside a System Nexus envelope, when the schema knows its
+    /// type; `None` for every other payload. An envelope of a type the
+    /// schema does not know is encoded as a whole, like any payload: the
+    /// server cannot read it, but nothing leaves in plaintext.
+    fn system_envelope(&self, payload: &[u8]) -> Option<MessageId> {
+        let ty = crate::codec::payload::system_message_type(payload)?;
+        let id = self.schema.message_id(std::str::from_utf8(ty).ok()?);
+        if id.is_none() {
+            tracing::warn!(
+                message_type = %String::from_utf8_lossy(ty),
+                "a System Nexus payload names a type sealgate's schema lacks; it is encoded whole"
+            );
+        }
+        id
+    }
+
+    /// A System Nexus envelope: the outer payload (metadata, encoding) stays
+    /// as it is, for the server to read; the payloads of the message in its
+    /// `data` are encoded or decoded as the SDKs' visitors do.
+    fn system(
+        &mut self,
+        target: MessageId,
+        bytes: &[u8],
+        base: usize,
+        depth: u32,
+    ) -> Result<Option<isize>, RewriteError> {
+        if depth > MAX_DEPTH {
+            return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
+        }
+        self.splice(bytes, base, depth, &[], schema::PAYLOAD, |n| {
+            (n == 2).then_some((Action::Message(target), "data"))
+        })
+    }
+
     /// The one loop over a message's fields (found at offset `base`): skips
     /// what `lookup` does not name, and records patches for what changes —
     /// a payload's new value, or a child message's new length prefix (its
@@ -504,6 +538,9 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
             let value_start = pos - body.len();
             let mark = self.patches.len();
             let child = match action {
+                Action::Payload if let Some(target) = self.system_envelope(body) => {
+                    self.system(target, body, base + value_start, depth + 1)
+                }
                 Action::Payload => {
                     let new = self
                         .visitor

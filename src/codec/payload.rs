@@ -96,6 +96,35 @@ pub fn encoding_of(payload: &[u8]) -> Result<Option<&[u8]>, WireError> {
     Ok(found)
 }
 
+/// Metadata that marks a System Nexus envelope (`__temporal_system`
+/// endpoint): the SDKs keep the outer payload readable for the server and
+/// encode the payloads of the message inside it.
+pub const SYSTEM_MARK: (&str, &[u8]) = ("__temporal_system_payload", b"true");
+/// The envelope's encoding, and the metadata key naming its message type.
+pub const SYSTEM_ENCODING: &[u8] = b"binary/protobuf";
+pub const MESSAGE_TYPE: &str = "messageType";
+
+/// The message type of a System Nexus envelope (marked, `binary/protobuf`),
+/// `None` for any other payload (or one that does not parse). Reads only
+/// the metadata entries, without allocating.
+pub fn system_message_type(payload: &[u8]) -> Option<&[u8]> {
+    let (mut marked, mut proto, mut ty) = (false, false, None);
+    for f in wire::Fields::new(payload, 8) {
+        let (tag, entry) = f.ok()?;
+        if tag.field != METADATA || tag.wire_type != wire::LEN {
+            continue;
+        }
+        let (key, val) = metadata_entry(entry).ok()?;
+        match key {
+            k if k == SYSTEM_MARK.0.as_bytes() => marked = val == SYSTEM_MARK.1,
+            k if k == ENCODING.as_bytes() => proto = val == SYSTEM_ENCODING,
+            k if k == MESSAGE_TYPE.as_bytes() => ty = Some(val),
+            _ => {}
+        }
+    }
+    (marked && proto).then_some(ty).flatten()
+}
+
 /// Writes a payload with the given metadata, a data field of `data_len`
 /// bytes filled by `fill`, and the given external payload entries.
 ///

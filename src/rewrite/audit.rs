@@ -77,7 +77,7 @@ impl Auditor<'_> {
                 }
                 None | Some(FieldKind::Scalar) | Some(FieldKind::Exempt) => {}
                 Some(FieldKind::Message(child)) => self.message(child, value, depth + 1)?,
-                Some(FieldKind::Payload) => self.payload(id, value)?,
+                Some(FieldKind::Payload) => self.payload(id, value, depth)?,
                 Some(FieldKind::Any) => self.any(id, value, depth + 1)?,
             }
         }
@@ -92,7 +92,7 @@ impl Auditor<'_> {
             return Ok(());
         }
         match self.schema.resolve_type_url(type_url) {
-            Some(t) if Some(t) == self.schema.payload_leaf() => self.payload(owner, value),
+            Some(t) if Some(t) == self.schema.payload_leaf() => self.payload(owner, value, depth),
             Some(t) => self.message(t, value, depth + 1),
             None if self.checks.unknown => Err(Finding::UnknownAny {
                 message: self.schema.message(owner).name().to_string(),
@@ -102,8 +102,17 @@ impl Auditor<'_> {
         }
     }
 
-    /// A `Payload` inside message `owner`: its `encoding` must be sealgate's.
-    fn payload(&self, owner: MessageId, bytes: &[u8]) -> Result<(), Finding> {
+    /// A `Payload` inside message `owner`: its `encoding` must be sealgate's,
+    /// unless it is a System Nexus envelope of a known type (plaintext by
+    /// design for the server), whose message is audited in turn.
+    fn payload(&self, owner: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
+        if let Some(target) = crate::codec::payload::system_message_type(bytes)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| self.schema.message_id(t))
+        {
+            let data = crate::codec::PayloadView::parse(bytes)?.data;
+            return self.message(target, data, depth + 1);
+        }
         if !self.checks.plaintext {
             return Ok(());
         }

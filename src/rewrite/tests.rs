@@ -425,3 +425,111 @@ fn raw_history_blobs_are_walked_as_histories() {
     let out = rewrite(&s, id, &garbage, &mut Wrap::default()).unwrap();
     assert!(matches!(out, Cow::Borrowed(_)));
 }
+
+/// A workflow task completion that schedules a System Nexus operation
+/// (SignalWithStart through `__temporal_system`), the way the SDKs build it.
+fn system_nexus_completion(envelope_type: &str) -> (Vec<u8>, Vec<u8>) {
+    use temporalio_protos::temporal::api::{
+        command::v1::{Command, ScheduleNexusOperationCommandAttributes, command},
+        common::v1::SearchAttributes,
+        workflowservice::v1::{
+            RespondWorkflowTaskCompletedRequest, SignalWithStartWorkflowExecutionRequest,
+        },
+    };
+    let inner = SignalWithStartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: "target".into(),
+        signal_name: "poke".into(),
+        input: Some(Payloads {
+            payloads: vec![json("\"start-secret\"")],
+        }),
+        signal_input: Some(Payloads {
+            payloads: vec![json("\"signal-secret\"")],
+        }),
+        search_attributes: Some(SearchAttributes {
+            indexed_fields: [("Owner".to_string(), json("\"indexed\""))].into(),
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let envelope = Payload {
+        metadata: [
+            ("encoding".to_string(), b"binary/protobuf".to_vec()),
+            ("messageType".to_string(), envelope_type.as_bytes().to_vec()),
+            ("__temporal_system_payload".to_string(), b"true".to_vec()),
+        ]
+        .into(),
+        data: inner.clone(),
+        ..Default::default()
+    };
+    let req = RespondWorkflowTaskCompletedRequest {
+        namespace: "default".into(),
+        commands: vec![Command {
+            attributes: Some(
+                command::Attributes::ScheduleNexusOperationCommandAttributes(
+                    ScheduleNexusOperationCommandAttributes {
+                        endpoint: "__temporal_system".into(),
+                        service: "temporal.api.workflowservice.v1.WorkflowService".into(),
+                        operation: "SignalWithStartWorkflowExecution".into(),
+                        input: Some(envelope),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    (req, inner)
+}
+
+#[test]
+fn system_nexus_envelopes_stay_readable_and_their_payloads_are_encoded() {
+    use temporalio_protos::temporal::api::workflowservice::v1::{
+        RespondWorkflowTaskCompletedRequest, SignalWithStartWorkflowExecutionRequest,
+    };
+    let s = schema();
+    let completed = id(
+        &s,
+        "temporal.api.workflowservice.v1.RespondWorkflowTaskCompletedRequest",
+    );
+    let swt = "temporal.api.workflowservice.v1.SignalWithStartWorkflowExecutionRequest";
+    let (req, _) = system_nexus_completion(swt);
+    let mut wrap = Wrap::default();
+    let enc = rewrite(&s, completed, &req, &mut wrap)
+        .unwrap()
+        .into_owned();
+    // The two inner payloads, not the envelope nor the search attribute.
+    assert_eq!(wrap.seen.len(), 2, "{:?}", wrap.seen);
+    let out = RespondWorkflowTaskCompletedRequest::decode(enc.as_slice()).unwrap();
+    let Some(
+        temporalio_protos::temporal::api::command::v1::command::Attributes::ScheduleNexusOperationCommandAttributes(a),
+    ) = &out.commands[0].attributes
+    else {
+        panic!("attributes lost")
+    };
+    let envelope = a.input.as_ref().unwrap();
+    assert_eq!(envelope.metadata["encoding"], b"binary/protobuf");
+    assert_eq!(envelope.metadata["__temporal_system_payload"], b"true");
+    let inner = SignalWithStartWorkflowExecutionRequest::decode(envelope.data.as_slice()).unwrap();
+    assert_eq!(inner.workflow_id, "target");
+    assert_eq!(
+        inner.input.unwrap().payloads[0].metadata["encoding"],
+        b"test/wrapped"
+    );
+    assert_eq!(
+        inner.search_attributes.unwrap().indexed_fields["Owner"],
+        json("\"indexed\"")
+    );
+    // Decoding (commands and history alike) restores the bytes exactly.
+    let back = rewrite(&s, completed, &enc, &mut Unwrap).unwrap();
+    assert_eq!(back.as_ref(), req.as_slice());
+
+    // A type the schema lacks: the envelope is encoded whole.
+    let (req, _) = system_nexus_completion("temporal.api.future.v1.Thing");
+    let mut wrap = Wrap::default();
+    rewrite(&s, completed, &req, &mut wrap).unwrap();
+    assert_eq!(wrap.seen.len(), 1);
+    assert!(wrap.seen[0].windows(7).any(|w| w == b"binary/"));
+}

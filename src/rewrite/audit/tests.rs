@@ -150,3 +150,63 @@ fn unknown_length_delimited_fields_and_any_types_are_found() {
     let sealed = rewrite(&s, protocol, &plain, &mut Seal).unwrap();
     assert_eq!(audit(&s, protocol, &sealed, checks()), Ok(()));
 }
+
+#[test]
+fn a_system_nexus_envelope_is_exempt_and_its_message_audited() {
+    use temporalio_protos::temporal::api::workflowservice::v1::SignalWithStartWorkflowExecutionRequest;
+    let s = Schema::embedded().unwrap();
+    let id = s
+        .message_id("temporal.api.workflowservice.v1.RespondWorkflowTaskCompletedRequest")
+        .unwrap();
+    let inner = |input: Payload| {
+        SignalWithStartWorkflowExecutionRequest {
+            input: Some(Payloads {
+                payloads: vec![input],
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let envelope = |data: Vec<u8>| Payload {
+        metadata: [
+            ("encoding".to_string(), b"binary/protobuf".to_vec()),
+            (
+                "messageType".to_string(),
+                b"temporal.api.workflowservice.v1.SignalWithStartWorkflowExecutionRequest".to_vec(),
+            ),
+            ("__temporal_system_payload".to_string(), b"true".to_vec()),
+        ]
+        .into(),
+        data,
+        ..Default::default()
+    };
+    // commands[0].schedule_nexus_operation_command_attributes.input, by hand:
+    // RespondWorkflowTaskCompletedRequest.commands = 2, Command attribute 18
+    // (ScheduleNexusOperation), its input = 4.
+    let request = |p: Payload| {
+        let attrs = [vec![0x22], len(&p.encode_to_vec())].concat();
+        let cmd = [vec![0x92, 0x01], len(&attrs)].concat();
+        [vec![0x12], len(&cmd)].concat()
+    };
+    let sealed = payload::marshal(&[("encoding", ENCRYPTED)], b"x", &[]);
+    let ok = request(envelope(inner(Payload::decode(sealed.as_slice()).unwrap())));
+    assert_eq!(audit(&s, id, &ok, checks()), Ok(()));
+    let leak = request(envelope(inner(json("\"secret\""))));
+    assert!(matches!(
+        audit(&s, id, &leak, checks()),
+        Err(Finding::Plaintext { .. })
+    ));
+}
+
+/// `bytes` as a length-delimited value: its length varint, then itself.
+fn len(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = bytes.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(bytes);
+    out
+}
