@@ -533,3 +533,27 @@ fn system_nexus_envelopes_stay_readable_and_their_payloads_are_encoded() {
     assert_eq!(wrap.seen.len(), 1);
     assert!(wrap.seen[0].windows(7).any(|w| w == b"binary/"));
 }
+
+#[test]
+fn api_files_the_crate_leaves_out_are_in_the_schema() {
+    let s = schema();
+    // OnCompleteRequest { success = 1 (Payload), failure = 2, source_context = 3 }
+    let on_complete = id(&s, "temporal.api.notificationservice.v1.OnCompleteRequest");
+    let secret = json("\"result\"").encode_to_vec();
+    let mut msg = vec![0x0a, secret.len() as u8];
+    msg.extend_from_slice(&secret);
+    let mut wrap = Wrap::default();
+    let out = rewrite(&s, on_complete, &msg, &mut wrap).unwrap();
+    assert!(matches!(out, Cow::Owned(_)));
+    assert_eq!(wrap.seen, vec![secret]);
+    for name in [
+        "temporal.api.export.v1.WorkflowExecutions",
+        "temporal.api.sdk.v1.ExternalStorageReference",
+    ] {
+        assert!(s.message_id(name).is_some(), "{name}");
+    }
+    assert!(
+        !s.message(id(&s, "temporal.api.export.v1.WorkflowExecutions"))
+            .is_empty()
+    );
+}
