@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod failure;
+mod nexus;
 #[cfg(test)]
 mod tests;
 pub(crate) mod wire;
@@ -70,6 +71,8 @@ pub enum RewriteErrorKind {
     Wire(#[from] WireError),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error("a Nexus failure cannot be forwarded: {0}")]
+    NexusFailure(String),
 }
 
 /// A rewrite failed; `path` says where in the message.
@@ -97,7 +100,9 @@ impl RewriteError {
     pub fn is_malformed(&self) -> bool {
         matches!(
             self.kind,
-            RewriteErrorKind::Wire(_) | RewriteErrorKind::Codec(CodecError::MalformedPayload(_))
+            RewriteErrorKind::Wire(_)
+                | RewriteErrorKind::Codec(CodecError::MalformedPayload(_))
+                | RewriteErrorKind::NexusFailure(_)
         )
     }
 
@@ -365,6 +370,17 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 other => other,
             };
         }
+        if plan.kind() == MessageKind::NexusFailure {
+            return Ok(nexus::rewrite(self, id, bytes, depth)?.map(|new| {
+                let d = growth(new.len(), bytes.len());
+                self.patches.push(Patch {
+                    start: base,
+                    end: base + bytes.len(),
+                    fill: Fill::Raw(new),
+                });
+                d
+            }));
+        }
         if plan.kind() == MessageKind::Failure && self.failures != FailureMode::Off {
             return Ok(failure::rewrite(self, id, bytes, depth)?.map(|new| {
                 let d = growth(new.len(), bytes.len());
@@ -395,6 +411,20 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         self.splice_vec(bytes, depth, edits, plan.name(), |n| {
             plan.field(n).map(|f| (f.action, &*f.name))
         })
+    }
+
+    /// [`Self::message`] on a patch list of its own, written out: the new
+    /// bytes of a message found inside another one's opaque bytes.
+    fn sub_message(
+        &mut self,
+        id: MessageId,
+        bytes: &[u8],
+        depth: u32,
+    ) -> Result<Option<Vec<u8>>, RewriteError> {
+        let outer = std::mem::take(&mut self.patches);
+        let walked = self.message(id, bytes, 0, depth);
+        let patches = std::mem::replace(&mut self.patches, outer);
+        Ok(walked?.map(|d| Rewritten::new(bytes, patches, d).into_cow().into_owned()))
     }
 
     /// [`Self::splice`] on a patch list of its own, written out.

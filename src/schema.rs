@@ -147,6 +147,7 @@ impl Descriptors {
         let exempt: Vec<(&str, u32)> = exempt.iter().map(|(m, n)| (m.as_str(), *n)).collect();
         let mut schema = plan::build(&self.set, Leaves::Payloads, &[], &exempt)?;
         schema.info = self.info.clone();
+        schema.bytes = self.bytes.clone();
         Ok(schema)
     }
 
@@ -156,6 +157,7 @@ impl Descriptors {
     pub fn namespaces(&self) -> Result<Schema, SchemaError> {
         let mut schema = plan::build(&self.set, Leaves::Namespaces, &[], &[])?;
         schema.info = self.info.clone();
+        schema.bytes = self.bytes.clone();
         Ok(schema)
     }
 }
@@ -168,6 +170,9 @@ pub const SEARCH_ATTRIBUTES: &str = "temporal.api.common.v1.SearchAttributes";
 pub const ANY: &str = "google.protobuf.Any";
 /// Full name of the failure message (subject to optional failure encoding).
 pub const FAILURE: &str = "temporal.api.failure.v1.Failure";
+/// Full name of a Nexus failure, which a legacy Nexus caller gets with a
+/// whole Temporal Failure as protojson in its `details`.
+pub const NEXUS_FAILURE: &str = "temporal.api.nexus.v1.Failure";
 /// Full name of `google.rpc.Status`, carried in `grpc-status-details-bin`.
 pub const RPC_STATUS: &str = "google.rpc.Status";
 /// The gRPC service whose unary calls carry payloads.
@@ -313,6 +318,11 @@ pub struct Schema {
     any: Option<MessageId>,
     /// Where the descriptor set came from.
     info: std::sync::Arc<SchemaInfo>,
+    /// The serialized set, for [`Schema::pool`].
+    bytes: std::sync::Arc<[u8]>,
+    /// Reflection over the set, built on first use (legacy Nexus failures
+    /// carry a Failure as protojson, which needs it).
+    pool: std::sync::OnceLock<Option<prost_reflect::DescriptorPool>>,
 }
 
 impl Schema {
@@ -324,7 +334,9 @@ impl Schema {
     /// Decodes a serialized `FileDescriptorSet` and computes its plan.
     pub fn from_descriptor_set(bytes: &[u8]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
-        plan::build(&set, Leaves::Payloads, &[], NEVER_ENCODED)
+        let mut schema = plan::build(&set, Leaves::Payloads, &[], NEVER_ENCODED)?;
+        schema.bytes = bytes.into();
+        Ok(schema)
     }
 
     /// The embedded plan with `paths` left plaintext besides search
@@ -339,7 +351,9 @@ impl Schema {
     #[doc(hidden)]
     pub fn embedded_without(skip: &[(&str, u32)]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        plan::build(&set, Leaves::Payloads, skip, NEVER_ENCODED)
+        let mut schema = plan::build(&set, Leaves::Payloads, skip, NEVER_ENCODED)?;
+        schema.bytes = EMBEDDED_DESCRIPTOR_SET.into();
+        Ok(schema)
     }
 
     /// The embedded namespace plan (see [`Descriptors::namespaces`]).
@@ -350,6 +364,19 @@ impl Schema {
     /// Where this schema's descriptor set came from.
     pub fn info(&self) -> &SchemaInfo {
         &self.info
+    }
+
+    /// Reflection over the descriptor set (message descriptors for
+    /// protojson), built on first use; `None` when the set does not build
+    /// into a pool (logged once).
+    pub fn pool(&self) -> Option<&prost_reflect::DescriptorPool> {
+        self.pool
+            .get_or_init(|| {
+                prost_reflect::DescriptorPool::decode(&*self.bytes)
+                    .inspect_err(|e| tracing::warn!(error = %e, "descriptor pool"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Looks a message type up by its full name (no leading dot).

@@ -367,3 +367,134 @@ fn nonces_never_repeat_across_batches() {
         assert!(seen.insert(out.data[..NONCE_LEN].to_vec()), "nonce reused");
     }
 }
+
+/// A legacy Nexus handler error as sdk-core writes it for a caller without
+/// failure support (captured from the Python SDK 1.35 and a dev server).
+fn legacy_nexus_failed(details: &str, typed: bool) -> Vec<u8> {
+    use temporalio_protos::temporal::api::{
+        nexus::v1::{Failure as NexusFailure, HandlerError},
+        workflowservice::v1::RespondNexusTaskFailedRequest,
+    };
+    #[allow(deprecated)]
+    RespondNexusTaskFailedRequest {
+        namespace: "default".into(),
+        task_token: b"token".to_vec(),
+        error: Some(HandlerError {
+            error_type: "BAD_REQUEST".into(),
+            failure: Some(NexusFailure {
+                message: "bad req msg".into(),
+                stack_trace: "at handler.py:1".into(),
+                metadata: if typed {
+                    [("type".to_string(), FAILURE.to_string())].into()
+                } else {
+                    Default::default()
+                },
+                details: details.as_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+const LEGACY_DETAILS: &str = r#"{"stackTrace":"at handler.py:1","cause":{"message":"hcause","applicationFailureInfo":{"type":"HType","details":{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"InNlY3JldC1kZXRhaWwi"}]}}},"nexusHandlerFailureInfo":{"type":"BAD_REQUEST"}}"#;
+
+#[test]
+fn legacy_nexus_failures_are_encoded_inside_their_json() {
+    use temporalio_protos::temporal::api::workflowservice::v1::RespondNexusTaskFailedRequest;
+    let s = Schema::embedded().unwrap();
+    let id = s
+        .message_id("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest")
+        .unwrap();
+    let c = session(&ChainOptions {
+        encryption: true,
+        encode_failures: true,
+        ..Default::default()
+    });
+    let raw = legacy_nexus_failed(LEGACY_DETAILS, true);
+    let enc = rewrite(&s, id, &raw, &mut c.encoder())
+        .unwrap()
+        .into_owned();
+    #[allow(deprecated)]
+    let nf = RespondNexusTaskFailedRequest::decode(enc.as_slice())
+        .unwrap()
+        .error
+        .unwrap()
+        .failure
+        .unwrap();
+    // No text and no payload in clear: "secret-detail" is base64 "InNlY3JldC1kZXRhaWwi".
+    let details = String::from_utf8(nf.details.clone()).unwrap();
+    for clear in [
+        "InNlY3JldC1kZXRhaWwi",
+        "hcause",
+        "handler.py",
+        "bad req msg",
+    ] {
+        assert!(
+            !details.contains(clear) && !nf.message.contains(clear),
+            "{clear} in {details}"
+        );
+    }
+    assert_eq!(nf.message, "Encoded failure");
+    assert_eq!(nf.stack_trace, "");
+    assert_eq!(nf.metadata["type"], FAILURE);
+    // The server parses details as protojson: it is one, with the structure kept.
+    let v: serde_json::Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(v["nexusHandlerFailureInfo"]["type"], "BAD_REQUEST");
+    assert_eq!(v["cause"]["applicationFailureInfo"]["type"], "HType");
+    assert!(v["encodedAttributes"]["metadata"]["encoding"].is_string());
+    assert!(v.get("message").is_none());
+    // Reading it back (as the server would, then decoding) restores everything.
+    let failure_id = s.message_id(FAILURE).unwrap();
+    let pool = s.pool().unwrap();
+    let mut de = serde_json::Deserializer::from_str(&details);
+    let mut stored = prost_reflect::DynamicMessage::deserialize(
+        pool.get_message_by_name(FAILURE).unwrap(),
+        &mut de,
+    )
+    .unwrap();
+    stored.set_field_by_name("message", prost_reflect::Value::String(nf.message.clone()));
+    let stored = stored.encode_to_vec();
+    let back = rewrite(&s, failure_id, &stored, &mut c.decoder()).unwrap();
+    let back = Failure::decode(back.as_ref()).unwrap();
+    assert_eq!(back.message, "bad req msg");
+    assert_eq!(back.stack_trace, "at handler.py:1");
+    let cause = back.cause.unwrap();
+    assert_eq!(cause.message, "hcause");
+    let Some(FailureInfo::ApplicationFailureInfo(info)) = cause.failure_info else {
+        panic!("failure info lost")
+    };
+    assert_eq!(info.details.unwrap().payloads[0].data, b"\"secret-detail\"");
+}
+
+#[test]
+fn nexus_failures_that_cannot_be_rewritten_are_refused() {
+    let s = Schema::embedded().unwrap();
+    let id = s
+        .message_id("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest")
+        .unwrap();
+    let c = session(&ChainOptions {
+        encryption: true,
+        encode_failures: true,
+        ..Default::default()
+    });
+    // Unknown JSON fields may hold what sealgate cannot see.
+    let unknown = legacy_nexus_failed(r#"{"futureField":{"data":"c2VjcmV0"}}"#, true);
+    let err = rewrite(&s, id, &unknown, &mut c.encoder()).unwrap_err();
+    assert!(err.is_malformed(), "{err}");
+    assert!(err.to_string().contains("Nexus failure"), "{err}");
+    // Not a Temporal Failure: arbitrary JSON details cannot be encrypted.
+    let untyped = legacy_nexus_failed(r#"{"x":1}"#, false);
+    let err = rewrite(&s, id, &untyped, &mut c.encoder()).unwrap_err();
+    assert!(err.to_string().contains("not a Temporal Failure"), "{err}");
+    // Without failure encoding, an untyped failure with text only passes.
+    let plain = session(&ChainOptions {
+        encryption: true,
+        ..Default::default()
+    });
+    let text_only = legacy_nexus_failed("", false);
+    assert!(rewrite(&s, id, &text_only, &mut plain.encoder()).is_ok());
+    assert!(rewrite(&s, id, &text_only, &mut c.encoder()).is_err());
+}

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use prost_types::{DescriptorProto, FileDescriptorSet, field_descriptor_proto::Type};
 
-use super::{ANY, FAILURE, MessageId, Method, PAYLOAD, Schema, SchemaError};
+use super::{ANY, FAILURE, MessageId, Method, NEXUS_FAILURE, PAYLOAD, Schema, SchemaError};
 
 /// What the rewriter does with one field of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub enum MessageKind {
     /// A raw-history `DataBlob`: its `data` is a History only when its
     /// `encoding_type` is proto3; other encodings are left alone.
     HistoryBlob,
+    /// `temporal.api.nexus.v1.Failure`: a legacy Nexus failure, whose
+    /// `details` hold a Temporal Failure as protojson (payloads inside).
+    NexusFailure,
 }
 
 /// One field of a message that can lead to a payload.
@@ -269,6 +272,13 @@ pub(super) fn build(
     };
     let is_leaf = |t: usize| t == leaf_target || Some(t) == any.map(|a| a.0 as usize);
     let mut reaches = vec![false; raw.len()];
+    // A Nexus failure's details may hold payloads (as protojson).
+    let nexus_failure = (leaves == Leaves::Payloads)
+        .then(|| lookup(NEXUS_FAILURE))
+        .flatten();
+    if let Some(n) = nexus_failure {
+        reaches[n.0 as usize] = true;
+    }
     loop {
         let mut changed = false;
         for (i, m) in raw.iter().enumerate() {
@@ -313,6 +323,8 @@ pub(super) fn build(
             fields.sort_by_key(|f| f.number);
             let kind = if m.name == FAILURE && leaves == Leaves::Payloads {
                 MessageKind::Failure
+            } else if m.name == NEXUS_FAILURE && leaves == Leaves::Payloads {
+                MessageKind::NexusFailure
             } else {
                 MessageKind::Plain
             };
@@ -427,6 +439,8 @@ pub(super) fn build(
             api: super::EMBEDDED_API.into(),
             digest: String::new(),
         }),
+        bytes: std::sync::Arc::default(),
+        pool: std::sync::OnceLock::new(),
     })
 }
 

@@ -63,8 +63,62 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         })),
         ..Default::default()
     };
+    // A legacy Nexus handler error (a Failure as protojson in details), as
+    // sdk-core writes it for a caller without failure support.
+    #[allow(deprecated)]
+    let nexus_failed = temporalio_protos::temporal::api::workflowservice::v1::RespondNexusTaskFailedRequest {
+        namespace: "default".into(),
+        error: Some(temporalio_protos::temporal::api::nexus::v1::HandlerError {
+            error_type: "BAD_REQUEST".into(),
+            failure: Some(temporalio_protos::temporal::api::nexus::v1::Failure {
+                message: "bad".into(),
+                metadata: [("type".into(), "temporal.api.failure.v1.Failure".into())].into(),
+                details: br#"{"cause":{"message":"c","applicationFailureInfo":{"details":{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"ImQi"}]}}}}"#.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // A System Nexus envelope (SignalWithStart through __temporal_system).
+    let system =
+        temporalio_protos::temporal::api::history::v1::NexusOperationScheduledEventAttributes {
+            endpoint: "__temporal_system".into(),
+            input: Some(Payload {
+                metadata: [
+                    ("encoding".into(), b"binary/protobuf".to_vec()),
+                    (
+                        "messageType".into(),
+                        b"temporal.api.workflowservice.v1.SignalWithStartWorkflowExecutionRequest"
+                            .to_vec(),
+                    ),
+                    ("__temporal_system_payload".into(), b"true".to_vec()),
+                ]
+                .into(),
+                data: signal.encode_to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+    let poll = temporalio_protos::temporal::api::workflowservice::v1::PollWorkflowTaskQueueResponse {
+        history: Some(temporalio_protos::temporal::api::history::v1::History {
+            events: vec![temporalio_protos::temporal::api::history::v1::HistoryEvent {
+                attributes: Some(temporalio_protos::temporal::api::history::v1::history_event::Attributes::NexusOperationScheduledEventAttributes(system)),
+                ..Default::default()
+            }],
+        }),
+        ..Default::default()
+    };
     let ws = "temporal.api.workflowservice.v1.";
     [
+        (
+            format!("{ws}RespondNexusTaskFailedRequest"),
+            nexus_failed.encode_to_vec(),
+        ),
+        (
+            format!("{ws}PollWorkflowTaskQueueResponse"),
+            poll.encode_to_vec(),
+        ),
         (
             format!("{ws}StartWorkflowExecutionRequest"),
             start.encode_to_vec(),

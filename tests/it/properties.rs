@@ -1,5 +1,8 @@
-//! Properties of the rewriter over every WorkflowService request and response
-//! type, on messages generated independently of sealgate's plan:
+//! Properties of the rewriter over every request and response type of every
+//! rewritten service (WorkflowService, OperatorService), on messages
+//! generated independently of sealgate's plan, with payloads through every
+//! carrier (plain fields, maps, oneofs, `Any`, recursion, legacy Nexus
+//! failures as protojson, System Nexus envelopes):
 //! - after encode, no canary byte remains outside search attributes;
 //! - search attributes and unknown fields stay visible;
 //! - every generated payload was found (the encoder's count matches);
@@ -35,11 +38,13 @@ fn chain(encode_failures: bool) -> Session {
         .session("")
 }
 
-/// Every request and response type of every WorkflowService method.
+/// Every request and response type of every method of the services sealgate
+/// rewrites.
 fn workflow_service_types(schema: &Schema) -> Vec<String> {
+    const OPERATOR_SERVICE: &str = "temporal.api.operatorservice.v1.OperatorService";
     let mut types: Vec<String> = schema
         .methods()
-        .filter(|m| &*m.service == WORKFLOW_SERVICE)
+        .filter(|m| &*m.service == WORKFLOW_SERVICE || &*m.service == OPERATOR_SERVICE)
         .flat_map(|m| [m.input, m.output])
         .map(|id| schema.message(id).name().to_string())
         .collect();
@@ -50,6 +55,8 @@ fn workflow_service_types(schema: &Schema) -> Vec<String> {
 
 struct Checked {
     canaries: usize,
+    nexus_failures: usize,
+    system_envelopes: usize,
 }
 
 fn check(
@@ -100,6 +107,8 @@ fn check(
     );
     Checked {
         canaries: made.canaries,
+        nexus_failures: made.nexus_failures,
+        system_envelopes: made.system_envelopes,
     }
 }
 
@@ -115,16 +124,22 @@ fn every_payload_path_of_every_method_is_encoded_and_restored() {
         max_depth: 5,
         ..Options::default()
     };
-    let mut canaries = 0;
-    let mut with_payloads = 0;
+    let (mut canaries, mut with_payloads, mut nexus, mut system) = (0, 0, 0, 0);
     for ty in &types {
         let c = check(&schema, &pool, &chain, ty, 1, opts);
         canaries += c.canaries;
         with_payloads += usize::from(c.canaries > 0);
+        nexus += c.nexus_failures;
+        system += c.system_envelopes;
     }
     eprintln!(
-        "{} types, {with_payloads} with payloads, {canaries} canary payloads",
+        "{} types, {with_payloads} with payloads, {canaries} canary payloads, \
+         {nexus} legacy Nexus failures, {system} System Nexus envelopes",
         types.len()
+    );
+    assert!(
+        nexus >= 2 && system >= 10,
+        "carriers: {nexus} nexus, {system} system"
     );
     assert!(
         with_payloads >= 50,

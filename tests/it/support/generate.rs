@@ -2,7 +2,7 @@
 //! descriptors: canary payloads on payload paths, plaintext markers in search
 //! attributes, unknown fields at random depths, and filler scalars.
 
-use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
 
 use super::{Reach, is_leaf, message_target};
 
@@ -15,6 +15,10 @@ pub const UNKNOWN: &[u8] = b"UNKNOWNFIELD";
 
 const SEARCH_ATTRIBUTES: &str = "temporal.api.common.v1.SearchAttributes";
 const FAILURE: &str = "temporal.api.failure.v1.Failure";
+const NEXUS_FAILURE: &str = "temporal.api.nexus.v1.Failure";
+/// The message a System Nexus envelope carries in the generated messages.
+const SYSTEM_MESSAGE: &str =
+    "temporal.api.workflowservice.v1.SignalWithStartWorkflowExecutionRequest";
 
 /// How to generate.
 #[derive(Clone, Copy)]
@@ -55,6 +59,10 @@ pub struct Made {
     pub search_attrs: Vec<Vec<u8>>,
     /// Markers of unknown fields placed outside payloads.
     pub unknown: Vec<Vec<u8>>,
+    /// Legacy Nexus failures (a Failure as protojson) placed.
+    pub nexus_failures: usize,
+    /// System Nexus envelopes placed.
+    pub system_envelopes: usize,
 }
 
 pub struct Gen<'p> {
@@ -66,6 +74,10 @@ pub struct Gen<'p> {
     any_targets: Vec<MessageDescriptor>,
     counter: usize,
     size: usize,
+    /// Inside a Failure that a legacy Nexus failure carries as protojson:
+    /// only what JSON keeps (one metadata entry per payload, no unknown
+    /// fields, one member per oneof).
+    json_safe: bool,
 }
 
 impl<'p> Gen<'p> {
@@ -102,6 +114,7 @@ impl<'p> Gen<'p> {
             any_targets,
             counter: 0,
             size: 0,
+            json_safe: false,
         }
     }
 
@@ -169,7 +182,9 @@ impl<'p> Gen<'p> {
         for f in desc.fields() {
             if let Some(o) = f.containing_oneof() {
                 let idx = desc.oneofs().position(|x| x.name() == o.name()).unwrap();
-                if !self.opts.all_oneof_members && chosen[idx] != Some(f.number()) {
+                if (!self.opts.all_oneof_members || self.json_safe)
+                    && chosen[idx] != Some(f.number())
+                {
                     continue;
                 }
             }
@@ -208,10 +223,26 @@ impl<'p> Gen<'p> {
             return;
         }
         match f.kind() {
+            Kind::Message(m) if m.full_name() == NEXUS_FAILURE => {
+                if depth >= self.opts.max_depth || over_budget || self.json_safe {
+                    return;
+                }
+                let body = self.legacy_nexus_failure(depth);
+                len_field(f.number(), &body, out);
+            }
             Kind::Message(m) if m.full_name() == super::PAYLOAD => {
                 let sa = in_sa || desc.full_name().starts_with(SEARCH_ATTRIBUTES);
                 for _ in 0..repeats {
-                    let p = self.payload(sa);
+                    let system = !sa
+                        && !self.json_safe
+                        && depth + 1 < self.opts.max_depth
+                        && !over_budget
+                        && self.chance(24);
+                    let p = if system {
+                        self.system_envelope(depth)
+                    } else {
+                        self.payload(sa)
+                    };
                     len_field(f.number(), &p, out);
                 }
             }
@@ -259,6 +290,63 @@ impl<'p> Gen<'p> {
         }
     }
 
+    /// A legacy Nexus failure as sdk-core writes it for a caller without
+    /// failure support: a Failure as protojson (without `message`) in
+    /// `details`, its message and stack trace in the Nexus fields.
+    fn legacy_nexus_failure(&mut self, depth: u32) -> Vec<u8> {
+        self.made.nexus_failures += 1;
+        let desc = self.pool.get_message_by_name(FAILURE).unwrap();
+        let saved = (self.json_safe, self.opts.unknown_chance);
+        (self.json_safe, self.opts.unknown_chance) = (true, 0);
+        let mut bytes = Vec::new();
+        self.fill(&desc, depth + 1, false, &mut bytes);
+        (self.json_safe, self.opts.unknown_chance) = saved;
+        let mut failure = DynamicMessage::decode(desc, bytes.as_slice()).unwrap();
+        let text = |m: &DynamicMessage, name: &str| match m.get_field_by_name(name).as_deref() {
+            Some(prost_reflect::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let (message, stack_trace) = (text(&failure, "message"), text(&failure, "stack_trace"));
+        failure.clear_field_by_name("message");
+        // As sealgate writes it: keys sorted (through a serde_json Value).
+        let json = serde_json::to_vec(&serde_json::to_value(&failure).unwrap()).unwrap();
+        let mut out = Vec::new();
+        if !message.is_empty() {
+            len_field(1, message.as_bytes(), &mut out);
+        }
+        let mut entry = Vec::new();
+        len_field(1, b"type", &mut entry);
+        len_field(2, FAILURE.as_bytes(), &mut entry);
+        len_field(2, &entry, &mut out);
+        len_field(3, &json, &mut out);
+        if !stack_trace.is_empty() {
+            len_field(4, stack_trace.as_bytes(), &mut out);
+        }
+        out
+    }
+
+    /// A System Nexus envelope (`__temporal_system`): a readable
+    /// `binary/protobuf` payload whose message holds the payloads.
+    fn system_envelope(&mut self, depth: u32) -> Vec<u8> {
+        self.made.system_envelopes += 1;
+        let desc = self.pool.get_message_by_name(SYSTEM_MESSAGE).unwrap();
+        let mut inner = Vec::new();
+        self.fill(&desc, depth + 1, false, &mut inner);
+        let mut p = Vec::new();
+        for (k, v) in [
+            (b"encoding".as_slice(), b"binary/protobuf".as_slice()),
+            (b"messageType", SYSTEM_MESSAGE.as_bytes()),
+            (b"__temporal_system_payload", b"true"),
+        ] {
+            let mut entry = Vec::new();
+            len_field(1, k, &mut entry);
+            len_field(2, v, &mut entry);
+            len_field(1, &entry, &mut p);
+        }
+        len_field(2, &inner, &mut p);
+        p
+    }
+
     fn payload(&mut self, search_attr: bool) -> Vec<u8> {
         let mut p = Vec::new();
         let (data, meta) = if search_attr {
@@ -276,6 +364,11 @@ impl<'p> Gen<'p> {
         len_field(1, b"encoding", &mut entry);
         len_field(2, b"json/plain", &mut entry);
         len_field(1, &entry, &mut p);
+        if self.json_safe {
+            // One metadata entry: JSON map order is not kept.
+            len_field(2, &data, &mut p);
+            return p;
+        }
         let mut entry = Vec::new();
         len_field(
             1,

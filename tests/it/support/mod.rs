@@ -29,8 +29,12 @@ pub fn message_target(f: &FieldDescriptor) -> Option<MessageDescriptor> {
     }
 }
 
+/// A message that holds payloads itself: a Payload, an Any (which may hold
+/// one), or a Nexus failure (a legacy one holds a Failure as protojson).
 pub fn is_leaf(m: &MessageDescriptor) -> bool {
-    m.full_name() == PAYLOAD || m.full_name() == ANY
+    m.full_name() == PAYLOAD
+        || m.full_name() == ANY
+        || m.full_name() == sealgate::schema::NEXUS_FAILURE
 }
 
 /// Which messages can lead to a payload: a graph search from every message
