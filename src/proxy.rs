@@ -63,6 +63,8 @@ pub struct Proxy {
     pub(crate) limits: conn::Limits,
     /// (message, field) pairs already warned about as unknown.
     pub(crate) warned: std::sync::Mutex<std::collections::HashSet<(String, u32)>>,
+    /// Responses seen, for sampling the audit of their unknown fields.
+    pub(crate) response_audits: std::sync::atomic::AtomicU64,
     pub(crate) codec: Arc<Pipeline>,
     /// The default upstream (`upstream` + `[upstream_options]`).
     pub(crate) upstream: Arc<Upstream>,
@@ -107,6 +109,7 @@ impl Proxy {
             services,
             budget: budget::Budget::new(config.memory_budget_bytes),
             warned: Default::default(),
+            response_audits: Default::default(),
             limits: conn::Limits {
                 tls_handshake: config.tls_handshake_timeout,
                 first_request: config.first_request_timeout,

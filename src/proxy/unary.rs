@@ -605,6 +605,9 @@ async fn decode(
             })
         })
         .await?;
+    if let Some(m) = &message {
+        count_unknown(p, method, &m.plain);
+    }
     drop(message);
     let body = translate(p, upstream, method.output, body, None, false)?;
     // The decoded answer (snappy may have grown it) is what stays buffered.
@@ -612,6 +615,52 @@ async fn decode(
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok((body, trailers, decoded))
+}
+
+/// One response in this many is audited for fields the schema lacks.
+const RESPONSE_AUDIT_EVERY: u64 = 256;
+
+/// Counts what a response carries that the schema lacks (a newer server's
+/// fields: they pass to the caller as they are). A full walk of every
+/// response would cost as much as decoding it, so the first response and
+/// then one in [`RESPONSE_AUDIT_EVERY`] are walked; drift shows within a
+/// few hundred calls of the method that carries it.
+fn count_unknown(p: &Proxy, method: &Method, response: &[u8]) {
+    use crate::rewrite::audit::{Checks, Finding, audit};
+    let n = p
+        .response_audits
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n % RESPONSE_AUDIT_EVERY != 0 {
+        return;
+    }
+    let checks = Checks {
+        unknown: true,
+        plaintext: false,
+        own: crate::codec::ENCODING_ENCRYPTED,
+    };
+    let Err(found) = audit(&p.schema, method.output, response, checks) else {
+        return;
+    };
+    let (message, number) = match &found {
+        Finding::UnknownField { message, number } => (message.clone(), *number),
+        Finding::UnknownAny { message, .. } => (message.clone(), 0),
+        _ => return, // malformed: decoding already judged it
+    };
+    p.metrics.unknown_fields.add(
+        1,
+        &[
+            KeyValue::new("message", message.clone()),
+            KeyValue::new("action", "passed"),
+        ],
+    );
+    let first = p
+        .warned
+        .lock()
+        .map(|mut w| w.len() < 1024 && w.insert((message, number)))
+        .unwrap_or(false);
+    if first {
+        tracing::warn!(method = %method.path, finding = %found, "response carries what the schema lacks; it reaches the caller as it is, and payloads in it are not decoded");
+    }
 }
 
 /// Decodes payloads inside `grpc-status-details-bin` (a google.rpc.Status

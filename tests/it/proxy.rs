@@ -577,6 +577,17 @@ async fn unknown_fields_survive_both_ways() {
         ),
         request
     );
+    // The response's unknown field passed, and was counted (the first
+    // response is always audited).
+    let admin = r.gateway.admin_addr.unwrap();
+    let (_, text) = crate::observability::get(admin, "/metrics").await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sealgate_unknown_fields_total{")
+                && l.contains("action=\"passed\"")
+                && l.contains("StartWorkflowExecutionResponse")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
