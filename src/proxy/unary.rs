@@ -630,7 +630,7 @@ fn count_unknown(p: &Proxy, method: &Method, response: &[u8]) {
     let n = p
         .response_audits
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if n % RESPONSE_AUDIT_EVERY != 0 {
+    if !n.is_multiple_of(RESPONSE_AUDIT_EVERY) {
         return;
     }
     let checks = Checks {
