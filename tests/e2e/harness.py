@@ -96,9 +96,12 @@ def start_temporal(
     ui_port: int | None = None,
     codec_endpoint: str | None = None,
     namespaces: list[str] | None = None,
+    dynamic_config: dict[str, str] | None = None,
 ) -> TemporalServer:
     """A dev server; headless unless `ui_port` is given (then the Web UI
-    listens there, using `codec_endpoint` as its remote codec if given)."""
+    listens there, using `codec_endpoint` as its remote codec if given).
+    `dynamic_config` values are passed as `--dynamic-config-value KEY=VALUE`
+    (VALUE in JSON, e.g. "true")."""
     port = free_port()
     ui = ["--headless"] if ui_port is None else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
     if codec_endpoint:
@@ -115,6 +118,8 @@ def start_temporal(
         cmd += ["--search-attribute", f"{k}={v}"]
     for ns in namespaces or []:
         cmd += ["--namespace", ns]
+    for k, v in (dynamic_config or {}).items():
+        cmd += ["--dynamic-config-value", f"{k}={v}"]
     proc = start("temporal", cmd, workdir)
     wait_for_port(port, proc, timeout=90)
     # The port opens before the default namespace exists: wait until it answers.
