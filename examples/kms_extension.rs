@@ -8,8 +8,11 @@
 //! ```
 //!
 //! Each `--key ID=BASE64` is a 32-byte key-encryption key; Wrap seals a data
-//! key with AES-256-GCM under it (`nonce ‖ ciphertext ‖ tag`), Unwrap opens
-//! it. A real service would call its HSM here instead. It prints its address
+//! key with AES-256-GCM under it (`nonce ‖ ciphertext ‖ tag`), the key id and
+//! the namespace as associated data, and Unwrap opens it only for the same
+//! key id and namespace: a payload copied into another namespace's history
+//! does not decrypt there. A real service would call its HSM here instead
+//! (binding the namespace the same way, e.g. as its encryption context). It prints its address
 //! once listening, and one line per call (never key material).
 
 use std::{collections::HashMap, net::SocketAddr};
@@ -28,6 +31,11 @@ use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 struct Service {
     keys: HashMap<String, LessSafeKey>,
     rng: SystemRandom,
+}
+
+/// `key_id ‖ 0 ‖ namespace`: what a wrapped data key is bound to.
+fn binding(key_id: &str, namespace: &str) -> Vec<u8> {
+    [key_id.as_bytes(), &[0], namespace.as_bytes()].concat()
 }
 
 impl Service {
@@ -50,7 +58,7 @@ impl KeyService for Service {
         let mut sealed = req.plaintext;
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(req.key_id.as_bytes()),
+            Aad::from(binding(&req.key_id, &req.namespace)),
             &mut sealed,
         )
         .map_err(|_| Status::internal("seal failed"))?;
@@ -74,10 +82,18 @@ impl KeyService for Service {
             .map_err(|_| Status::invalid_argument("bad nonce"))?;
         let mut buf = sealed.to_vec();
         let plain = key
-            .open_in_place(nonce, Aad::from(req.key_id.as_bytes()), &mut buf)
-            .map_err(|_| Status::invalid_argument("ciphertext does not authenticate"))?;
+            .open_in_place(
+                nonce,
+                Aad::from(binding(&req.key_id, &req.namespace)),
+                &mut buf,
+            )
+            .map_err(|_| {
+                Status::invalid_argument(
+                    "ciphertext does not authenticate (another key, or another namespace)",
+                )
+            })?;
         let plaintext = plain.to_vec();
-        println!("unwrap key_id={}", req.key_id);
+        println!("unwrap key_id={} namespace={}", req.key_id, req.namespace);
         Ok(Response::new(UnwrapResponse { plaintext }))
     }
 }

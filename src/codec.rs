@@ -36,7 +36,7 @@ use std::{
 
 use thiserror::Error;
 
-pub use aead::{DEK, ENCODING_ENCRYPTED, KEY_ID, NONCE_LEN, TAG_LEN};
+pub use aead::{BOUND, DEK, ENCODING_ENCRYPTED, KEY_ID, NONCE_LEN, TAG_LEN};
 pub use payload::PayloadView;
 pub use pipeline::{Pipeline, Session, Setup};
 pub use snappy::{ENCODING_SNAPPY, SNAPPY_MARK};
@@ -57,6 +57,10 @@ pub const DEFAULT_MAX_DECODED: usize = 128 << 20;
 /// A payload could not be encoded or decoded. Never carries payload bytes.
 #[derive(Debug, Error)]
 pub enum CodecError {
+    #[error(
+        "payload encrypted with key {key_id:?} is bound to {binding:?}, a binding this sealgate does not know; upgrade it"
+    )]
+    UnknownBinding { key_id: String, binding: String },
     #[error("payload is not a valid temporal.api.common.v1.Payload: {0}")]
     MalformedPayload(WireError),
     #[error("encryption is on but policy {policy:?} has no key ready to encrypt with")]
@@ -89,6 +93,9 @@ pub type MissingDeks = std::sync::Mutex<Vec<(Arc<Kek>, Box<[u8]>)>>;
 /// encryption, and the data keys found missing while decoding.
 pub struct CallKeys<'a> {
     pub policy: &'a Policy,
+    /// The call's namespace: associated data of bound payloads, part of the
+    /// KMS encryption context, and of the data key cache's key.
+    pub namespace: &'a str,
     /// The static key or current DEK that encrypts; `None` when none is
     /// ready (encoding then fails closed).
     pub encrypt: Option<&'a Arc<Key>>,

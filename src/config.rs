@@ -1865,6 +1865,7 @@ fn policy_section(
 ) -> PolicySpec {
     let mut p = PolicySpec::new(name);
     p.active_key = t.string("active_key", issues);
+    p.bind_namespace = t.bool("bind_namespace", issues).unwrap_or(false);
     p.decrypt_keys = t.strings("decrypt_keys", issues).unwrap_or_default();
     if let Some(d) = t.duration("dek_lifetime", issues) {
         p.rotation.lifetime = d;

@@ -5,6 +5,11 @@
 //! TypeScript encryption samples. In the envelope format (Temporal Proxy's)
 //! the key is a data key, `encryption-key-id` names the KEK that wrapped it,
 //! and `encryption-dek` carries the wrapped data key in base64.
+//!
+//! A policy with `bind_namespace` adds the namespace as associated data and
+//! says so in metadata (`sealgate-bound: namespace`): such a payload decrypts
+//! only in the namespace it was written in. That variant is sealgate's own;
+//! the SDK samples and Temporal Proxy read only the default.
 
 use std::{cell::RefCell, sync::atomic::Ordering::Relaxed};
 
@@ -21,6 +26,10 @@ pub const ENCODING_ENCRYPTED: &[u8] = b"binary/encrypted";
 pub const KEY_ID: &str = "encryption-key-id";
 /// Metadata key holding the base64 KEK-wrapped data key (envelope format).
 pub const DEK: &str = "encryption-dek";
+/// Metadata key naming what a payload's associated data binds it to.
+pub const BOUND: &str = "sealgate-bound";
+/// The one binding there is: the namespace.
+const BOUND_NAMESPACE: &[u8] = b"namespace";
 pub const NONCE_LEN: usize = RING_NONCE_LEN;
 pub const TAG_LEN: usize = 16;
 
@@ -84,19 +93,24 @@ impl Codec for Aead {
             });
         };
         let nonce = fresh_nonce(&self.rng)?;
-        let full: [(&str, &[u8]); 3] = [
-            (payload::ENCODING, ENCODING_ENCRYPTED),
-            (KEY_ID, key.id().as_bytes()),
-            (DEK, key.wrapped().unwrap_or_default().as_bytes()),
-        ];
-        let metadata = if key.wrapped().is_some() {
-            &full[..]
+        let bound = keys.policy.binds_namespace();
+        let mut metadata: Vec<(&str, &[u8])> = Vec::with_capacity(4);
+        metadata.push((payload::ENCODING, ENCODING_ENCRYPTED));
+        metadata.push((KEY_ID, key.id().as_bytes()));
+        if let Some(wrapped) = key.wrapped() {
+            metadata.push((DEK, wrapped.as_bytes()));
+        }
+        if bound {
+            metadata.push((BOUND, BOUND_NAMESPACE));
+        }
+        let aad = if bound {
+            Aad::from(keys.namespace.as_bytes())
         } else {
-            &full[..2]
+            Aad::from(&[][..])
         };
         let data_len = NONCE_LEN + input.len() + TAG_LEN;
         // Encrypt in place inside the final buffer: one allocation, one copy.
-        let out = payload::write_payload(metadata, data_len, &view.external, |out| {
+        let out = payload::write_payload(&metadata, data_len, &view.external, |out| {
             out.extend_from_slice(&nonce);
             let start = out.len();
             out.extend_from_slice(input);
@@ -104,7 +118,7 @@ impl Codec for Aead {
                 .aead()
                 .seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(nonce),
-                    Aad::empty(),
+                    aad,
                     &mut out[start..],
                 )
                 .map_err(|_| CodecError::Seal)?;
@@ -126,7 +140,7 @@ impl Codec for Aead {
             None => keys.policy.static_key(id).cloned(),
             Some(wrapped) => match keys.policy.kek(id) {
                 None => None,
-                Some(kek) => match keys.deks.cached(kek.id(), wrapped) {
+                Some(kek) => match keys.deks.cached(keys.namespace, kek.id(), wrapped) {
                     Some(k) => Some(k),
                     None => {
                         // Fetched by the caller, who then decodes again.
@@ -154,14 +168,20 @@ impl Codec for Aead {
         let (nonce, sealed) = data.split_at(NONCE_LEN);
         let mut nonce_bytes = [0u8; NONCE_LEN];
         nonce_bytes.copy_from_slice(nonce);
+        let aad = match view.metadata(BOUND) {
+            None => Aad::from(&[][..]),
+            Some(BOUND_NAMESPACE) => Aad::from(keys.namespace.as_bytes()),
+            Some(other) => {
+                return Err(CodecError::UnknownBinding {
+                    key_id: key.id().to_string(),
+                    binding: String::from_utf8_lossy(other).into_owned(),
+                });
+            }
+        };
         let mut buf = sealed.to_vec();
         let plain_len = key
             .aead()
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::empty(),
-                &mut buf,
-            )
+            .open_in_place(Nonce::assume_unique_for_key(nonce_bytes), aad, &mut buf)
             .map_err(|_| CodecError::Authentication {
                 key_id: key.id().to_string(),
             })?

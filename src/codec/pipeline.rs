@@ -161,6 +161,7 @@ impl Session {
     fn keys(&self) -> CallKeys<'_> {
         CallKeys {
             policy: &self.policy,
+            namespace: &self.namespace,
             encrypt: self.encrypt.as_ref(),
             deks: &self.deks,
             missing: &self.missing,
@@ -205,7 +206,7 @@ impl Session {
         let mut seen = HashSet::new();
         for (kek, wrapped) in &missing {
             if seen.insert(wrapped) {
-                self.deks.unwrap(kek, wrapped).await?;
+                self.deks.unwrap(kek, &self.namespace, wrapped).await?;
             }
         }
         Ok(true)

@@ -498,3 +498,90 @@ fn nexus_failures_that_cannot_be_rewritten_are_refused() {
     assert!(rewrite(&s, id, &text_only, &mut plain.encoder()).is_ok());
     assert!(rewrite(&s, id, &text_only, &mut c.encoder()).is_err());
 }
+
+/// A pipeline whose default policy binds payloads to their namespace, with
+/// `active` a static key ("k1") or a local KEK ("kek").
+fn bound_pipeline(active: &str) -> Pipeline {
+    use crate::keys::{
+        KeyOpsRegistry,
+        envelope::DekStore,
+        kms::{DEFAULT_TIMEOUT, ProviderConfig, ProviderSettings},
+        policy::{KeySpec, KeysSpec, Policies, PolicySpec, ProviderSpec},
+    };
+    let key = |id: &str, b: u8| KeySpec {
+        id: id.into(),
+        material: zeroize::Zeroizing::new(vec![b; 32]),
+    };
+    let spec = KeysSpec {
+        keys: vec![key("k1", 1)],
+        providers: vec![ProviderSpec {
+            config: ProviderConfig {
+                name: "local".into(),
+                settings: ProviderSettings::Local,
+                timeout: DEFAULT_TIMEOUT,
+            },
+            local_keys: vec![key("kek", 4)],
+            remote_keys: Vec::new(),
+        }],
+        policies: vec![PolicySpec {
+            active_key: Some(active.into()),
+            decrypt_keys: vec!["k1".into(), "kek".into()],
+            bind_namespace: true,
+            ..PolicySpec::new("default")
+        }],
+    };
+    let ops = std::sync::Arc::new(KeyOpsRegistry::default());
+    let policies = Policies::build(&spec, true, &ops, None).unwrap();
+    let setup = Setup {
+        chain: Chain::new(
+            &ChainOptions {
+                encryption: true,
+                ..Default::default()
+            },
+            Default::default(),
+        ),
+        policies,
+    };
+    Pipeline::new(
+        setup,
+        std::sync::Arc::new(DekStore::new(10, ops.clone())),
+        ops,
+    )
+}
+
+#[tokio::test]
+async fn bound_payloads_decrypt_only_in_their_namespace() {
+    for active in ["k1", "kek"] {
+        let p = bound_pipeline(active);
+        let mut orders = p.session("orders");
+        orders.prepare_encode().await.unwrap();
+        let input = json("\"card 4111\"");
+        let enc = orders.encode_payload(&input).unwrap().unwrap();
+        let view = parse(&enc);
+        assert_eq!(view.metadata["sealgate-bound"], b"namespace", "{active}");
+        assert_eq!(orders.decode_payload(&enc).unwrap(), Some(input.clone()));
+        // In another namespace: the associated data differs, GCM refuses.
+        let payments = p.session("payments");
+        let decoded = payments
+            .decode_with(|d| Ok::<_, CodecError>(d.chain.decode_payload(&enc, &d.keys)))
+            .await
+            .unwrap();
+        assert!(
+            matches!(decoded, Err(CodecError::Authentication { .. })),
+            "{active}: {decoded:?}"
+        );
+        // Stripping the marker does not help: the tag covers the namespace.
+        let mut stripped = view.clone();
+        stripped.metadata.remove("sealgate-bound");
+        assert!(matches!(
+            orders.decode_payload(&stripped.encode_to_vec()),
+            Err(CodecError::Authentication { .. })
+        ));
+        // A binding this build does not know is named, not guessed.
+        let mut odd = view;
+        odd.metadata
+            .insert("sealgate-bound".into(), b"tenant".to_vec());
+        let e = orders.decode_payload(&odd.encode_to_vec()).unwrap_err();
+        assert!(e.to_string().contains("\"tenant\""), "{e}");
+    }
+}

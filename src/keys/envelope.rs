@@ -108,15 +108,27 @@ fn usable(d: &Dek, kek: &Kek) -> bool {
 pub struct DekStore {
     slots: DashMap<Box<str>, Arc<Slot>>,
     slot_order: Mutex<VecDeque<Box<str>>>,
-    /// Keyed by the `encryption-dek` value as it appears in payloads.
+    /// Keyed by namespace and the `encryption-dek` value as it appears in
+    /// payloads ([`cache_key`]): a data key unwrapped for one namespace is
+    /// never handed to a call in another (the KMS binds it to the namespace
+    /// it was wrapped for; the cache must not undo that).
     cache: DashMap<Box<[u8]>, CacheCell>,
     cache_order: Mutex<VecDeque<Box<[u8]>>>,
     capacity: usize,
     ops: Arc<KeyOpsRegistry>,
     stats: EnvelopeStats,
     new_deks: Mutex<Bucket>,
-    /// Wrapped DEKs the KMS refused, and when.
+    /// Wrapped DEKs the KMS refused (by [`cache_key`]), and when.
     failed: DashMap<Box<[u8]>, Instant>,
+}
+
+/// `namespace ‖ 0 ‖ wrapped`: unambiguous, as base64 holds no 0 byte.
+fn cache_key(namespace: &str, wrapped: &[u8]) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(namespace.len() + 1 + wrapped.len());
+    k.extend_from_slice(namespace.as_bytes());
+    k.push(0);
+    k.extend_from_slice(wrapped);
+    k.into_boxed_slice()
 }
 
 impl std::fmt::Debug for DekStore {
@@ -283,7 +295,7 @@ impl DekStore {
             .with_ops(self.ops.for_id(kek.id()));
         let key = Arc::new(key);
         // Our own payloads decode without asking the KMS.
-        self.insert(wrapped.as_bytes(), key.clone());
+        self.insert(cache_key(namespace, wrapped.as_bytes()), key.clone());
         tracing::info!(namespace = %namespace, kek = %super::kms::redact_id(kek.id()), provider = %kek.provider().name(), "new data key");
         let now = Instant::now();
         Ok(Arc::new(Dek {
@@ -293,10 +305,13 @@ impl DekStore {
         }))
     }
 
-    /// An unwrapped DEK from the cache, if `kek_id` is the KEK it was
-    /// wrapped by.
-    pub fn cached(&self, kek_id: &str, wrapped: &[u8]) -> Option<Arc<Key>> {
-        let key = self.cache.get(wrapped).and_then(|c| c.get().cloned());
+    /// An unwrapped DEK from the cache, if it was unwrapped for `namespace`
+    /// and `kek_id` is the KEK it was wrapped by.
+    pub fn cached(&self, namespace: &str, kek_id: &str, wrapped: &[u8]) -> Option<Arc<Key>> {
+        let key = self
+            .cache
+            .get(&cache_key(namespace, wrapped))
+            .and_then(|c| c.get().cloned());
         match key {
             Some(k) if k.id() == kek_id => {
                 self.stats.cache_hits.fetch_add(1, Relaxed);
@@ -309,10 +324,17 @@ impl DekStore {
         }
     }
 
-    /// Unwraps `wrapped` (the base64 `encryption-dek`) with `kek` and caches
-    /// it; concurrent calls for the same DEK share one KMS call.
-    pub async fn unwrap(&self, kek: &Arc<Kek>, wrapped: &[u8]) -> Result<Arc<Key>, KmsError> {
-        if let Some(at) = self.failed.get(wrapped).map(|a| *a) {
+    /// Unwraps `wrapped` (the base64 `encryption-dek`) with `kek` for a call
+    /// in `namespace` and caches it; concurrent calls for the same DEK share
+    /// one KMS call.
+    pub async fn unwrap(
+        &self,
+        kek: &Arc<Kek>,
+        namespace: &str,
+        wrapped: &[u8],
+    ) -> Result<Arc<Key>, KmsError> {
+        let ck = cache_key(namespace, wrapped);
+        if let Some(at) = self.failed.get(&ck).map(|a| *a) {
             if at.elapsed() < FAILED_UNWRAP_TTL {
                 self.stats.known_bad.fetch_add(1, Relaxed);
                 return Err(KmsError::Call {
@@ -323,21 +345,21 @@ impl DekStore {
                     unavailable: false,
                 });
             }
-            self.failed.remove(wrapped);
+            self.failed.remove(&ck);
         }
         // Shared by concurrent callers; it joins the bounded cache (and may
         // evict an older key) only once it has unwrapped.
         // The call that adds the cell records it in the cache's order.
-        let (cell, fresh) = match self.cache.get(wrapped) {
+        let (cell, fresh) = match self.cache.get(&ck) {
             Some(c) => (c.clone(), false),
-            None => (self.cache.entry(wrapped.into()).or_default().clone(), true),
+            None => (self.cache.entry(ck.clone()).or_default().clone(), true),
         };
         let result = cell
             .get_or_try_init(|| async {
                 let raw = STANDARD.decode(wrapped).map_err(|_| KmsError::NotBase64 {
                     kek: kek.id().to_string(),
                 })?;
-                let material = kek.unwrap(&raw).await.inspect_err(|_| {
+                let material = kek.unwrap(&raw, namespace).await.inspect_err(|_| {
                     self.stats.kms_failures.fetch_add(1, Relaxed);
                 })?;
                 self.stats.unwraps.fetch_add(1, Relaxed);
@@ -353,18 +375,18 @@ impl DekStore {
         let key = match result {
             Ok(k) => {
                 if fresh {
-                    self.remember(wrapped);
+                    self.remember(ck);
                 }
                 k
             }
             Err(e) => {
                 // A failure never takes a good key's place in the cache.
-                self.cache.remove_if(wrapped, |_, c| !c.initialized());
+                self.cache.remove_if(&ck, |_, c| !c.initialized());
                 if !e.is_unavailable() {
                     if self.failed.len() >= MAX_FAILED {
                         self.failed.clear();
                     }
-                    self.failed.insert(wrapped.into(), Instant::now());
+                    self.failed.insert(ck, Instant::now());
                 }
                 return Err(e);
             }
@@ -383,16 +405,16 @@ impl DekStore {
         Ok(key)
     }
 
-    fn insert(&self, wrapped: &[u8], key: Arc<Key>) {
+    fn insert(&self, ck: Box<[u8]>, key: Arc<Key>) {
         let cell = Arc::new(OnceCell::new_with(Some(key)));
-        self.cache.insert(wrapped.into(), cell);
-        self.remember(wrapped);
+        self.cache.insert(ck.clone(), cell);
+        self.remember(ck);
     }
 
     /// Records insertion order and evicts the oldest entries over capacity.
-    fn remember(&self, wrapped: &[u8]) {
+    fn remember(&self, ck: Box<[u8]>) {
         if let Ok(mut order) = self.cache_order.lock() {
-            order.push_back(wrapped.into());
+            order.push_back(ck);
             while order.len() > self.capacity {
                 if let Some(old) = order.pop_front() {
                     self.cache.remove(&old);

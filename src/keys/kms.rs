@@ -193,7 +193,7 @@ impl Kek {
             match (&self.provider.backend, &self.local) {
                 (Backend::Local, Some(k)) => k.wrap(dek).map_err(|r| (r, false)),
                 (Backend::Local, None) => Err(("local KEK without material".into(), false)),
-                (Backend::Aws(a), _) => a.encrypt(&self.id, dek).await,
+                (Backend::Aws(a), _) => a.encrypt(&self.id, dek, namespace).await,
                 (Backend::Extension(e), _) => e.wrap(&self.id, dek, namespace).await,
             }
         };
@@ -203,15 +203,19 @@ impl Kek {
         }
     }
 
-    /// Decrypts a wrapped data key and checks its length.
-    pub async fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    /// Decrypts a data key wrapped for `namespace` and checks its length.
+    pub async fn unwrap(
+        &self,
+        wrapped: &[u8],
+        namespace: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let timeout = self.provider.config.timeout;
         let call = async {
             match (&self.provider.backend, &self.local) {
                 (Backend::Local, Some(k)) => k.unwrap(wrapped).map_err(|r| (r, false)),
                 (Backend::Local, None) => Err(("local KEK without material".into(), false)),
-                (Backend::Aws(a), _) => a.decrypt(&self.id, wrapped).await,
-                (Backend::Extension(e), _) => e.unwrap(&self.id, wrapped).await,
+                (Backend::Aws(a), _) => a.decrypt(&self.id, wrapped, namespace).await,
+                (Backend::Extension(e), _) => e.unwrap(&self.id, wrapped, namespace).await,
             }
         };
         let dek = match tokio::time::timeout(timeout, call).await {

@@ -58,6 +58,9 @@ pub struct PolicySpec {
     /// Decrypt with every configured key (the first-cut `[codec]` keyring).
     pub decrypt_all: bool,
     pub rotation: Rotation,
+    /// Encrypt with the namespace as AES-GCM associated data (a format
+    /// variant marked in the payload's metadata).
+    pub bind_namespace: bool,
 }
 
 impl fmt::Debug for PolicySpec {
@@ -72,6 +75,7 @@ impl fmt::Debug for PolicySpec {
             )
             .field("decrypt_all", &self.decrypt_all)
             .field("rotation", &self.rotation)
+            .field("bind_namespace", &self.bind_namespace)
             .finish()
     }
 }
@@ -84,6 +88,7 @@ impl PolicySpec {
             active_key: None,
             decrypt_keys: Vec::new(),
             decrypt_all: false,
+            bind_namespace: false,
             rotation: Rotation {
                 lifetime: DEFAULT_DEK_LIFETIME,
                 renew_before: DEFAULT_RENEW_BEFORE,
@@ -116,11 +121,17 @@ pub struct Policy {
     encrypt: Option<Encrypt>,
     statics: HashMap<Box<str>, Arc<Key>>,
     keks: HashMap<Box<str>, Arc<Kek>>,
+    bind_namespace: bool,
 }
 
 impl Policy {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// True when new payloads carry the namespace as associated data.
+    pub fn binds_namespace(&self) -> bool {
+        self.bind_namespace
     }
 
     /// How new payloads are encrypted; `None` for decrypt-only.
@@ -152,8 +163,13 @@ impl Policy {
             .active_id()
             .map(|id| format!(" with {id:?}"))
             .unwrap_or_default();
+        let bound = if self.bind_namespace {
+            ", bound to the namespace"
+        } else {
+            ""
+        };
         format!(
-            "{}: {}{active} (decrypts with: {})",
+            "{}: {}{active}{bound} (decrypts with: {})",
             self.name,
             self.format(),
             self.decrypt_ids().join(", ")
@@ -227,6 +243,7 @@ impl Policies {
             encrypt: keyring.active().cloned().map(Encrypt::Static),
             statics,
             keks: HashMap::new(),
+            bind_namespace: false,
         };
         Ok(Policies {
             default: Arc::new(default),
@@ -319,6 +336,7 @@ impl Policies {
                 encrypt,
                 statics: HashMap::new(),
                 keks: HashMap::new(),
+                bind_namespace: ps.bind_namespace,
             };
             let ids = ps.active_key.iter().chain(&ps.decrypt_keys);
             if ps.decrypt_all {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import uuid
 
@@ -84,8 +85,16 @@ def test_awskms_envelope_end_to_end(workdir, temporal, kms):
     data = base64.b64decode(stored["data"])
     assert secret.encode() not in data
 
-    # Opened independently: KMS unwraps the DEK, AES-GCM opens the payload.
-    dek = client.decrypt(CiphertextBlob=base64.b64decode(meta["encryption-dek"]), KeyId=arn)["Plaintext"]
+    # Opened independently: KMS unwraps the DEK (bound to the namespace by
+    # its encryption context), AES-GCM opens the payload.
+    wrapped = base64.b64decode(meta["encryption-dek"])
+    with pytest.raises(client.exceptions.InvalidCiphertextException):
+        client.decrypt(CiphertextBlob=wrapped, KeyId=arn)
+    with pytest.raises(client.exceptions.InvalidCiphertextException):
+        client.decrypt(CiphertextBlob=wrapped, KeyId=arn, EncryptionContext={"temporal-namespace": "other"})
+    dek = client.decrypt(
+        CiphertextBlob=wrapped, KeyId=arn, EncryptionContext={"temporal-namespace": "default"}
+    )["Plaintext"]
     inner = Payload()
     inner.ParseFromString(AESGCM(dek).decrypt(data[:12], data[12:], None))
     assert inner.metadata["encoding"] == b"json/plain"
@@ -128,3 +137,43 @@ def test_kms_refusing_fails_closed(workdir, temporal, kms):
         capture_output=True, text=True, timeout=60,
     )
     assert r.returncode != 0, "the workflow must not exist upstream"
+
+
+def test_data_keys_wrapped_without_a_context_still_decode(workdir, kms):
+    """Temporal Proxy (and sealgate before it bound data keys) wrapped them
+    with no encryption context: those payloads still decode, while a data key
+    bound to one namespace does not open in another."""
+    endpoint, client, arn = kms
+    d = workdir / "sealgate-kms-legacy"
+    d.mkdir(parents=True, exist_ok=True)
+    path = harness.sealgate_config(d, config(endpoint, arn))
+    dek = AESGCM.generate_key(bit_length=256)
+    inner = Payload(metadata={"encoding": b"json/plain"}, data=b'"legacy secret"').SerializeToString()
+
+    def payload(wrapped: bytes) -> dict:
+        nonce = uuid.uuid4().bytes[:12]
+        data = nonce + AESGCM(dek).encrypt(nonce, inner, None)
+        meta = {"encoding": b"binary/encrypted", "encryption-key-id": arn.encode(),
+                "encryption-dek": base64.b64encode(wrapped)}
+        return {"metadata": {k: base64.b64encode(v).decode() for k, v in meta.items()},
+                "data": base64.b64encode(data).decode()}
+
+    def decode(p: dict, namespace: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(harness.sealgate_bin()), "payloads", "decode", "--config", str(path), "--namespace", namespace],
+            input=json.dumps({"payloads": [p]}), capture_output=True, text=True, timeout=60,
+            env={**os.environ, **CREDS, "SEALGATE_UPSTREAM": "http://127.0.0.1:1"},
+        )
+
+    legacy = client.encrypt(KeyId=arn, Plaintext=dek)["CiphertextBlob"]
+    r = decode(payload(legacy), "default")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)["payloads"][0]
+    assert base64.b64decode(out["data"]) == b'"legacy secret"'
+
+    bound = client.encrypt(KeyId=arn, Plaintext=dek, EncryptionContext={"temporal-namespace": "orders"})["CiphertextBlob"]
+    r = decode(payload(bound), "orders")
+    assert r.returncode == 0, r.stderr
+    assert base64.b64decode(json.loads(r.stdout)["payloads"][0]["data"]) == b'"legacy secret"'
+    r = decode(payload(bound), "payments")
+    assert r.returncode != 0 and "InvalidCiphertextException" in r.stderr, (r.stdout, r.stderr)

@@ -425,7 +425,24 @@ async fn the_extension_key_service_wraps_and_unwraps() {
         assert_eq!(a.status(), 0, "{}", a.grpc_message());
         assert_eq!(answer_arg(&a.message()), json("\"card 4111\""));
     }
-    wait_for(|| service.count("unwrap key_id=hsm-key-1") == 1).await;
+    wait_for(|| service.count("unwrap key_id=hsm-key-1 namespace=orders") == 1).await;
+
+    // The same payload replayed into another namespace's answer does not
+    // decrypt: the key service bound the data key to "orders", and the
+    // gateway's cache of unwrapped keys is per namespace too.
+    let a = c2
+        .call(QUERY, &query("payments", "replay", "\"x\""), &[], false)
+        .await;
+    assert_ne!(a.status(), 0, "decrypted in another namespace");
+    assert!(
+        a.grpc_message().contains("hsm") && a.grpc_message().contains("another namespace"),
+        "{}",
+        a.grpc_message()
+    );
+    assert_eq!(
+        service.count("unwrap key_id=hsm-key-1 namespace=payments"),
+        0
+    );
 
     // With the key service gone, calls that carry no payload still work...
     drop(service);

@@ -39,9 +39,11 @@ async fn one_data_key_per_namespace_until_it_ages() {
     assert_eq!(s.stats().wraps.load(Relaxed), 2);
     // Our own data keys decode from the cache.
     let wrapped = a1.wrapped().unwrap().as_bytes();
-    assert!(s.cached("kek-1", wrapped).is_some());
-    // ...but never for a KEK that did not wrap them.
-    assert!(s.cached("kek-2", wrapped).is_none());
+    assert!(s.cached("a", "kek-1", wrapped).is_some());
+    // ...but never for a KEK that did not wrap them, nor for a call in
+    // another namespace (the KMS bound the key to "a").
+    assert!(s.cached("a", "kek-2", wrapped).is_none());
+    assert!(s.cached("b", "kek-1", wrapped).is_none());
 
     // A new KEK for the namespace means a new data key.
     let k2 = kek("kek-2", 2);
@@ -94,11 +96,13 @@ async fn concurrent_misses_share_one_unwrap_and_the_cache_is_bounded() {
     let wrapped = dek.wrapped().unwrap().as_bytes().to_vec();
 
     let s = store(2);
-    assert!(s.cached("kek-1", &wrapped).is_none());
+    assert!(s.cached("a", "kek-1", &wrapped).is_none());
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (s, k, w) = (s.clone(), k.clone(), wrapped.clone());
-        tasks.push(tokio::spawn(async move { s.unwrap(&k, &w).await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { s.unwrap(&k, "a", &w).await.unwrap() },
+        ));
     }
     for t in tasks {
         t.await.unwrap();
@@ -108,20 +112,22 @@ async fn concurrent_misses_share_one_unwrap_and_the_cache_is_bounded() {
         1,
         "one KMS call for 8 misses"
     );
-    assert!(s.cached("kek-1", &wrapped).is_some());
+    assert!(s.cached("a", "kek-1", &wrapped).is_some());
 
     // Two more distinct data keys push the first one out.
     for ns in ["b", "c"] {
         let d = maker.encrypting_key(ns, &k, DAY, false).await.unwrap();
-        s.unwrap(&k, d.wrapped().unwrap().as_bytes()).await.unwrap();
+        s.unwrap(&k, "a", d.wrapped().unwrap().as_bytes())
+            .await
+            .unwrap();
     }
-    assert!(s.cached("kek-1", &wrapped).is_none());
+    assert!(s.cached("a", "kek-1", &wrapped).is_none());
 
     // Garbage is refused with the KEK named, not cached as a key.
-    let e = s.unwrap(&k, b"!!!").await.unwrap_err();
+    let e = s.unwrap(&k, "a", b"!!!").await.unwrap_err();
     assert!(matches!(e, KmsError::NotBase64 { .. }), "{e}");
     let e = s
-        .unwrap(&k, STANDARD.encode([0u8; 72]).as_bytes())
+        .unwrap(&k, "a", STANDARD.encode([0u8; 72]).as_bytes())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("kek-1"), "{e}");
@@ -134,20 +140,20 @@ async fn refused_data_keys_neither_evict_good_ones_nor_reach_the_kms_twice() {
     let k = kek("kek-1", 1);
     let good = maker.encrypting_key("a", &k, DAY, false).await.unwrap();
     let good = good.wrapped().unwrap().to_string();
-    s.unwrap(&k, good.as_bytes()).await.unwrap();
+    s.unwrap(&k, "a", good.as_bytes()).await.unwrap();
     // Many garbage data keys: each refused, none evicts the good one.
     for i in 0..10u8 {
         let bad = STANDARD.encode([i; 72]);
-        assert!(s.unwrap(&k, bad.as_bytes()).await.is_err());
+        assert!(s.unwrap(&k, "a", bad.as_bytes()).await.is_err());
     }
     assert!(
-        s.cached("kek-1", good.as_bytes()).is_some(),
+        s.cached("a", "kek-1", good.as_bytes()).is_some(),
         "evicted by failures"
     );
     // The same garbage again: refused from memory, not by the KMS.
     let failures = s.stats().kms_failures.load(Relaxed);
     assert!(
-        s.unwrap(&k, STANDARD.encode([3u8; 72]).as_bytes())
+        s.unwrap(&k, "a", STANDARD.encode([3u8; 72]).as_bytes())
             .await
             .is_err()
     );

@@ -12,6 +12,11 @@ use zeroize::Zeroizing;
 
 use super::CallError;
 
+/// The encryption context key under which a data key is bound to its
+/// namespace: KMS decrypts it only when asked with the same namespace, and
+/// CloudTrail records the namespace of every Decrypt.
+const CONTEXT_KEY: &str = "temporal-namespace";
+
 /// The `[codec.kms.NAME]` settings of an `awskms` provider.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
@@ -71,17 +76,23 @@ impl AwsKms {
             .await
     }
 
-    pub(super) async fn encrypt(&self, key_id: &str, dek: &[u8]) -> Result<Vec<u8>, CallError> {
+    pub(super) async fn encrypt(
+        &self,
+        key_id: &str,
+        dek: &[u8],
+        namespace: &str,
+    ) -> Result<Vec<u8>, CallError> {
         let key_id = aws_key_id(key_id);
-        let out = self
+        let mut call = self
             .client()
             .await
             .encrypt()
             .key_id(key_id)
-            .plaintext(Blob::new(dek))
-            .send()
-            .await
-            .map_err(describe)?;
+            .plaintext(Blob::new(dek));
+        if !namespace.is_empty() {
+            call = call.encryption_context(CONTEXT_KEY, namespace);
+        }
+        let out = call.send().await.map_err(describe)?;
         out.ciphertext_blob
             .map(Blob::into_inner)
             .ok_or_else(|| ("Encrypt returned no CiphertextBlob".into(), false))
@@ -91,18 +102,32 @@ impl AwsKms {
         &self,
         key_id: &str,
         wrapped: &[u8],
+        namespace: &str,
     ) -> Result<Zeroizing<Vec<u8>>, CallError> {
         // Naming the key makes KMS refuse a blob some other key wrapped.
         let key_id = aws_key_id(key_id);
-        let out = self
-            .client()
-            .await
-            .decrypt()
-            .key_id(key_id)
-            .ciphertext_blob(Blob::new(wrapped))
-            .send()
-            .await
-            .map_err(describe)?;
+        let client = self.client().await;
+        let call = |context: Option<&str>| {
+            let mut c = client
+                .decrypt()
+                .key_id(key_id)
+                .ciphertext_blob(Blob::new(wrapped));
+            if let Some(ns) = context {
+                c = c.encryption_context(CONTEXT_KEY, ns);
+            }
+            c.send()
+        };
+        let out = match call((!namespace.is_empty()).then_some(namespace)).await {
+            Ok(out) => out,
+            // Wrapped with no context (by Temporal Proxy, or by sealgate
+            // before it bound keys): KMS says the ciphertext is invalid
+            // under ours, and decrypts it under none. A key bound to another
+            // namespace fails both ways.
+            Err(e) if !namespace.is_empty() && e.code() == Some("InvalidCiphertextException") => {
+                call(None).await.map_err(describe)?
+            }
+            Err(e) => return Err(describe(e)),
+        };
         out.plaintext
             .map(|b| Zeroizing::new(b.into_inner()))
             .ok_or_else(|| ("Decrypt returned no Plaintext".into(), false))

@@ -86,10 +86,12 @@ impl Extension {
         &self,
         key_id: &str,
         wrapped: &[u8],
+        namespace: &str,
     ) -> Result<Zeroizing<Vec<u8>>, CallError> {
         let req = UnwrapRequest {
             key_id: key_id.into(),
             ciphertext: wrapped.to_vec(),
+            namespace: namespace.into(),
         };
         let resp = self.client().await.unwrap(req).await.map_err(describe)?;
         Ok(Zeroizing::new(resp.into_inner().plaintext))

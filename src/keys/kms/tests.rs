@@ -19,17 +19,17 @@ async fn local_kek_wraps_in_the_secretbox_layout() {
     let wrapped = kek.wrap(&dek, "ns").await.unwrap();
     // nonce(24) ‖ tag(16) ‖ ciphertext(32)
     assert_eq!(wrapped.len(), 24 + 16 + 32);
-    assert_eq!(&kek.unwrap(&wrapped).await.unwrap()[..], &dek);
+    assert_eq!(&kek.unwrap(&wrapped, "ns").await.unwrap()[..], &dek);
     // Two wraps of the same key differ (random nonce).
     assert_ne!(kek.wrap(&dek, "ns").await.unwrap(), wrapped);
 
     let mut tampered = wrapped.clone();
     tampered[30] ^= 1;
-    let e = kek.unwrap(&tampered).await.unwrap_err();
+    let e = kek.unwrap(&tampered, "ns").await.unwrap_err();
     assert!(e.to_string().contains("does not authenticate"), "{e}");
     assert!(!e.is_unavailable());
     let other = Kek::local("kek-2", local_provider(), LocalKek::new(&[8; 32]).unwrap());
-    assert!(other.unwrap(&wrapped).await.is_err());
+    assert!(other.unwrap(&wrapped, "ns").await.is_err());
 }
 
 #[test]
