@@ -106,26 +106,36 @@ impl Auditor<'_> {
     /// unless it is a System Nexus envelope of a known type (plaintext by
     /// design for the server), whose message is audited in turn.
     fn payload(&self, owner: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
-        if let Some(target) = crate::codec::payload::system_message_type(bytes)
+        if self.checks.plaintext {
+            let encoding = crate::codec::payload::encoding_of(bytes)?;
+            if encoding == Some(self.checks.own) {
+                return Ok(()); // the common case: one pass over the metadata
+            }
+            if let Some(target) = self.system_envelope(bytes) {
+                return self.envelope(target, bytes, depth);
+            }
+            return Err(Finding::Plaintext {
+                message: self.schema.message(owner).name().to_string(),
+                encoding: encoding
+                    .map(|e| String::from_utf8_lossy(e).into_owned())
+                    .unwrap_or_default(),
+            });
+        }
+        match self.system_envelope(bytes) {
+            Some(target) if self.checks.unknown => self.envelope(target, bytes, depth),
+            _ => Ok(()),
+        }
+    }
+
+    fn system_envelope(&self, bytes: &[u8]) -> Option<MessageId> {
+        crate::codec::payload::system_message_type(bytes)
             .and_then(|t| std::str::from_utf8(t).ok())
             .and_then(|t| self.schema.message_id(t))
-        {
-            let data = crate::codec::PayloadView::parse(bytes)?.data;
-            return self.message(target, data, depth + 1);
-        }
-        if !self.checks.plaintext {
-            return Ok(());
-        }
-        let encoding = crate::codec::payload::encoding_of(bytes)?;
-        if encoding == Some(self.checks.own) {
-            return Ok(());
-        }
-        Err(Finding::Plaintext {
-            message: self.schema.message(owner).name().to_string(),
-            encoding: encoding
-                .map(|e| String::from_utf8_lossy(e).into_owned())
-                .unwrap_or_default(),
-        })
+    }
+
+    fn envelope(&self, target: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
+        let data = crate::codec::PayloadView::parse(bytes)?.data;
+        self.message(target, data, depth + 1)
     }
 }
 
