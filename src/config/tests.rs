@@ -280,6 +280,23 @@ fn proxy_and_upstream_sections_have_defaults_and_limits() {
         std::time::Duration::from_secs(30)
     );
     assert!(!c.upstream.tls);
+    // Connection lifetimes never cut a long poll (~70 s; calls of 80 s and
+    // more): the first-call and idle bounds apply only to a connection with
+    // no call, and the age bound is the SDK maintainers' 6 min + 2 min.
+    use std::time::Duration;
+    assert_eq!(c.proxy.tls_handshake_timeout, Duration::from_secs(10));
+    assert_eq!(c.proxy.first_request_timeout, Duration::from_secs(20));
+    assert_eq!(c.proxy.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.proxy.max_connection_age, Duration::from_secs(360));
+    assert_eq!(c.proxy.max_connection_age_grace, Duration::from_secs(120));
+    // bind_namespace is read per policy.
+    let text = format!(
+        "upstream = \"http://127.0.0.1:1\"\n\
+         [[codec.keys]]\nid = \"k1\"\nmaterial = \"{KEY}\"\n\
+         [codec.policies.default]\nactive_key = \"k1\"\nbind_namespace = true\n"
+    );
+    let c = parse_with(&text, &[]).unwrap();
+    assert!(c.codec.keys.policies.iter().any(|p| p.bind_namespace));
 
     let text = format!(
         "{}\n[proxy]\nruntime = \"work-stealing\"\nthreads = 3\n",

@@ -360,6 +360,40 @@ async fn jwt_auth_with_jwks_claim_rules_and_key_refresh() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
+#[tokio::test]
+async fn a_jwt_setup_without_an_encode_rule_never_encodes() {
+    let key = signer("key-1");
+    let keys = Arc::new(Mutex::new(json!({ "keys": [key.jwk.clone()] })));
+    let jwks = jwks_server(keys).await;
+    let g = gateway(&format!(
+        "[codec_server.auth]\nmode = \"jwt\"\njwks_url = \"http://{jwks}/.well-known/jwks.json\"\n\
+         issuer = \"https://idp.test\"\naudience = \"sealgate\"\n\
+         decode_requires = \"permissions=codec:decode\"\n"
+    ))
+    .await;
+    let addr = g.codec_addr.unwrap();
+    // Even a token that claims every permission: decoding is allowed,
+    // minting ciphertext is not, since no rule grants it.
+    let t = token(
+        &key,
+        json!({"iss": "https://idp.test", "aud": "sealgate", "sub": "ui-user", "exp": now() + 300,
+               "permissions": ["codec:decode", "codec:encode"]}),
+    );
+    let h = format!("Bearer {t}");
+    let a = post(addr, "/decode", &[("authorization", &h)], PLAIN).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = post(addr, "/encode", &[("authorization", &h)], PLAIN).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("encode_requires"),
+        "{}",
+        a.body
+    );
+}
+
 /// An HTTP/1.1 connection over TLS to `addr`, trusting only `ca_pem`.
 async fn https(
     addr: SocketAddr,

@@ -80,6 +80,40 @@ async fn a_connection_that_never_calls_is_closed() {
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_only_the_http2_preface_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let (_up, g) = gateway("first_request_timeout = \"300ms\"\n", Duration::ZERO).await;
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame, then no HEADERS.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(10)).await;
+    assert!(took.is_some(), "still open after 10 s");
+}
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_closed() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("conn-tls-{}", std::process::id()));
+    let pki = support::pki::generate(&dir, &["localhost"]);
+    let up = FakeUpstream::start(|_| Reply::message(Bytes::new())).await;
+    let extra = format!(
+        "[proxy]\ntls_handshake_timeout = \"300ms\"\nfirst_request_timeout = \"20s\"\n\
+         [inbound]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        pki.file("server.pem").display(),
+        pki.file("server-key.pem").display(),
+    );
+    let g = Gateway::start(parse_config(&config_text(up.addr, &extra))).await;
+    // Connects, then never sends a ClientHello: the handshake bound (not the
+    // 20 s first-call bound) closes it.
+    let mut silent = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(10)).await;
+    let took = took.expect("still open after 10 s");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[tokio::test]
 async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
     let (_up, g) = gateway(
         "idle_timeout = \"400ms\"\nfirst_request_timeout = \"400ms\"\n",
