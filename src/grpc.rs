@@ -97,6 +97,10 @@ pub fn parse_timeout(value: &HeaderValue) -> Option<std::time::Duration> {
         return None;
     }
     let (digits, unit) = s.split_at(s.len() - 1);
+    // TimeoutValue is 1 to 8 ASCII digits (u64's parser would take "+5").
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),

@@ -1,10 +1,7 @@
 //! Length-prefixed message framing: 1 byte compressed flag, 4 bytes big-endian
 //! length, then the message. Parsing is a bounded walk over a buffered body.
 
-use std::io::Read;
-
 use bytes::{BufMut, Bytes, BytesMut};
-use flate2::read::GzDecoder;
 use thiserror::Error;
 
 /// Bytes before each message: the compressed flag and the length.
@@ -65,32 +62,6 @@ pub fn split(mut body: Bytes, limit: usize) -> Result<Vec<Frame>, FrameError> {
         });
     }
     Ok(frames)
-}
-
-/// The plain message of a frame, decompressing with `encoding` when the
-/// frame says it is compressed. The result is bounded by `limit` too.
-pub fn plain(frame: &Frame, encoding: Option<&str>, limit: usize) -> Result<Bytes, FrameError> {
-    if !frame.compressed {
-        return Ok(frame.message.clone());
-    }
-    match encoding {
-        Some("gzip") => {
-            let mut out = Vec::new();
-            let mut reader = GzDecoder::new(frame.message.as_ref()).take(limit as u64 + 1);
-            reader
-                .read_to_end(&mut out)
-                .map_err(|e| FrameError::Gzip(e.to_string()))?;
-            if out.len() > limit {
-                return Err(FrameError::TooLarge {
-                    len: out.len(),
-                    limit,
-                });
-            }
-            Ok(out.into())
-        }
-        Some(other) => Err(FrameError::UnsupportedEncoding(other.to_string())),
-        None => Err(FrameError::MissingEncoding),
-    }
 }
 
 /// Appends one uncompressed frame carrying `message`.

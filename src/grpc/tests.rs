@@ -35,41 +35,6 @@ fn frame_errors() {
         split(Bytes::from_static(&[2, 0, 0, 0, 0]), 10),
         Err(FrameError::BadFlag(2))
     );
-    let compressed = Frame {
-        compressed: true,
-        message: Bytes::from_static(b"xx"),
-    };
-    assert_eq!(
-        plain(&compressed, None, 10),
-        Err(FrameError::MissingEncoding)
-    );
-    assert!(matches!(
-        plain(&compressed, Some("zstd"), 10),
-        Err(FrameError::UnsupportedEncoding(_))
-    ));
-    assert!(matches!(
-        plain(&compressed, Some("gzip"), 10),
-        Err(FrameError::Gzip(_))
-    ));
-}
-
-#[test]
-fn gzip_is_bounded() {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(&[0u8; 10_000]).unwrap();
-    let f = Frame {
-        compressed: true,
-        message: e.finish().unwrap().into(),
-    };
-    assert_eq!(plain(&f, Some("gzip"), 20_000).unwrap().len(), 10_000);
-    assert_eq!(
-        plain(&f, Some("gzip"), 1000),
-        Err(FrameError::TooLarge {
-            len: 1001,
-            limit: 1000
-        })
-    );
 }
 
 #[test]
@@ -81,7 +46,7 @@ fn timeouts_parse() {
     assert_eq!(t("1H"), Some(Duration::from_secs(3600)));
     assert_eq!(t("10u"), Some(Duration::from_micros(10)));
     assert_eq!(t("7n"), Some(Duration::from_nanos(7)));
-    for bad in ["", "5", "S", "5x", "123456789S", "-1S"] {
+    for bad in ["", "5", "S", "5x", "123456789S", "-1S", "+5S", " 5S"] {
         assert_eq!(t(bad), None, "{bad}");
     }
 }

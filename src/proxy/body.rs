@@ -250,6 +250,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn compressed_frames_need_a_known_encoding_and_valid_gzip() {
+        let budget = Budget::new(1 << 20);
+        let f = || Frame {
+            compressed: true,
+            message: Bytes::from_static(b"xx"),
+        };
+        let err = |r: Result<Bytes, BodyError>| match r {
+            Err(BodyError::Frame(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let mut held = budget.hold();
+        assert_eq!(
+            err(plain(f(), None, 10, &mut held).await),
+            FrameError::MissingEncoding
+        );
+        assert!(matches!(
+            err(plain(f(), Some("zstd"), 10, &mut held).await),
+            FrameError::UnsupportedEncoding(_)
+        ));
+        assert!(matches!(
+            err(plain(f(), Some("gzip"), 10, &mut held).await),
+            FrameError::Gzip(_)
+        ));
+    }
+
+    #[tokio::test]
     async fn inflating_is_capped_by_the_limit_and_the_budget() {
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
         gz.write_all(&vec![0u8; 1 << 20]).unwrap();

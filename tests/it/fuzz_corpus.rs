@@ -1,8 +1,22 @@
-//! Replays the committed fuzz corpus (fuzz/corpus/rewrite) through the fuzz
-//! harness on stable, so every CI run checks what the fuzzer once found.
-//! `SEALGATE_WRITE_CORPUS=1` regenerates the seed files from real messages.
+//! Replays the committed fuzz corpora (fuzz/corpus/<target>) through the
+//! fuzz harnesses on stable, so every CI run checks what the fuzzer once
+//! found. There is one target per parser (fuzz/fuzz_targets). Each has
+//! seeds built here from real inputs; `SEALGATE_WRITE_CORPUS=1` writes them
+//! into the corpus directories.
 
-#[path = "../../fuzz/harness.rs"]
+#[path = "../../fuzz/harness/codec_json.rs"]
+mod h_codec_json;
+#[path = "../../fuzz/harness/config.rs"]
+mod h_config;
+#[path = "../../fuzz/harness/frames.rs"]
+mod h_frames;
+#[path = "../../fuzz/harness/payload.rs"]
+mod h_payload;
+#[path = "../../fuzz/harness/status.rs"]
+mod h_status;
+#[path = "../../fuzz/harness/timeout.rs"]
+mod h_timeout;
+#[path = "../../fuzz/harness/rewrite.rs"]
 mod harness;
 
 use std::path::PathBuf;
@@ -15,7 +29,170 @@ use temporalio_protos::temporal::api::{
 };
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/rewrite")
+    target_dir("rewrite")
+}
+
+fn target_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+/// Writes `seeds` into the target's corpus when asked, then replays every
+/// corpus file and every seed through `run`.
+fn replay(target: &str, seeds: Vec<(&str, Vec<u8>)>, run: fn(&[u8])) {
+    let dir = target_dir(target);
+    if std::env::var("SEALGATE_WRITE_CORPUS").as_deref() == Ok("1") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, input) in &seeds {
+            std::fs::write(dir.join(format!("seed-{name}")), input).unwrap();
+        }
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        run(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(
+        n >= seeds.len().min(2),
+        "{target}: the committed corpus has {n} files"
+    );
+    for (_, input) in &seeds {
+        run(input);
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn frame(compressed: bool, message: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(compressed)];
+    out.extend((message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[test]
+fn frames_corpus_replays_cleanly() {
+    let start = seeds()[0].1[1..].to_vec();
+    let mut one = vec![0u8];
+    one.extend(frame(false, &start));
+    let mut zipped = vec![1u8];
+    zipped.extend(frame(true, &gzip(&start)));
+    let mut bomb = vec![0u8];
+    bomb.extend(frame(true, &gzip(&vec![0u8; 1 << 20])));
+    let mut two = vec![2u8];
+    two.extend(frame(false, b"a"));
+    two.extend(frame(false, b"b"));
+    replay(
+        "frames",
+        vec![
+            ("plain", one),
+            ("gzip", zipped),
+            ("bomb", bomb),
+            ("two", two),
+        ],
+        h_frames::run,
+    );
+}
+
+#[test]
+fn payload_corpus_replays_cleanly() {
+    let plain = json("\"a\"").encode_to_vec();
+    let envelope = Payload {
+        metadata: [
+            ("encoding".into(), b"binary/protobuf".to_vec()),
+            (
+                "messageType".into(),
+                b"temporal.api.workflowservice.v1.SignalWithStartWorkflowExecutionRequest".to_vec(),
+            ),
+            ("__temporal_system_payload".into(), b"true".to_vec()),
+        ]
+        .into(),
+        data: b"\x0a\x07default".to_vec(),
+        external_payloads: vec![Default::default()],
+    }
+    .encode_to_vec();
+    replay(
+        "payload",
+        vec![("json", plain), ("system-envelope", envelope)],
+        h_payload::run,
+    );
+}
+
+#[test]
+fn codec_json_corpus_replays_cleanly() {
+    let one = br#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"ImEi"}]}"#;
+    let ext =
+        br#"{"payloads":[{"metadata":{},"data":"","externalPayloads":[{"sizeBytes":"12"}]}]}"#;
+    replay(
+        "codec_json",
+        vec![
+            ("one", one.to_vec()),
+            ("external", ext.to_vec()),
+            ("empty", b"{}".to_vec()),
+        ],
+        h_codec_json::run,
+    );
+}
+
+#[test]
+fn config_corpus_replays_cleanly() {
+    let minimal = b"listen = \"${HOST}:${PORT}\"\nupstream = \"http://127.0.0.1:7234\"\n\
+[codec]\nactive_key = \"k\"\n[[codec.keys]]\nid = \"k\"\nmaterial = \"${KEY}\"\n";
+    let reference =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/reference.toml"))
+            .unwrap();
+    replay(
+        "config",
+        vec![("minimal", minimal.to_vec()), ("reference", reference)],
+        h_config::run,
+    );
+}
+
+#[test]
+fn timeout_corpus_replays_cleanly() {
+    replay(
+        "timeout",
+        ["300m", "5S", "1H", "99999999n", "+5S"]
+            .iter()
+            .map(|t| (*t, t.as_bytes().to_vec()))
+            .collect(),
+        h_timeout::run,
+    );
+}
+
+#[test]
+fn status_corpus_replays_cleanly() {
+    use temporalio_protos::temporal::api::errordetails::v1::QueryFailedFailure;
+    let failure = Failure {
+        message: "boom".into(),
+        encoded_attributes: Some(json("{}")),
+        ..Default::default()
+    };
+    let details = prost_types::Any {
+        type_url: "type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure".into(),
+        value: QueryFailedFailure {
+            failure: Some(failure),
+        }
+        .encode_to_vec(),
+    };
+    // google.rpc.Status { code = 1, message = 2, details = 3 }
+    let mut status = vec![0x08, 0x03, 0x12, 0x04];
+    status.extend_from_slice(b"oops");
+    let any = details.encode_to_vec();
+    status.push(0x1a);
+    status.push(any.len() as u8);
+    status.extend(any);
+    replay(
+        "status",
+        vec![("query-failed", status), ("garbage", b"\xff\x00=".to_vec())],
+        h_status::run,
+    );
 }
 
 fn json(data: &str) -> Payload {

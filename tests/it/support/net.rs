@@ -403,7 +403,17 @@ impl Client {
         let messages = frames
             .iter()
             .map(|f| {
-                sealgate::grpc::frame::plain(f, gz.then_some("gzip"), usize::MAX >> 1).unwrap()
+                if !f.compressed {
+                    return f.message.clone();
+                }
+                assert!(gz, "a compressed frame without grpc-encoding: gzip");
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(f.message.as_ref()),
+                    &mut out,
+                )
+                .unwrap();
+                Bytes::from(out)
             })
             .collect();
         Answer {
