@@ -147,6 +147,27 @@ fn every_payload_path_of_every_method_is_encoded_and_restored() {
     );
 }
 
+#[test]
+fn a_nexus_failure_inside_an_any_is_a_legacy_carrier_too() {
+    // Found by random_messages_round_trip: an Any whose type is a Nexus
+    // failure was filled as a plain message (untyped details), which
+    // encode rightly refuses; the generator now writes the legacy form.
+    let schema = Schema::embedded().unwrap();
+    let pool = support::pool();
+    let opts = Options {
+        unknown_chance: 80,
+        ..Options::default()
+    };
+    check(
+        &schema,
+        &pool,
+        &chain(false),
+        "temporal.api.workflowservice.v1.ExecuteMultiOperationResponse",
+        2555675208928112445,
+        opts,
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 

@@ -401,7 +401,11 @@ impl<'p> Gen<'p> {
         let pick = self.below(self.any_targets.len());
         let target = self.any_targets[pick].clone();
         let mut value = Vec::new();
-        self.fill(&target, depth + 1, false, &mut value);
+        if target.full_name() == NEXUS_FAILURE {
+            value = self.legacy_nexus_failure(depth);
+        } else {
+            self.fill(&target, depth + 1, false, &mut value);
+        }
         len_field(
             1,
             format!("type.googleapis.com/{}", target.full_name()).as_bytes(),
