@@ -13,6 +13,7 @@
 pub mod audit;
 mod failure;
 mod nexus;
+mod query;
 #[cfg(test)]
 mod tests;
 pub(crate) mod wire;
@@ -380,6 +381,24 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 });
                 d
             }));
+        }
+        if let MessageKind::QueryResult {
+            error_message,
+            failure,
+        } = plan.kind()
+            && self.failures == FailureMode::Encode
+        {
+            return Ok(
+                query::encode(self, id, bytes, depth, (error_message, failure))?.map(|new| {
+                    let d = growth(new.len(), bytes.len());
+                    self.patches.push(Patch {
+                        start: base,
+                        end: base + bytes.len(),
+                        fill: Fill::Raw(new),
+                    });
+                    d
+                }),
+            );
         }
         if plan.kind() == MessageKind::Failure && self.failures != FailureMode::Off {
             return Ok(failure::rewrite(self, id, bytes, depth)?.map(|new| {

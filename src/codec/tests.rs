@@ -585,3 +585,72 @@ async fn bound_payloads_decrypt_only_in_their_namespace() {
         assert!(e.to_string().contains("\"tenant\""), "{e}");
     }
 }
+
+#[test]
+fn failed_query_text_is_encoded_with_or_without_a_failure() {
+    use temporalio_protos::temporal::api::workflowservice::v1::RespondQueryTaskCompletedRequest;
+    let s = Schema::embedded().unwrap();
+    let id = s
+        .message_id("temporal.api.workflowservice.v1.RespondQueryTaskCompletedRequest")
+        .unwrap();
+    let c = session(&ChainOptions {
+        encryption: true,
+        encode_failures: true,
+        ..Default::default()
+    });
+    let text = "IllegalStateException: card 4111\n\tat Handler.query(Handler.java:9)";
+    // The Java SDK: error_message only, no failure.
+    let java = RespondQueryTaskCompletedRequest {
+        task_token: b"t".to_vec(),
+        completed_type: 2,
+        error_message: text.into(),
+        ..Default::default()
+    };
+    // The Python SDK: the failure, and its message duplicated.
+    let python = RespondQueryTaskCompletedRequest {
+        failure: Some(Failure {
+            message: text.into(),
+            ..Default::default()
+        }),
+        ..java.clone()
+    };
+    for (sdk, req) in [("java", java), ("python", python)] {
+        let raw = req.encode_to_vec();
+        let enc = rewrite(&s, id, &raw, &mut c.encoder())
+            .unwrap()
+            .into_owned();
+        assert!(
+            !enc.windows(4).any(|w| w == b"4111"),
+            "{sdk}: text in clear"
+        );
+        let out = RespondQueryTaskCompletedRequest::decode(enc.as_slice()).unwrap();
+        assert_eq!(out.error_message, "Encoded failure", "{sdk}");
+        let failure = out.failure.unwrap();
+        assert_eq!(failure.message, "Encoded failure", "{sdk}");
+        // What the server hands the caller decodes to the text.
+        let stored = failure.encode_to_vec();
+        let back = rewrite(
+            &s,
+            s.message_id(FAILURE).unwrap(),
+            &stored,
+            &mut c.decoder(),
+        )
+        .unwrap();
+        assert_eq!(
+            Failure::decode(back.as_ref()).unwrap().message,
+            text,
+            "{sdk}"
+        );
+    }
+    // With failure encoding off, the request goes as it came.
+    let off = chain(false, true);
+    let raw = RespondQueryTaskCompletedRequest {
+        error_message: text.into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    assert!(matches!(
+        rewrite(&s, id, &raw, &mut off.encoder()).unwrap(),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}

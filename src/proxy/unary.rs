@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     codec::{CodecError, Decoder, Session},
-    grpc::{self, GRPC_ENCODING, GRPC_STATUS, GRPC_TIMEOUT, frame},
+    grpc::{self, GRPC_ENCODING, GRPC_MESSAGE, GRPC_STATUS, GRPC_TIMEOUT, frame},
     inbound::Caller,
     rewrite::{FailureMode, PayloadVisitor, Rewritten, rewrite, rewrite_patched},
     schema::{MessageId, Method, RPC_STATUS},
@@ -677,12 +677,45 @@ fn decode_details(
         return Ok(());
     };
     match rewrite(&p.schema, status, &bytes, decoder) {
-        Ok(std::borrow::Cow::Owned(new)) => grpc::set_status_details(headers, &new),
+        Ok(std::borrow::Cow::Owned(new)) => {
+            restore_query_message(headers, &new);
+            grpc::set_status_details(headers, &new);
+        }
         Ok(std::borrow::Cow::Borrowed(_)) => {}
         Err(e) if e.is_malformed() => {} // pass through what we cannot parse
         Err(e) => return Err(ProxyError::Decode(e)),
     }
     Ok(())
+}
+
+/// A failed query's `grpc-message` is the failure's `error_message`, which
+/// sealgate encoded as `Encoded failure`; the decoded `QueryFailedFailure`
+/// in the details has the text, and grpc-java and grpc-go callers read the
+/// message, so it goes back there.
+fn restore_query_message(headers: &mut HeaderMap, status: &[u8]) {
+    use crate::rewrite::{top_level_string, wire};
+    const QUERY_FAILED: &[u8] = b"temporal.api.errordetails.v1.QueryFailedFailure";
+    if headers.get(GRPC_MESSAGE).map(|v| v.as_bytes()) != Some(b"Encoded failure") {
+        return;
+    }
+    let text = wire::Fields::new(status, 8)
+        .filter_map(Result::ok)
+        .filter(|(tag, _)| tag.field == 3 && tag.wire_type == wire::LEN)
+        .filter_map(|(_, any)| wire::len_pair(any, 8).ok())
+        .find(|(url, _)| url.ends_with(QUERY_FAILED))
+        .and_then(|(_, value)| {
+            let failure = wire::Fields::new(value, 8)
+                .filter_map(Result::ok)
+                .filter(|(tag, _)| tag.field == 1 && tag.wire_type == wire::LEN)
+                .last()?
+                .1;
+            top_level_string(failure, 1)
+        });
+    if let Some(text) = text.filter(|t| !t.is_empty() && *t != "Encoded failure")
+        && let Ok(v) = http::HeaderValue::from_str(&grpc::percent_encode(text))
+    {
+        headers.insert(GRPC_MESSAGE, v);
+    }
 }
 
 /// Respond: the answer as the upstream shaped it. A trailers-only answer

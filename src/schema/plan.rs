@@ -47,6 +47,14 @@ pub enum MessageKind {
     /// `temporal.api.nexus.v1.Failure`: a legacy Nexus failure, whose
     /// `details` hold a Temporal Failure as protojson (payloads inside).
     NexusFailure,
+    /// A failed query's answer (`RespondQueryTaskCompletedRequest`,
+    /// `WorkflowQueryResult`): a plain `error_message` string beside an
+    /// optional `failure`. With failure encoding on, the text moves into
+    /// the failure's encoded attributes and the string says so.
+    QueryResult {
+        error_message: u32,
+        failure: u32,
+    },
 }
 
 /// One field of a message that can lead to a payload.
@@ -152,6 +160,15 @@ const RAW_HISTORY_OWNER: &str =
     "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse";
 const RAW_HISTORY_FIELD: u32 = 2;
 const HISTORY: &str = "temporal.api.history.v1.History";
+/// Failed query answers: (message, `error_message` number, `failure` number).
+const QUERY_RESULTS: [(&str, u32, u32); 2] = [
+    (
+        "temporal.api.workflowservice.v1.RespondQueryTaskCompletedRequest",
+        4,
+        7,
+    ),
+    ("temporal.api.query.v1.WorkflowQueryResult", 3, 4),
+];
 
 /// Sentinel target of a string leaf field.
 const STRING_LEAF: usize = usize::MAX;
@@ -325,6 +342,15 @@ pub(super) fn build(
                 MessageKind::Failure
             } else if m.name == NEXUS_FAILURE && leaves == Leaves::Payloads {
                 MessageKind::NexusFailure
+            } else if let Some((_, error_message, failure)) = QUERY_RESULTS
+                .iter()
+                .find(|(n, _, _)| *n == m.name)
+                .filter(|_| leaves == Leaves::Payloads)
+            {
+                MessageKind::QueryResult {
+                    error_message: *error_message,
+                    failure: *failure,
+                }
             } else {
                 MessageKind::Plain
             };

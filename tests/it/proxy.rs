@@ -316,7 +316,44 @@ async fn query_results_and_status_details_are_decoded() {
             .into_owned()
         };
         let q = QueryWorkflowRequest::decode(rec.message()).unwrap();
-        if q.query.unwrap().query_type == "fail" {
+        let qt = q.query.unwrap().query_type;
+        if qt == "encoded" {
+            // What the server answers for a query whose failure sealgate
+            // encoded on the worker's side: error_message "Encoded failure".
+            let secret = QueryFailedFailure {
+                failure: Some(Failure {
+                    message: "handler said: card 4111".into(),
+                    ..Default::default()
+                }),
+            }
+            .encode_to_vec();
+            let mut any = Vec::new();
+            support::generate::len_field(
+                1,
+                b"type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure",
+                &mut any,
+            );
+            support::generate::len_field(2, &secret, &mut any);
+            let mut st = vec![0x08, 0x03];
+            support::generate::len_field(2, b"Encoded failure", &mut st);
+            support::generate::len_field(3, &any, &mut st);
+            let details = enc("google.rpc.Status", &st);
+            assert!(
+                !details.windows(4).any(|w| w == b"4111"),
+                "encoded upstream"
+            );
+            let b64 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, details);
+            return Reply {
+                trailers_only: Some(vec![
+                    ("grpc-status", "3".into()),
+                    ("grpc-message", "Encoded failure".into()),
+                    ("grpc-status-details-bin", b64),
+                ]),
+                ..Reply::default()
+            };
+        }
+        if qt == "fail" {
             let details = enc("google.rpc.Status", &status);
             let b64 =
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, details);
@@ -379,6 +416,15 @@ async fn query_results_and_status_details_are_decoded() {
         details, status_plain,
         "details come back as the server's plaintext"
     );
+
+    // A failure whose text sealgate encoded: the caller reads it back in
+    // grpc-message too (grpc-java and grpc-go report that string).
+    let encoded = r
+        .client
+        .call(&format!("{WS}QueryWorkflow"), &query("encoded"), &[], false)
+        .await;
+    assert_eq!(encoded.status(), 3);
+    assert_eq!(encoded.grpc_message(), "handler said: card 4111");
 }
 
 #[tokio::test]

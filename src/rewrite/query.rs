@@ -1,0 +1,84 @@
+//! Failed query answers: `RespondQueryTaskCompletedRequest` and
+//! `WorkflowQueryResult` carry the failure's text twice, as the plain
+//! `error_message` string and in the optional `failure`.
+//!
+//! With failure encoding on, the failure is encoded like any other (its
+//! text moved into encoded attributes) and `error_message` is set to the
+//! encoded failure's message (`Encoded failure`), as the SDKs do with
+//! `encode_common_attributes`. An SDK that sends only `error_message` (the
+//! Java SDK does) gets a failure made from it, encoded, so the text is
+//! stored encrypted and the query's caller can still have it back: the
+//! proxy restores it into `grpc-message` from the decoded
+//! `QueryFailedFailure`.
+
+use super::{
+    Edit, MAX_DEPTH, PayloadVisitor, RewriteError, Walker,
+    failure::ENCODED_FAILURE,
+    top_level_string,
+    wire::{self, WireError},
+};
+use crate::schema::{FAILURE, MessageId};
+
+/// Encodes one failed query answer of type `id`; `None` when unchanged.
+pub(super) fn encode<V: PayloadVisitor>(
+    w: &mut Walker<'_, '_, V>,
+    id: MessageId,
+    bytes: &[u8],
+    depth: u32,
+    (error_message, failure): (u32, u32),
+) -> Result<Option<Vec<u8>>, RewriteError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
+    }
+    let walked = w.walk(id, bytes, depth, &[])?;
+    let cur = walked.as_deref().unwrap_or(bytes);
+    let Some(text) = top_level_string(cur, error_message).filter(|t| !t.is_empty()) else {
+        return Ok(walked);
+    };
+    let present = last_len_field(cur, failure)?;
+    let (message, added) = match present {
+        Some(f) => (
+            top_level_string(f, 1)
+                .unwrap_or(ENCODED_FAILURE)
+                .to_string(),
+            None,
+        ),
+        None => {
+            let Some(failure_id) = w.schema.message_id(FAILURE) else {
+                return Ok(walked);
+            };
+            let mut made = Vec::with_capacity(text.len() + 4);
+            wire::write_len_field(1, text.as_bytes(), &mut made);
+            let encoded = w.sub_message(failure_id, &made, depth + 1)?.unwrap_or(made);
+            let message = top_level_string(&encoded, 1)
+                .unwrap_or_default()
+                .to_string();
+            (message, Some(encoded))
+        }
+    };
+    if message == text {
+        return Ok(walked); // nothing was encoded (the setting is off)
+    }
+    let name = w.schema.message(id).name();
+    let edits = [(error_message, Edit::Replace(message.as_bytes()))];
+    let mut out = w
+        .splice_vec(cur, depth, &edits, name, |_| None)?
+        .unwrap_or_else(|| cur.to_vec());
+    if let Some(f) = added {
+        wire::write_len_field(failure, &f, &mut out);
+    }
+    Ok(Some(out))
+}
+
+/// The last occurrence of length-delimited field `number` (the value a
+/// parser keeps for a singular message field).
+fn last_len_field(bytes: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
+    let mut found = None;
+    for f in wire::Fields::new(bytes, MAX_DEPTH) {
+        let (tag, value) = f?;
+        if tag.field == number && tag.wire_type == wire::LEN {
+            found = Some(value);
+        }
+    }
+    Ok(found)
+}
