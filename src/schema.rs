@@ -59,6 +59,55 @@ pub struct Descriptors {
     info: std::sync::Arc<SchemaInfo>,
 }
 
+/// Files sealgate needs beside the Temporal API, which a descriptor set
+/// built from temporalio/api alone lacks: `google.rpc.Status` (the errors
+/// whose details carry failures to decode) and the health service (served
+/// by default). Taken from the embedded set when a loaded one lacks them.
+const SUPPORT_TYPES: [(&str, &str); 3] = [
+    ("google.rpc", "Status"),
+    ("google.protobuf", "Any"),
+    ("grpc.health.v1", "Health"),
+];
+
+/// Adds the embedded set's files for the [`SUPPORT_TYPES`] `set` does not
+/// define (with their imports); true when it added any.
+fn add_support_files(set: &mut prost_types::FileDescriptorSet) -> Result<bool, SchemaError> {
+    let defines = |set: &prost_types::FileDescriptorSet, (package, name): (&str, &str)| {
+        set.file.iter().any(|f| {
+            f.package() == package
+                && (f.message_type.iter().any(|m| m.name() == name)
+                    || f.service.iter().any(|s| s.name() == name))
+        })
+    };
+    let embedded: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
+    let mut added = false;
+    for ty in SUPPORT_TYPES {
+        if defines(set, ty) {
+            continue;
+        }
+        let Some(file) = embedded.file.iter().find(|f| {
+            f.package() == ty.0
+                && (f.message_type.iter().any(|m| m.name() == ty.1)
+                    || f.service.iter().any(|s| s.name() == ty.1))
+        }) else {
+            continue;
+        };
+        // Its imports first (google/rpc/status.proto imports any.proto).
+        for dep in &file.dependency {
+            if !set.file.iter().any(|f| f.name() == dep)
+                && let Some(d) = embedded.file.iter().find(|f| f.name() == dep)
+            {
+                set.file.push(d.clone());
+            }
+        }
+        if !set.file.iter().any(|f| f.name() == file.name()) {
+            set.file.push(file.clone());
+            added = true;
+        }
+    }
+    Ok(added)
+}
+
 /// What a descriptor set must define to be the Temporal API.
 const REQUIRED: [&str; 3] = [PAYLOAD, SEARCH_ATTRIBUTES, WORKFLOW_SERVICE];
 
@@ -92,7 +141,12 @@ impl Descriptors {
     }
 
     fn new(bytes: &[u8], source: String, api: String) -> Result<Descriptors, SchemaError> {
-        let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
+        let file = bytes;
+        let mut set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
+        let mut bytes = std::borrow::Cow::Borrowed(bytes);
+        if source != "embedded" && add_support_files(&mut set)? {
+            bytes = std::borrow::Cow::Owned(prost::Message::encode_to_vec(&set));
+        }
         let defined = |full: &str| {
             set.file.iter().any(|f| {
                 let local = full
@@ -107,13 +161,14 @@ impl Descriptors {
         if let Some(missing) = REQUIRED.into_iter().find(|n| !defined(n)) {
             return Err(SchemaError::Missing(missing));
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        // Of the file as given, so an operator can match it with sha256sum.
+        let digest = ring::digest::digest(&ring::digest::SHA256, file);
         let digest = digest.as_ref()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         Ok(Descriptors {
-            bytes: bytes.into(),
+            bytes: (&*bytes).into(),
             set: std::sync::Arc::new(set),
             info: std::sync::Arc::new(SchemaInfo {
                 source,

@@ -26,6 +26,11 @@ pub struct Diff {
     pub removed_paths: Vec<String>,
     /// Payload paths on both sides whose field type differs (`path: a -> b`).
     pub retyped: Vec<String>,
+    /// Length-delimited fields (messages, strings, bytes) the file adds to
+    /// messages a request can reach, that hold no payload: under the strict
+    /// default (`unknown_request_fields = "refuse"`) a client that sends one
+    /// is refused until sealgate loads this API (`path (number)`).
+    pub refused_fields: Vec<String>,
 }
 
 /// One descriptor set's origin.
@@ -63,13 +68,14 @@ impl Diff {
             self.file.source,
             self.file.digest
         );
-        let sections: [(&str, &[String]); 6] = [
+        let sections: [(&str, &[String]); 7] = [
             ("+ rpc", &self.added_rpcs),
             ("- rpc", &self.removed_rpcs),
             ("+ request payload path", &self.request_gaps),
             ("+ response payload path", &self.response_gaps),
             ("- payload path", &self.removed_paths),
             ("~ retyped payload path", &self.retyped),
+            ("! request field refused by default", &self.refused_fields),
         ];
         let mut any = false;
         for (label, items) in sections {
@@ -159,6 +165,13 @@ pub fn diff(base: &Descriptors, file: &Descriptors) -> Result<Diff, SchemaError>
             (ta != tb).then(|| format!("{k}: {ta} -> {tb}"))
         })
         .collect();
+    let refused_fields = new_request_fields(base.set(), file.set(), &services)
+        .into_iter()
+        .filter(|f| {
+            !b.request
+                .contains_key(f.split(' ').next().unwrap_or_default())
+        })
+        .collect();
     Ok(Diff {
         embedded: base.info().as_ref().into(),
         file: file.info().as_ref().into(),
@@ -168,5 +181,78 @@ pub fn diff(base: &Descriptors, file: &Descriptors) -> Result<Diff, SchemaError>
         response_gaps: gaps(&b.response, &a.response),
         removed_paths: gaps(&all_a, &all_b),
         retyped,
+        refused_fields,
     })
+}
+
+/// Length-delimited fields of messages reachable from the requests of
+/// `services` in `new` that `old` defines the message of but not the
+/// field: `package.Message.field (number)`.
+fn new_request_fields(
+    old: &prost_types::FileDescriptorSet,
+    new: &prost_types::FileDescriptorSet,
+    services: &BTreeSet<String>,
+) -> Vec<String> {
+    use prost_types::{DescriptorProto, field_descriptor_proto::Type};
+    fn index(set: &prost_types::FileDescriptorSet) -> BTreeMap<String, &DescriptorProto> {
+        fn add<'a>(
+            scope: &str,
+            m: &'a DescriptorProto,
+            out: &mut BTreeMap<String, &'a DescriptorProto>,
+        ) {
+            let name = format!("{scope}.{}", m.name());
+            for n in &m.nested_type {
+                add(&name, n, out);
+            }
+            out.insert(name, m);
+        }
+        let mut out = BTreeMap::new();
+        for f in &set.file {
+            for m in &f.message_type {
+                add(f.package(), m, &mut out);
+            }
+        }
+        out
+    }
+    let (old_idx, new_idx) = (index(old), index(new));
+    let mut todo: Vec<String> = new
+        .file
+        .iter()
+        .flat_map(|f| {
+            f.service.iter().flat_map(move |s| {
+                let svc = format!("{}.{}", f.package(), s.name());
+                s.method
+                    .iter()
+                    .filter(move |_| services.contains(&svc))
+                    .map(|m| m.input_type().trim_start_matches('.').to_string())
+            })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeSet::new();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(m) = new_idx.get(&name) else {
+            continue;
+        };
+        let before = old_idx.get(&name);
+        for f in &m.field {
+            let len = matches!(
+                f.r#type(),
+                Type::Message | Type::String | Type::Bytes | Type::Group
+            );
+            if f.r#type() == Type::Message {
+                todo.push(f.type_name().trim_start_matches('.').to_string());
+            }
+            if len
+                && let Some(b) = before
+                && !b.field.iter().any(|g| g.number() == f.number())
+            {
+                out.insert(format!("{name}.{} ({})", f.name(), f.number()));
+            }
+        }
+    }
+    out.into_iter().collect()
 }

@@ -334,3 +334,28 @@ fn the_diff_sees_new_rpcs_and_retyped_fields() {
     );
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn a_set_without_rpc_status_or_health_gets_them_from_the_embedded_one() {
+    // What `buf build` of temporalio/api gives: no google/rpc/status.proto
+    // (no Temporal file imports it) and no health service.
+    let path = edited_set("api-only", |set| {
+        set.file
+            .retain(|f| f.name() != "google/rpc/status.proto" && f.package() != "grpc.health.v1");
+    });
+    let d = Descriptors::load(&path).unwrap();
+    let s = d.payloads(&[]).unwrap();
+    // Error details still decode: Status is planned (its Any details).
+    let status = s.message_id(RPC_STATUS).expect("google.rpc.Status added");
+    assert!(!s.message(status).is_empty());
+    assert!(s.defines_service("grpc.health.v1.Health"));
+    // The digest is the file's own.
+    let file = std::fs::read(&path).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &file);
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(d.info().digest, hex);
+    std::fs::remove_file(&path).unwrap();
+}
