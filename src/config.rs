@@ -1916,10 +1916,45 @@ fn refuse_secret_id(id: &str, path: &str, issues: &mut Issues) {
         issues.push(
             path,
             format!(
-                "{:?} carries the key itself, and an encrypting key's id is written into every payload                  Temporal stores: give the key an id of its own ([[codec.kms.local.keys]] id = \"...\"                  with material) and keep the base64key:// entry only to decrypt older data",
+                "{:?} carries the key itself, and an encrypting key's id is written into every payload Temporal stores: give the key an id of its own ([[codec.kms.local.keys]] id = \"...\" with material) and keep the base64key:// entry only to decrypt older data",
                 kms::redact_id(id)
             ),
         );
+    }
+}
+
+/// A static key whose id is its own material (the SDK samples' test key,
+/// `test-key-test-key-test-key-test!`, is both): the id is written into
+/// every payload and logged, so it must never encrypt. Reading old data
+/// with it stays possible, with a warning. The id is never shown.
+fn refuse_self_keyed(spec: &KeysSpec, path: &str, issues: &mut Issues) {
+    for (i, k) in spec.keys.iter().enumerate() {
+        if k.material.as_slice() != k.id.as_bytes() {
+            continue;
+        }
+        let encrypts = spec
+            .policies
+            .iter()
+            .any(|p| p.active_key.as_deref() == Some(k.id.as_str()));
+        let what = format!(
+            "entry {} (id not shown) uses its own id as key material, as the SDK samples' test key does",
+            i + 1
+        );
+        if encrypts {
+            issues.push(
+                path,
+                format!(
+                    "{what}: an encrypting key's id is written into every payload, so the key would be \
+                     too. Give sealgate a fresh key (`sealgate keygen`) as active_key, and keep this \
+                     one in decrypt_keys to read data the samples wrote"
+                ),
+            );
+        } else {
+            issues.warn(
+                path,
+                format!("{what}: it only decrypts here; anyone who can read a payload has it"),
+            );
+        }
     }
 }
 
@@ -1995,6 +2030,7 @@ fn codec_section(t: &mut Table<'_>, base: &Path, issues: &mut Issues) -> CodecCo
             ..PolicySpec::new(DEFAULT_POLICY)
         });
     }
+    refuse_self_keyed(&spec, &t.path("keys"), issues);
     if !encryption {
         issues.warn(
             &t.path("encryption"),

@@ -91,12 +91,18 @@ impl KeyOpsRegistry {
 /// One AES-256-GCM key: a static key, or a DEK with its wrapped form.
 pub struct Key {
     id: Box<str>,
+    /// The id is the key material itself (the SDK samples' test key): it is
+    /// never shown, in logs or metrics.
+    self_keyed: bool,
     /// Envelope format: base64 (standard) of the KEK-wrapped DEK, written as
     /// `encryption-dek`.
     wrapped: Option<Box<str>>,
     aead: LessSafeKey,
     ops: Arc<KeyOps>,
 }
+
+/// How a key whose id is its own material is shown.
+pub const SELF_KEYED: &str = "<id is the key material>";
 
 impl Key {
     /// Builds a static key from raw material.
@@ -111,6 +117,7 @@ impl Key {
             .map_err(|_| KeyError::WrongLength(material.len()))?;
         Ok(Key {
             id: id.into(),
+            self_keyed: id.as_bytes() == material,
             wrapped: None,
             aead: LessSafeKey::new(unbound),
             ops: Arc::default(),
@@ -135,6 +142,16 @@ impl Key {
         &self.id
     }
 
+    /// The id as logs, metrics and errors show it: the id, unless it is the
+    /// key material itself.
+    pub fn shown_id(&self) -> &str {
+        if self.self_keyed {
+            SELF_KEYED
+        } else {
+            &self.id
+        }
+    }
+
     /// The wrapped DEK (base64), for envelope keys.
     pub fn wrapped(&self) -> Option<&str> {
         self.wrapped.as_deref()
@@ -156,7 +173,7 @@ impl Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
-            .field("id", &self.id)
+            .field("id", &self.shown_id())
             .field("envelope", &self.wrapped.is_some())
             .field("material", &"<redacted>")
             .finish()

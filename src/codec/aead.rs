@@ -161,7 +161,7 @@ impl Codec for Aead {
         let data = view.data;
         if data.len() < NONCE_LEN + TAG_LEN {
             return Err(CodecError::Truncated {
-                key_id: key.id().to_string(),
+                key_id: key.shown_id().to_string(),
                 len: data.len(),
             });
         }
@@ -173,7 +173,7 @@ impl Codec for Aead {
             Some(BOUND_NAMESPACE) => Aad::from(keys.namespace.as_bytes()),
             Some(other) => {
                 return Err(CodecError::UnknownBinding {
-                    key_id: key.id().to_string(),
+                    key_id: key.shown_id().to_string(),
                     binding: String::from_utf8_lossy(other).into_owned(),
                 });
             }
@@ -183,7 +183,7 @@ impl Codec for Aead {
             .aead()
             .open_in_place(Nonce::assume_unique_for_key(nonce_bytes), aad, &mut buf)
             .map_err(|_| CodecError::Authentication {
-                key_id: key.id().to_string(),
+                key_id: key.shown_id().to_string(),
             })?
             .len();
         buf.truncate(plain_len);

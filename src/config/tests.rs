@@ -582,3 +582,33 @@ fn named_upstreams_follow_credentials_imply_tls_too() {
     assert!(!c.upstreams[0].address.tls);
     assert!(c.warnings.iter().any(|w| w.contains("PLAINTEXT")));
 }
+
+#[test]
+fn a_key_whose_id_is_its_material_never_encrypts_and_is_never_shown() {
+    use base64::Engine;
+    let id = "test-key-test-key-test-key-test!";
+    let material = base64::engine::general_purpose::STANDARD.encode(id);
+    let keys = format!("[[codec.keys]]\nid = \"{id}\"\nmaterial = \"{material}\"\n");
+    // As the active key: refused, without showing it.
+    let text = format!("upstream = \"http://127.0.0.1:1\"\n[codec]\nactive_key = \"{id}\"\n{keys}");
+    let e = parse_with(&text, &[]).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("own id as key material"), "{msg}");
+    assert!(!msg.contains(id), "the key shows: {msg}");
+    // To read old data only: allowed, with a warning; logs never show it.
+    let text = format!(
+        "upstream = \"http://127.0.0.1:1\"\n\
+         [[codec.keys]]\nid = \"fresh\"\nmaterial = \"{KEY}\"\n{keys}\
+         [codec.policies.default]\nactive_key = \"fresh\"\ndecrypt_keys = [\"{id}\"]\n"
+    );
+    let c = parse_with(&text, &[]).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("only decrypts")),
+        "{:?}",
+        c.warnings
+    );
+    let pipeline = c.codec.pipeline().unwrap();
+    for p in pipeline.current().policies.all() {
+        assert!(!p.describe().contains(id), "{}", p.describe());
+    }
+}

@@ -151,7 +151,7 @@ impl Policy {
     /// Id of the key (static) or KEK (envelope) that encrypts, for logs.
     pub fn active_id(&self) -> Option<&str> {
         match &self.encrypt {
-            Some(Encrypt::Static(k)) => Some(k.id()),
+            Some(Encrypt::Static(k)) => Some(k.shown_id()),
             Some(Encrypt::Envelope { kek, .. }) => Some(super::kms::redact_id(kek.id())),
             None => None,
         }
@@ -194,9 +194,9 @@ impl Policy {
     pub fn decrypt_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
             .statics
-            .keys()
-            .chain(self.keks.keys())
-            .map(|k| super::kms::redact_id(k))
+            .values()
+            .map(|k| k.shown_id())
+            .chain(self.keks.keys().map(|k| super::kms::redact_id(k)))
             .collect();
         ids.sort_unstable();
         ids
@@ -265,7 +265,11 @@ impl Policies {
         for k in &spec.keys {
             let key = Key::new(&k.id, &k.material)
                 .map_err(|e| PolicyError::Key(k.id.clone(), e))?
-                .with_ops(ops.for_id(&k.id));
+                .with_ops(ops.for_id(if k.material.as_slice() == k.id.as_bytes() {
+                    super::SELF_KEYED
+                } else {
+                    &k.id
+                }));
             if statics
                 .insert(k.id.as_str().into(), Arc::new(key))
                 .is_some()
