@@ -13,7 +13,7 @@
 pub mod audit;
 mod failure;
 mod nexus;
-mod query;
+pub mod query;
 #[cfg(test)]
 mod tests;
 pub(crate) mod wire;

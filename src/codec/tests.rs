@@ -627,6 +627,9 @@ fn failed_query_text_is_encoded_with_or_without_a_failure() {
         assert_eq!(out.error_message, "Encoded failure", "{sdk}");
         let failure = out.failure.unwrap();
         assert_eq!(failure.message, "Encoded failure", "{sdk}");
+        // Only the failure sealgate made says so (the way back drops it).
+        let made = if sdk == "java" { "sealgate" } else { "" };
+        assert_eq!(failure.source, made, "{sdk}");
         // What the server hands the caller decodes to the text.
         let stored = failure.encode_to_vec();
         let back = rewrite(

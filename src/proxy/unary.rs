@@ -678,7 +678,7 @@ fn decode_details(
     };
     match rewrite(&p.schema, status, &bytes, decoder) {
         Ok(std::borrow::Cow::Owned(new)) => {
-            restore_query_message(headers, &new);
+            let new = restore_query_message(headers, new);
             grpc::set_status_details(headers, &new);
         }
         Ok(std::borrow::Cow::Borrowed(_)) => {}
@@ -688,34 +688,83 @@ fn decode_details(
     Ok(())
 }
 
-/// A failed query's `grpc-message` is the failure's `error_message`, which
+/// A failed query's message is the failure's `error_message`, which
 /// sealgate encoded as `Encoded failure`; the decoded `QueryFailedFailure`
-/// in the details has the text, and grpc-java and grpc-go callers read the
-/// message, so it goes back there.
-fn restore_query_message(headers: &mut HeaderMap, status: &[u8]) {
-    use crate::rewrite::{top_level_string, wire};
+/// in the details has the text. It goes back where callers read it: the
+/// `grpc-message` header (grpc-java) and the details' own `message`
+/// (grpc-go takes the status from the details when they are present). A
+/// failure sealgate made from a bare `error_message` (`source:
+/// "sealgate"`) is dropped again, so the caller sees what its SDK sent.
+/// Returns the details to send.
+fn restore_query_message(headers: &mut HeaderMap, status: Vec<u8>) -> Vec<u8> {
+    use crate::rewrite::{query::MADE_BY, top_level_string, wire};
     const QUERY_FAILED: &[u8] = b"temporal.api.errordetails.v1.QueryFailedFailure";
-    if headers.get(GRPC_MESSAGE).map(|v| v.as_bytes()) != Some(b"Encoded failure") {
-        return;
-    }
-    let text = wire::Fields::new(status, 8)
+    const ENCODED: &str = "Encoded failure";
+    // (the failure's message, whether sealgate made it)
+    let query_failure = |any: &[u8]| -> Option<(String, bool)> {
+        let (url, value) = wire::len_pair(any, 8).ok()?;
+        if !url.ends_with(QUERY_FAILED) {
+            return None;
+        }
+        let failure = wire::Fields::new(value, 8)
+            .filter_map(Result::ok)
+            .filter(|(tag, _)| tag.field == 1 && tag.wire_type == wire::LEN)
+            .last()?
+            .1;
+        let text = top_level_string(failure, 1).filter(|t| !t.is_empty() && *t != ENCODED)?;
+        Some((
+            text.to_string(),
+            top_level_string(failure, 2) == Some(MADE_BY),
+        ))
+    };
+    let found = wire::Fields::new(&status, 8)
         .filter_map(Result::ok)
         .filter(|(tag, _)| tag.field == 3 && tag.wire_type == wire::LEN)
-        .filter_map(|(_, any)| wire::len_pair(any, 8).ok())
-        .find(|(url, _)| url.ends_with(QUERY_FAILED))
-        .and_then(|(_, value)| {
-            let failure = wire::Fields::new(value, 8)
-                .filter_map(Result::ok)
-                .filter(|(tag, _)| tag.field == 1 && tag.wire_type == wire::LEN)
-                .last()?
-                .1;
-            top_level_string(failure, 1)
-        });
-    if let Some(text) = text.filter(|t| !t.is_empty() && *t != "Encoded failure")
-        && let Ok(v) = http::HeaderValue::from_str(&grpc::percent_encode(text))
+        .find_map(|(_, any)| query_failure(any));
+    let Some((text, made)) = found else {
+        return status;
+    };
+    if headers.get(GRPC_MESSAGE).map(|v| v.as_bytes()) == Some(ENCODED.as_bytes())
+        && let Ok(v) = http::HeaderValue::from_str(&grpc::percent_encode(&text))
     {
         headers.insert(GRPC_MESSAGE, v);
     }
+    let message = top_level_string(&status, 2) == Some(ENCODED);
+    if !message && !made {
+        return status;
+    }
+    // google.rpc.Status { message = 2, details = 3 } rewritten; the rest kept.
+    let mut out = Vec::with_capacity(status.len() + text.len());
+    let mut pos = 0;
+    while pos < status.len() {
+        let start = pos;
+        let Ok(tag) = wire::read_tag(&status, &mut pos) else {
+            return status;
+        };
+        if wire::skip_value(&status, &mut pos, tag, 8, 8).is_err() {
+            return status;
+        }
+        let raw = &status[start..pos];
+        if tag.field == 2 && tag.wire_type == wire::LEN && message {
+            wire::write_len_field(2, text.as_bytes(), &mut out);
+            continue;
+        }
+        if tag.field == 3
+            && tag.wire_type == wire::LEN
+            && made
+            && let Some((_, any)) = wire::Fields::new(raw, 8).filter_map(Result::ok).next()
+            && query_failure(any).is_some_and(|(_, m)| m)
+            && let Ok((url, _)) = wire::len_pair(any, 8)
+        {
+            // The Any again, its QueryFailedFailure empty, as the SDK sent it.
+            let mut empty = Vec::with_capacity(url.len() + 4);
+            wire::write_len_field(1, url, &mut empty);
+            wire::write_len_field(3, &empty, &mut out);
+            continue;
+        }
+        out.extend_from_slice(raw);
+    }
+    out
 }
 
 /// Respond: the answer as the upstream shaped it. A trailers-only answer

@@ -9,7 +9,8 @@
 //! Java SDK does) gets a failure made from it, encoded, so the text is
 //! stored encrypted and the query's caller can still have it back: the
 //! proxy restores it into `grpc-message` from the decoded
-//! `QueryFailedFailure`.
+//! `QueryFailedFailure`, and drops the failure it made (`source:
+//! "sealgate"`), so the caller sees what the SDK sent.
 
 use super::{
     Edit, MAX_DEPTH, PayloadVisitor, RewriteError, Walker,
@@ -18,6 +19,9 @@ use super::{
     wire::{self, WireError},
 };
 use crate::schema::{FAILURE, MessageId};
+
+/// `Failure.source` of a failure sealgate made from an `error_message`.
+pub const MADE_BY: &str = "sealgate";
 
 /// Encodes one failed query answer of type `id`; `None` when unchanged.
 pub(super) fn encode<V: PayloadVisitor>(
@@ -47,8 +51,10 @@ pub(super) fn encode<V: PayloadVisitor>(
             let Some(failure_id) = w.schema.message_id(FAILURE) else {
                 return Ok(walked);
             };
-            let mut made = Vec::with_capacity(text.len() + 4);
+            let mut made = Vec::with_capacity(text.len() + 16);
             wire::write_len_field(1, text.as_bytes(), &mut made);
+            // Failure.source: made here, so the way back can drop it again.
+            wire::write_len_field(2, MADE_BY.as_bytes(), &mut made);
             let encoded = w.sub_message(failure_id, &made, depth + 1)?.unwrap_or(made);
             let message = top_level_string(&encoded, 1)
                 .unwrap_or_default()

@@ -320,9 +320,11 @@ async fn query_results_and_status_details_are_decoded() {
         if qt == "encoded" {
             // What the server answers for a query whose failure sealgate
             // encoded on the worker's side: error_message "Encoded failure".
+            // As sealgate makes it from a bare error_message (source "sealgate").
             let secret = QueryFailedFailure {
                 failure: Some(Failure {
                     message: "handler said: card 4111".into(),
+                    source: "sealgate".into(),
                     ..Default::default()
                 }),
             }
@@ -425,6 +427,28 @@ async fn query_results_and_status_details_are_decoded() {
         .await;
     assert_eq!(encoded.status(), 3);
     assert_eq!(encoded.grpc_message(), "handler said: card 4111");
+    // ...and in the details' own message, which grpc-go reports instead.
+    let details = encoded
+        .header("grpc-status-details-bin")
+        .unwrap()
+        .as_bytes();
+    let details =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD_NO_PAD, details).unwrap();
+    assert_eq!(
+        sealgate::rewrite::top_level_string(&details, 2),
+        Some("handler said: card 4111")
+    );
+    // The failure sealgate made is gone again: an empty QueryFailedFailure,
+    // as the SDK (which sent only error_message) would have it.
+    let mut empty_any = Vec::new();
+    support::generate::len_field(
+        1,
+        b"type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure",
+        &mut empty_any,
+    );
+    let mut want = Vec::new();
+    support::generate::len_field(3, &empty_any, &mut want);
+    assert!(details.ends_with(&want), "{details:?}");
 }
 
 #[tokio::test]
