@@ -3,6 +3,7 @@ for the session; everything under .work/e2e and stopped by PID."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ import harness  # noqa: E402
 
 @pytest.fixture(scope="session")
 def workdir() -> Path:
-    d = harness.WORK / "e2e"
+    # SEALGATE_E2E_WORKDIR gives a session its own directory, so two pytest
+    # sessions at once (a developer's and a helper's) do not wipe each other.
+    d = Path(os.environ.get("SEALGATE_E2E_WORKDIR") or harness.WORK / "e2e")
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     return d
