@@ -320,6 +320,19 @@ impl Telemetry {
                 );
             })
             .build();
+        let u = upstream.clone();
+        self.meter
+            .u64_observable_counter("sealgate.upstream.retries")
+            .with_description(
+                "Unary calls sent again on a fresh connection because the upstream had not taken them",
+            )
+            .with_callback(move |o| {
+                o.observe(
+                    u.stats().retries.load(Relaxed),
+                    &[KeyValue::new("upstream", u.name().to_string())],
+                );
+            })
+            .build();
         self.meter
             .i64_observable_gauge("sealgate.upstream.connections")
             .with_description("Open upstream HTTP/2 connections")

@@ -75,6 +75,10 @@ fn advice(reason: &str) -> &'static str {
 pub struct UpstreamStats {
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Unary calls sent again on a fresh connection because the upstream
+    /// had not taken them (GOAWAY, REFUSED_STREAM, a connection that closed
+    /// before the request went out).
+    pub retries: AtomicU64,
 }
 
 /// A pool of HTTP/2 connections to one upstream.
@@ -245,11 +249,37 @@ impl Upstream {
 
     /// Sends a request on the next connection, dialling it when needed.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        let mut conn = self.sender().await?;
-        conn.sender
-            .send_request(req)
-            .await
-            .map_err(|e| UpstreamError::Request {
+        self.try_send(req).await.map_err(|(e, _)| e)
+    }
+
+    /// Sends a unary call made by `make`; when the upstream did not take it
+    /// (it is going away, refused the stream, or the connection closed
+    /// before the request went out), once more on a fresh connection, as a
+    /// gRPC client's transparent retry does. A server rotating its
+    /// connections (Temporal's frontend does every 5 minutes) is then never
+    /// an error the caller sees.
+    pub async fn send_unary(
+        &self,
+        make: impl Fn() -> Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match self.try_send(make()).await {
+            Err((_, true)) => {
+                self.stats.retries.fetch_add(1, Relaxed);
+                self.send(make()).await
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// The error, and whether the upstream cannot have acted on the request.
+    async fn try_send(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, (UpstreamError, bool)> {
+        let mut conn = self.sender().await.map_err(|e| (e, false))?;
+        conn.sender.send_request(req).await.map_err(|e| {
+            let untaken = Self::not_taken(&e);
+            let err = UpstreamError::Request {
                 upstream: self.display.clone(),
                 // "connection closed" alone hides why: a TLS alert (no client
                 // certificate) arrives only once the connection is in use.
@@ -257,7 +287,27 @@ impl Upstream {
                     Some(why) => format!("{}: {why}{}", error_chain(&e), self.closed_advice(why)),
                     None => error_chain(&e),
                 },
-            })
+            };
+            (err, untaken)
+        })
+    }
+
+    /// True when the upstream cannot have acted on the request: hyper never
+    /// sent it (the connection closed first), the server refused the stream,
+    /// or its GOAWAY named a last stream before this one.
+    fn not_taken(e: &hyper::Error) -> bool {
+        if e.is_canceled() {
+            return true;
+        }
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(h2) = s.downcast_ref::<h2::Error>() {
+                return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                    || (h2.is_go_away() && h2.is_remote());
+            }
+            source = s.source();
+        }
+        false
     }
 
     /// What to check when a TLS connection was closed under us. A server

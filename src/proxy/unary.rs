@@ -491,18 +491,27 @@ async fn send(
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     telemetry::inject_current(&mut parts.headers);
-    let body = http_body_util::Full::new(body)
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut up = Request::from_parts(parts, body);
-    upstream.prepare(&mut up);
+    // Made again for a transparent retry (the upstream had not taken it):
+    // the body is one buffered message, so a copy costs a reference count.
+    let make = || {
+        let body = http_body_util::Full::new(body.clone())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut up = Request::new(body);
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = parts.uri.clone();
+        *up.version_mut() = parts.version;
+        *up.headers_mut() = parts.headers.clone();
+        upstream.prepare(&mut up);
+        up
+    };
     let limit = p.config.max_message_bytes;
     // The upstream has acted on the call by now: its answer waits a while
     // for buffer space rather than being dropped.
     held.wait_up_to(ANSWER_BUDGET_WAIT);
     let sent = Instant::now();
     let exchange = async {
-        let resp = upstream.send(up).await?;
+        let resp = upstream.send_unary(make).await?;
         let (parts, body) = resp.into_parts();
         if !grpc::is_grpc(&parts.headers) {
             // An HTTP answer from something in front of Temporal (a load

@@ -871,3 +871,92 @@ async fn plain_http_answers_become_clear_grpc_statuses() {
         a.grpc_message()
     );
 }
+
+/// An upstream (raw h2) that refuses its first `refusals` streams with
+/// REFUSED_STREAM, then answers each call with an empty gRPC message; the
+/// number of requests it saw.
+async fn refusing_upstream(
+    refusals: usize,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                // accept() drives the connection: each stream is served on a
+                // task of its own.
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let n = count.fetch_add(1, SeqCst);
+                    if n < refusals {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                        }
+                        let resp = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let mut send = respond.send_response(resp, false).unwrap();
+                        send.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+                            .unwrap();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        send.send_trailers(trailers).unwrap();
+                    });
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_call_the_upstream_did_not_take_is_sent_again() {
+    // Temporal's frontend rotates its connections (GOAWAY every 5 min); a
+    // stream it refused or never took is retried once, as grpc-go does.
+    let (addr, seen) = refusing_upstream(1).await;
+    let gateway = Gateway::start(parse_config(&config_text(addr, ""))).await;
+    let client = Client::connect(gateway.addr).await;
+    let a = client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &start_request("x"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let admin = gateway.admin_addr.unwrap();
+    let (_, text) = crate::observability::get(admin, "/metrics").await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sealgate_upstream_retries_total{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    // Only once: a second refusal is the caller's UNAVAILABLE.
+    let (addr, seen) = refusing_upstream(2).await;
+    let gateway = Gateway::start(parse_config(&config_text(addr, ""))).await;
+    let client = Client::connect(gateway.addr).await;
+    let a = client
+        .call(
+            &format!("{WS}StartWorkflowExecution"),
+            &start_request("x"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 14, "{}", a.grpc_message());
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
