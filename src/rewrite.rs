@@ -371,49 +371,34 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 other => other,
             };
         }
-        if plan.kind() == MessageKind::NexusFailure {
-            return Ok(nexus::rewrite(self, id, bytes, depth)?.map(|new| {
-                let d = growth(new.len(), bytes.len());
-                self.patches.push(Patch {
-                    start: base,
-                    end: base + bytes.len(),
-                    fill: Fill::Raw(new),
+        // Messages rewritten whole by a handler of their own: the new bytes
+        // replace the old ones in one patch.
+        let whole = match plan.kind() {
+            MessageKind::NexusFailure => nexus::rewrite(self, id, bytes, depth)?,
+            MessageKind::QueryResult {
+                error_message,
+                failure,
+            } if self.failures == FailureMode::Encode => {
+                query::encode(self, id, bytes, depth, (error_message, failure))?
+            }
+            MessageKind::Failure if self.failures != FailureMode::Off => {
+                failure::rewrite(self, id, bytes, depth)?
+            }
+            _ => {
+                return self.splice(bytes, base, depth, &[], plan.name(), |n| {
+                    plan.field(n).map(|f| (f.action, &*f.name))
                 });
-                d
-            }));
-        }
-        if let MessageKind::QueryResult {
-            error_message,
-            failure,
-        } = plan.kind()
-            && self.failures == FailureMode::Encode
-        {
-            return Ok(
-                query::encode(self, id, bytes, depth, (error_message, failure))?.map(|new| {
-                    let d = growth(new.len(), bytes.len());
-                    self.patches.push(Patch {
-                        start: base,
-                        end: base + bytes.len(),
-                        fill: Fill::Raw(new),
-                    });
-                    d
-                }),
-            );
-        }
-        if plan.kind() == MessageKind::Failure && self.failures != FailureMode::Off {
-            return Ok(failure::rewrite(self, id, bytes, depth)?.map(|new| {
-                let d = growth(new.len(), bytes.len());
-                self.patches.push(Patch {
-                    start: base,
-                    end: base + bytes.len(),
-                    fill: Fill::Raw(new),
-                });
-                d
-            }));
-        }
-        self.splice(bytes, base, depth, &[], plan.name(), |n| {
-            plan.field(n).map(|f| (f.action, &*f.name))
-        })
+            }
+        };
+        Ok(whole.map(|new| {
+            let d = growth(new.len(), bytes.len());
+            self.patches.push(Patch {
+                start: base,
+                end: base + bytes.len(),
+                fill: Fill::Raw(new),
+            });
+            d
+        }))
     }
 
     /// Walks the planned fields of a message of type `id`, applying `edits`

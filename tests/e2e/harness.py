@@ -366,3 +366,23 @@ http {{
 
 if __name__ == "__main__":
     sys.exit("this module is imported by the e2e tests and the demo")
+
+
+def create_nexus_endpoint(server: "TemporalServer", task_queue: str, prefix: str = "e2e-nexus") -> str:
+    """A Nexus endpoint targeting `task_queue` in `default`, created on the
+    dev server directly (an operator's act, not a worker's); its name."""
+    import uuid
+
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    r = subprocess.run(
+        [
+            temporal_cli(), "operator", "nexus", "endpoint", "create",
+            "--name", name,
+            "--target-namespace", "default",
+            "--target-task-queue", task_queue,
+            "--address", server.address,
+        ],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, f"endpoint create failed: {r.stdout}\n{r.stderr}"
+    return name

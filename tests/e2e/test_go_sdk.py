@@ -102,20 +102,7 @@ def gate(request):
 
 
 def create_endpoint(server: harness.TemporalServer, task_queue: str) -> str:
-    """A Nexus endpoint targeting `task_queue`, created on the dev server directly."""
-    name = f"go-e2e-{uuid.uuid4().hex[:12]}"
-    r = subprocess.run(
-        [
-            harness.temporal_cli(), "operator", "nexus", "endpoint", "create",
-            "--name", name,
-            "--target-namespace", "default",
-            "--target-task-queue", task_queue,
-            "--address", server.address,
-        ],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert r.returncode == 0, f"endpoint create failed: {r.stdout}\n{r.stderr}"
-    return name
+    return harness.create_nexus_endpoint(server, task_queue, "go-e2e")
 
 
 # --- what the server stores, read directly ---------------------------------------------
