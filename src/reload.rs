@@ -12,6 +12,8 @@
 //! Files are polled rather than watched with inotify: a Kubernetes secret
 //! or ConfigMap is updated by swapping a symlink, which file watchers miss,
 //! and hashing a few small files every couple of seconds costs nothing.
+//!
+//! Why: docs/design.md#generations.
 
 use std::{
     collections::hash_map::DefaultHasher,

@@ -9,6 +9,8 @@
 //! payloads, and the new length prefixes of the messages around them) against
 //! the input, and the output is written once, straight into its final buffer
 //! (a gRPC frame, say), with its exact size known before the first byte.
+//!
+//! Why: docs/design.md#the-rewriter-works-on-the-protobuf-wire-format.
 
 pub mod audit;
 mod failure;

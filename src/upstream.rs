@@ -428,7 +428,8 @@ struct Conn {
     ended: Arc<OnceLock<String>>,
 }
 
-/// HTTP/2 flow control, both sides. Fixed windows rather than hyper's
+/// HTTP/2 flow control, both sides (docs/design.md#fixed-http2-windows).
+/// Fixed windows rather than hyper's
 /// adaptive (BDP ping) windows: the pings cost a frame exchange and wakeups
 /// on every burst of data, and 2 MiB per stream covers a long fat WAN hop.
 pub(crate) const STREAM_WINDOW: u32 = 2 << 20;

@@ -1,6 +1,8 @@
 //! Classification: from a request's path alone, before its body is read,
 //! which lane a call takes. There is no lane that streams a service whose
 //! messages the schema shows can carry payloads or namespaces.
+//!
+//! Why: docs/design.md#default-deny.
 
 use super::{ProxyError, reflection};
 use crate::{

@@ -7,6 +7,8 @@
 //!
 //! Each thread keeps its own upstream connections: [`index`] picks the
 //! thread's share of an upstream's pool.
+//!
+//! Why: docs/design.md#thread-per-core.
 
 use std::{
     cell::Cell,
