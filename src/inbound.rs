@@ -452,12 +452,17 @@ impl Caller<'_> {
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    bearer_token(headers)
         .ok_or_else(|| Denied::Unauthenticated("authorization: Bearer <token> is required".into()))
+}
+
+/// The token of an `authorization: Bearer <token>` header, for the listener
+/// and the Codec Server alike. The scheme is case-insensitive (RFC 9110).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Constant-time comparison (tokens).

@@ -131,14 +131,7 @@ impl Auth {
         namespace: &str,
     ) -> Result<(), AuthError> {
         let token = || {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
+            crate::inbound::bearer_token(headers)
                 .ok_or_else(|| AuthError::unauthenticated("missing Authorization: Bearer <token>"))
         };
         match &self.mode {

@@ -42,3 +42,19 @@ fn subjects_match_by_attribute_never_by_formatted_text() {
     assert!(peer(&[("CN", "payments-1")]).subject_matches(&rule));
     assert!(!peer(&[("CN", "x-payments-1")]).subject_matches(&rule));
 }
+
+#[test]
+fn one_bearer_parser_with_a_case_insensitive_scheme() {
+    let h = |v: &str| {
+        let mut m = http::HeaderMap::new();
+        m.insert(http::header::AUTHORIZATION, v.parse().unwrap());
+        m
+    };
+    for ok in ["Bearer t0k", "bearer t0k", "BEARER  t0k "] {
+        assert_eq!(super::bearer_token(&h(ok)), Some("t0k"), "{ok}");
+    }
+    for bad in ["Basic t0k", "Bearer", "Bearer  ", "Bearert0k"] {
+        assert_eq!(super::bearer_token(&h(bad)), None, "{bad}");
+    }
+    assert_eq!(super::bearer_token(&http::HeaderMap::new()), None);
+}
