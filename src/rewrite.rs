@@ -383,6 +383,12 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
             } if self.failures == FailureMode::Encode => {
                 query::encode(self, id, bytes, depth, (error_message, failure))?
             }
+            MessageKind::QueryResult {
+                error_message,
+                failure,
+            } if self.failures == FailureMode::Decode => {
+                query::decode(self, id, bytes, depth, (error_message, failure))?
+            }
             MessageKind::Failure if self.failures != FailureMode::Off => {
                 failure::rewrite(self, id, bytes, depth)?
             }

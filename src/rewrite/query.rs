@@ -41,12 +41,21 @@ pub(super) fn encode<V: PayloadVisitor>(
     };
     let present = last_len_field(cur, failure)?;
     let (message, added) = match present {
-        Some(f) => (
-            top_level_string(f, 1)
-                .unwrap_or(ENCODED_FAILURE)
-                .to_string(),
-            None,
-        ),
+        // The SDKs duplicate the failure's message here; only that text is
+        // replaced (decoding restores it from the failure). A different
+        // text is not the failure's and stays as it is.
+        Some(f) => {
+            let original = last_len_field(bytes, failure)?.and_then(|f| top_level_string(f, 1));
+            if original != Some(text) {
+                return Ok(walked);
+            }
+            (
+                top_level_string(f, 1)
+                    .unwrap_or(ENCODED_FAILURE)
+                    .to_string(),
+                None,
+            )
+        }
         None => {
             let Some(failure_id) = w.schema.message_id(FAILURE) else {
                 return Ok(walked);
@@ -87,4 +96,41 @@ fn last_len_field(bytes: &[u8], number: u32) -> Result<Option<&[u8]>, WireError>
         }
     }
     Ok(found)
+}
+
+/// Decodes one failed query answer (a worker's request seen on its way
+/// back, as in the tests and tools that read both directions): the failure
+/// is decoded, `error_message` gets its text back, and a failure sealgate
+/// made is dropped again.
+pub(super) fn decode<V: PayloadVisitor>(
+    w: &mut Walker<'_, '_, V>,
+    id: MessageId,
+    bytes: &[u8],
+    depth: u32,
+    (error_message, failure): (u32, u32),
+) -> Result<Option<Vec<u8>>, RewriteError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
+    }
+    let walked = w.walk(id, bytes, depth, &[])?;
+    if top_level_string(bytes, error_message) != Some(ENCODED_FAILURE) {
+        return Ok(walked);
+    }
+    let cur = walked.as_deref().unwrap_or(bytes);
+    let Some(f) = last_len_field(cur, failure)? else {
+        return Ok(walked);
+    };
+    let Some(text) = top_level_string(f, 1).filter(|t| *t != ENCODED_FAILURE) else {
+        return Ok(walked);
+    };
+    let made = top_level_string(f, 2) == Some(MADE_BY);
+    let mut edits = vec![(error_message, Edit::Replace(text.as_bytes()))];
+    if made {
+        edits.push((failure, Edit::Drop));
+    }
+    let name = w.schema.message(id).name();
+    Ok(Some(
+        w.splice_vec(cur, depth, &edits, name, |_| None)?
+            .unwrap_or_else(|| cur.to_vec()),
+    ))
 }
