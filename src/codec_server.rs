@@ -272,11 +272,23 @@ impl CodecServer {
 
     /// Loads a new certificate and key for HTTPS; new connections use them.
     /// Nothing changes when they do not load.
-    pub fn reload_tls(&self, config: &CodecServerConfig) -> Result<(), CodecServerError> {
-        if let (Some(sender), Some((cert, key))) = (&self.tls, &config.tls) {
-            sender.send_replace(tls_acceptor(cert, key)?);
+    /// Loads the certificate `config` names, for [`CodecServer::publish_tls`]
+    /// once the whole reload has loaded; `None` when it serves no TLS.
+    pub fn prepare_tls(
+        &self,
+        config: &CodecServerConfig,
+    ) -> Result<Option<TlsAcceptor>, CodecServerError> {
+        match (&self.tls, &config.tls) {
+            (Some(_), Some((cert, key))) => Ok(Some(tls_acceptor(cert, key)?)),
+            _ => Ok(None),
         }
-        Ok(())
+    }
+
+    /// Serves new connections with `acceptor`.
+    pub fn publish_tls(&self, acceptor: TlsAcceptor) {
+        if let Some(sender) = &self.tls {
+            sender.send_replace(acceptor);
+        }
     }
 }
 

@@ -69,9 +69,9 @@ pub struct Proxy {
     /// The default upstream (`upstream` + `[upstream_options]`).
     pub(crate) upstream: Arc<Upstream>,
     /// Which upstream serves each call.
-    pub(crate) router: router::Router,
+    pub(crate) router: tokio::sync::watch::Sender<Arc<router::Router>>,
     /// Who may call, for which namespaces.
-    pub(crate) inbound: crate::inbound::Inbound,
+    pub(crate) inbound: tokio::sync::watch::Sender<Arc<crate::inbound::Inbound>>,
     /// The listener's TLS acceptor, swapped on reload; new connections
     /// take the current one.
     pub(crate) inbound_tls: crate::inbound::ListenerTls,
@@ -121,8 +121,8 @@ impl Proxy {
             schema,
             codec,
             upstream: routing.0.default_upstream().clone(),
-            router: routing.0,
-            inbound: routing.1,
+            router: tokio::sync::watch::Sender::new(Arc::new(routing.0)),
+            inbound: tokio::sync::watch::Sender::new(Arc::new(routing.1)),
             config,
             metrics,
             trace_calls,
@@ -136,13 +136,43 @@ impl Proxy {
     /// Builds the listener's TLS acceptor from `config` (certificate, key,
     /// client CA) and uses it for new connections; nothing changes when it
     /// does not load. Callers' rules need a restart.
-    pub fn reload_inbound_tls(&self, config: &crate::inbound::InboundConfig) -> Result<(), String> {
-        let acceptor = crate::inbound::Inbound::new(config.clone()).acceptor()?;
+    /// Builds the listener's new caller rules and TLS material from
+    /// `config`, for [`Proxy::publish_inbound`] once the whole reload has
+    /// loaded.
+    pub fn prepare_inbound(
+        &self,
+        config: &crate::inbound::InboundConfig,
+    ) -> Result<(crate::inbound::Inbound, Option<tokio_rustls::TlsAcceptor>), String> {
+        let inbound = crate::inbound::Inbound::new(config.clone());
+        let acceptor = inbound.acceptor()?;
         if acceptor.is_some() != self.inbound_tls.0.borrow().is_some() {
             return Err("turning listener TLS on or off needs a restart".into());
         }
+        Ok((inbound, acceptor))
+    }
+
+    /// New calls use these caller rules, and new connections this TLS.
+    pub fn publish_inbound(
+        &self,
+        (inbound, acceptor): (crate::inbound::Inbound, Option<tokio_rustls::TlsAcceptor>),
+    ) {
+        self.inbound.send_replace(Arc::new(inbound));
         self.inbound_tls.0.send_replace(acceptor);
-        Ok(())
+    }
+
+    /// New calls route with `router`.
+    pub fn publish_router(&self, router: router::Router) {
+        self.router.send_replace(Arc::new(router));
+    }
+
+    /// The routes and upstreams in force (a call keeps the one it took).
+    pub fn router(&self) -> Arc<router::Router> {
+        self.router.borrow().clone()
+    }
+
+    /// The caller rules in force (a call keeps the one it took).
+    pub fn inbound(&self) -> Arc<crate::inbound::Inbound> {
+        self.inbound.borrow().clone()
     }
 
     /// The codec pipeline (swapped on reload).
@@ -226,7 +256,8 @@ impl Proxy {
         method: Option<&crate::schema::Method>,
     ) -> Result<Routed, ProxyError> {
         self.admit(&req)?;
-        let caller = self.inbound.authenticate(peer, req.headers()).await?;
+        let inbound = self.inbound();
+        let caller = inbound.authenticate(peer, req.headers()).await?;
         match classify::classify(
             &self.services,
             method,

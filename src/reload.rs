@@ -1,10 +1,11 @@
 //! Hot reload of keys and TLS material, on SIGHUP or when the config file or
 //! any file it reads (key material, certificates) changes.
 //!
-//! A reload reads and validates everything first: the whole configuration,
-//! the key policies, the upstream's TLS material and API key, the codec
-//! server's certificate. Only when all of it loads is anything swapped in;
-//! otherwise the running state stays and the log says why. Calls in flight
+//! A reload builds a whole new generation first: the key policies, every
+//! upstream's TLS material and API key (named upstreams too), the routes,
+//! the caller rules and the listener's and Codec Server's certificates.
+//! Only when all of it loads is it published, at once; otherwise the
+//! running state stays and the log says why. Calls in flight
 //! keep the keys they started with. Settings that cannot change while
 //! running (listen addresses, the upstream address, pool sizes…) are
 //! reported as needing a restart.
@@ -150,7 +151,7 @@ impl Reloader {
             .map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
 
         let mut applied = self.applied.lock().map_err(|_| "reload state poisoned")?;
-        // Build everything before swapping anything in.
+        // 1. Build the whole generation; any failure leaves everything as it is.
         let current = self.codec.current();
         let setup = config
             .codec
@@ -162,15 +163,39 @@ impl Reloader {
             .map_err(|e| format!("[codec]: {e}"))?;
         let credentials = Credentials::load(&config.upstream, &config.upstream_options)
             .map_err(|e| format!("upstream TLS: {e}"))?;
-        if let (Some(server), Some(cs)) = (&self.codec_server, &config.codec_server) {
-            server.reload_tls(cs).map_err(|e| e.to_string())?;
-        }
-        if let Some(p) = &self.listener {
-            p.reload_inbound_tls(&config.inbound)
-                .map_err(|e| format!("[inbound]: {e}"))?;
-        }
+        let codec_tls = match (&self.codec_server, &config.codec_server) {
+            (Some(server), Some(cs)) => server.prepare_tls(cs).map_err(|e| e.to_string())?,
+            _ => None,
+        };
+        let listener = match &self.listener {
+            Some(p) => {
+                let inbound = p
+                    .prepare_inbound(&config.inbound)
+                    .map_err(|e| format!("[inbound]: {e}"))?;
+                let (router, named) = crate::proxy::router::Router::rebuild(
+                    Some(&p.router()),
+                    self.upstream.clone(),
+                    &config.upstreams,
+                    &config.routing,
+                )
+                .map_err(|e| format!("[upstreams] and [[routes]]: {e}"))?;
+                Some((p, inbound, router, named))
+            }
+            None => None,
+        };
+        // 2. Publish it; calls in flight keep what they took.
         self.codec.publish(setup);
         self.upstream.set_credentials(credentials);
+        if let (Some(server), Some(acceptor)) = (&self.codec_server, codec_tls) {
+            server.publish_tls(acceptor);
+        }
+        if let Some((p, inbound, router, named)) = listener {
+            for (upstream, c) in named {
+                upstream.set_credentials(c);
+            }
+            p.publish_router(router);
+            p.publish_inbound(inbound);
+        }
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -277,16 +302,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         "[codec_server] (other than its certificate)",
         format!("{:?}", cs(old)),
         format!("{:?}", cs(new)),
-    );
-    check(
-        "[inbound] auth and rules",
-        format!("{:?} {:?}", old.inbound.auth, old.inbound.rules),
-        format!("{:?} {:?}", new.inbound.auth, new.inbound.rules),
-    );
-    check(
-        "[upstreams] and [[routes]]",
-        format!("{:?} {:?}", old.upstreams, old.routing),
-        format!("{:?} {:?}", new.upstreams, new.routing),
     );
     check(
         "codec.dek_cache_size",

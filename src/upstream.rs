@@ -184,6 +184,13 @@ impl Upstream {
     /// Uses `credentials` from now on: new connections present the new TLS
     /// material and requests carry the new API key; calls and connections
     /// already open are not disturbed.
+    /// True when this pool was made for `address` with `options` as far as
+    /// anything but credentials goes (those are reloaded on their own).
+    pub fn same_setup(&self, address: &config::Upstream, options: &UpstreamOptions) -> bool {
+        self.display == address.to_string()
+            && format!("{:?}", self.options) == format!("{options:?}")
+    }
+
     pub fn set_credentials(&self, credentials: Credentials) {
         self.credentials.send_replace(Arc::new(credentials));
     }

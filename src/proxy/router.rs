@@ -11,8 +11,12 @@ use http::HeaderMap;
 
 use crate::{
     config::{self, DEFAULT_UPSTREAM, RoutingConfig, UpstreamOptions},
-    upstream::{TlsError, Upstream},
+    upstream::{Credentials, TlsError, Upstream},
 };
+
+/// Pools a reload keeps, each with the credentials it loaded for it, to
+/// set when the reload publishes.
+pub type KeptCredentials = Vec<(Arc<Upstream>, Credentials)>;
 
 /// Most per-namespace pools one template upstream keeps.
 const MAX_POOLS: usize = 1024;
@@ -67,9 +71,42 @@ impl Router {
         upstreams: &[config::NamedUpstream],
         routing: &RoutingConfig,
     ) -> Result<Router, RouteError> {
+        Ok(Router::rebuild(None, default, upstreams, routing)?.0)
+    }
+
+    /// A router for a reload: a named upstream whose address and settings
+    /// did not change keeps its pool (and its open connections), with its
+    /// credentials loaded afresh (key files and API keys may have changed
+    /// behind the same names); the rest is built new. The credentials are
+    /// returned, not set: the caller publishes them with the router, once
+    /// the whole reload has loaded.
+    pub fn rebuild(
+        previous: Option<&Router>,
+        default: Arc<Upstream>,
+        upstreams: &[config::NamedUpstream],
+        routing: &RoutingConfig,
+    ) -> Result<(Router, KeptCredentials), RouteError> {
         let mut targets = HashMap::new();
+        let mut credentials = Vec::new();
         targets.insert(DEFAULT_UPSTREAM.to_string(), Target::Fixed(default.clone()));
         for u in upstreams {
+            let kept = previous
+                .and_then(|p| p.targets.get(&u.name))
+                .and_then(|t| match t {
+                    Target::Fixed(up) if up.same_setup(&u.address, &u.options) => Some(up.clone()),
+                    _ => None,
+                });
+            if let Some(up) = kept {
+                let c = Credentials::load(&u.address, &u.options).map_err(|source| {
+                    RouteError::Tls {
+                        upstream: u.name.clone(),
+                        source,
+                    }
+                })?;
+                credentials.push((up.clone(), c));
+                targets.insert(u.name.clone(), Target::Fixed(up));
+                continue;
+            }
             let target = if u.address.is_template() {
                 Target::Template(Box::new(Template {
                     address: u.address.clone(),
@@ -86,7 +123,7 @@ impl Router {
             };
             targets.insert(u.name.clone(), target);
         }
-        Ok(Router {
+        let router = Router {
             default_upstream: default,
             targets,
             routes: routing
@@ -100,7 +137,8 @@ impl Router {
                 .collect(),
             default: routing.default.clone(),
             system: routing.system.clone(),
-        })
+        };
+        Ok((router, credentials))
     }
 
     /// True when some upstream translates namespace names.

@@ -30,7 +30,7 @@ pub(super) async fn call(
         caller.known()?;
         ""
     };
-    let upstream = p.router.pick(namespace, req.headers())?;
+    let upstream = p.router().pick(namespace, req.headers())?;
     let (mut parts, body) = req.into_parts();
     if let Some(t) = upstream.translation()
         && !namespace.is_empty()

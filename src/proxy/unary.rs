@@ -216,7 +216,7 @@ fn authorize<'a>(
     message: &'a [u8],
     headers: &'a HeaderMap,
 ) -> Result<&'a str, ProxyError> {
-    if !p.inbound.checks_callers() {
+    if !p.inbound().checks_callers() {
         return namespace(method, message, headers);
     }
     // Every name first: a caller learns nothing about a namespace it may
@@ -256,7 +256,7 @@ fn authorize<'a>(
 
 /// Route: the upstream that serves the authorized namespace.
 fn route(p: &Proxy, namespace: &str, headers: &HeaderMap) -> Result<Arc<Upstream>, ProxyError> {
-    Ok(p.router.pick(namespace, headers)?)
+    Ok(p.router().pick(namespace, headers)?)
 }
 
 /// The namespace a call is for: its `temporal-namespace` header, else the

@@ -518,6 +518,24 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
     reloader.reload("test").unwrap();
     assert!(https(addr, &new.ca_pem).await.is_ok());
     assert!(https(addr, &old.ca_pem).await.is_err());
+
+    // A reload that fails after the Codec Server's certificate has loaded
+    // (turning the listener's TLS on needs a restart) swaps nothing, that
+    // certificate included.
+    std::fs::copy(old.file("server.pem"), &cert).unwrap();
+    std::fs::copy(old.file("server-key.pem"), &key).unwrap();
+    let broken = config_text(
+        up.addr,
+        "[codec_server]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"tls.pem\"\ntls_key_file = \"tls-key.pem\"\n\
+         [inbound]\ntls_cert_file = \"tls.pem\"\ntls_key_file = \"tls-key.pem\"\n",
+    );
+    std::fs::write(&path, broken).unwrap();
+    let e = reloader.reload("test").unwrap_err();
+    assert!(e.contains("restart"), "{e}");
+    assert!(
+        https(addr, &new.ca_pem).await.is_ok(),
+        "the failed reload swapped the certificate"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

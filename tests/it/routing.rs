@@ -239,3 +239,149 @@ overrides = { "legacy" = "old-legacy-ns.a1b2c" }
     };
     assert_eq!(attrs.parent_workflow_namespace, "billing");
 }
+
+/// A config file whose routes, named upstream key and caller token a test
+/// rewrites between reloads.
+fn reloadable_config(
+    default: std::net::SocketAddr,
+    named: std::net::SocketAddr,
+    route: &str,
+    key: &str,
+    token: &str,
+) -> String {
+    let (_, material) = sealgate::keys::generate("key").unwrap();
+    format!(
+        r#"listen = "127.0.0.1:0"
+upstream = "http://{default}"
+reload_check_interval = "off"
+
+[upstreams.b]
+address = "http://{named}"
+api_key = "{key}"
+allow_plaintext_credentials = true
+
+[[routes]]
+namespace = "{route}"
+upstream = "b"
+
+[inbound]
+auth = "bearer"
+
+[[inbound.rules]]
+token = "{token}"
+namespaces = ["*"]
+system = true
+
+[codec]
+active_key = "k1"
+[[codec.keys]]
+id = "k1"
+material = "{}"
+[telemetry]
+admin_listen = "off"
+"#,
+        material.as_str()
+    )
+}
+
+#[tokio::test]
+async fn routes_upstream_keys_and_caller_rules_reload_with_no_failed_call() {
+    let a = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let b = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("reload-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let path = d.join("sealgate.toml");
+    let (old_token, new_token) = ("caller-token-old-0123456789", "caller-token-new-0123456789");
+    std::fs::write(
+        &path,
+        reloadable_config(a.addr, b.addr, "blue-*", "key-one", old_token),
+    )
+    .unwrap();
+    let (gw, reloader) = Gateway::start_reloadable(&path).await;
+    let client = Client::connect(gw.addr).await;
+    let auth = |t: &'static str| vec![("authorization", format!("Bearer {t}"))];
+    let headers = |h: &[(&'static str, String)]| -> Vec<(&'static str, String)> { h.to_vec() };
+
+    // A bounded load loop runs through the reload: 400 calls, none may fail.
+    let loop_client = Client::connect(gw.addr).await;
+    let load = tokio::spawn(async move {
+        let mut failed = Vec::new();
+        for i in 0..400 {
+            // Either token: the loop spans the moment the rules change.
+            let t = if i % 2 == 0 {
+                "caller-token-old-0123456789"
+            } else {
+                "caller-token-new-0123456789"
+            };
+            let h = [("authorization", format!("Bearer {t}"))];
+            let hr: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let ans = loop_client
+                .call(START, &start("green-orders"), &hr, false)
+                .await;
+            // 16 (unauthenticated) is expected for the token not in force.
+            if ans.status() != 0 && ans.status() != 16 {
+                failed.push((i, ans.status(), ans.grpc_message()));
+            }
+        }
+        failed
+    });
+
+    let call = |ns: &'static str, t: &'static str| {
+        let client = &client;
+        let h = headers(&auth(t));
+        async move {
+            let hr: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            client.call(START, &start(ns), &hr, false).await
+        }
+    };
+    let ans = call("blue-orders", old_token).await;
+    assert_eq!(ans.status(), 0, "{}", ans.grpc_message());
+    assert_eq!(b.last().headers["authorization"], "Bearer key-one");
+
+    // New route, new key for the named upstream, new caller token.
+    std::fs::write(
+        &path,
+        reloadable_config(a.addr, b.addr, "green-*", "key-two", new_token),
+    )
+    .unwrap();
+    reloader.reload("test").unwrap();
+    let blue_at_b = || {
+        b.requests()
+            .iter()
+            .filter(|r| {
+                StartWorkflowExecutionRequest::decode(r.message())
+                    .is_ok_and(|m| m.namespace == "blue-orders")
+            })
+            .count()
+    };
+    let before = blue_at_b();
+    let ans = call("blue-orders", new_token).await;
+    assert_eq!(ans.status(), 0, "{}", ans.grpc_message());
+    assert_eq!(blue_at_b(), before, "blue-* no longer routes to b");
+    let ans = call("green-orders", new_token).await;
+    assert_eq!(ans.status(), 0, "{}", ans.grpc_message());
+    let failed = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "calls failed across the reload: {failed:?}"
+    );
+    assert_eq!(b.last().headers["authorization"], "Bearer key-two");
+    let ans = call("green-orders", old_token).await;
+    assert_eq!(
+        ans.status(),
+        16,
+        "the old token is gone: {}",
+        ans.grpc_message()
+    );
+
+    // A reload that fails changes nothing: a route to an unknown upstream.
+    let bad = reloadable_config(a.addr, b.addr, "green-*", "key-three", new_token)
+        .replace("upstream = \"b\"", "upstream = \"nowhere\"");
+    std::fs::write(&path, bad).unwrap();
+    assert!(reloader.reload("test").is_err());
+    let ans = call("green-orders", new_token).await;
+    assert_eq!(ans.status(), 0, "{}", ans.grpc_message());
+    assert_eq!(b.last().headers["authorization"], "Bearer key-two");
+    std::fs::remove_dir_all(&d).unwrap();
+}
