@@ -63,33 +63,38 @@ pub struct Descriptors {
 /// built from temporalio/api alone lacks: `google.rpc.Status` (the errors
 /// whose details carry failures to decode) and the health service (served
 /// by default). Taken from the embedded set when a loaded one lacks them.
-const SUPPORT_TYPES: [(&str, &str); 3] = [
-    ("google.rpc", "Status"),
-    ("google.protobuf", "Any"),
-    ("grpc.health.v1", "Health"),
+const SUPPORT_TYPES: [&str; 3] = [
+    "google.rpc.Status",
+    "google.protobuf.Any",
+    "grpc.health.v1.Health",
 ];
+
+/// The file of `set` that defines message or service `full_name`.
+fn defining_file<'a>(
+    set: &'a prost_types::FileDescriptorSet,
+    full_name: &str,
+) -> Option<&'a prost_types::FileDescriptorProto> {
+    set.file.iter().find(|f| {
+        full_name
+            .strip_prefix(f.package())
+            .and_then(|n| n.strip_prefix('.'))
+            .is_some_and(|n| {
+                f.message_type.iter().any(|m| m.name() == n)
+                    || f.service.iter().any(|s| s.name() == n)
+            })
+    })
+}
 
 /// Adds the embedded set's files for the [`SUPPORT_TYPES`] `set` does not
 /// define (with their imports); true when it added any.
 fn add_support_files(set: &mut prost_types::FileDescriptorSet) -> Result<bool, SchemaError> {
-    let defines = |set: &prost_types::FileDescriptorSet, (package, name): (&str, &str)| {
-        set.file.iter().any(|f| {
-            f.package() == package
-                && (f.message_type.iter().any(|m| m.name() == name)
-                    || f.service.iter().any(|s| s.name() == name))
-        })
-    };
     let embedded: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
     let mut added = false;
     for ty in SUPPORT_TYPES {
-        if defines(set, ty) {
+        if defining_file(set, ty).is_some() {
             continue;
         }
-        let Some(file) = embedded.file.iter().find(|f| {
-            f.package() == ty.0
-                && (f.message_type.iter().any(|m| m.name() == ty.1)
-                    || f.service.iter().any(|s| s.name() == ty.1))
-        }) else {
+        let Some(file) = defining_file(&embedded, ty) else {
             continue;
         };
         // Its imports first (google/rpc/status.proto imports any.proto).
@@ -147,18 +152,10 @@ impl Descriptors {
         if source != "embedded" && add_support_files(&mut set)? {
             bytes = std::borrow::Cow::Owned(prost::Message::encode_to_vec(&set));
         }
-        let defined = |full: &str| {
-            set.file.iter().any(|f| {
-                let local = full
-                    .strip_prefix(f.package())
-                    .and_then(|n| n.strip_prefix('.'));
-                local.is_some_and(|n| {
-                    f.message_type.iter().any(|m| m.name() == n)
-                        || f.service.iter().any(|s| s.name() == n)
-                })
-            })
-        };
-        if let Some(missing) = REQUIRED.into_iter().find(|n| !defined(n)) {
+        if let Some(missing) = REQUIRED
+            .into_iter()
+            .find(|n| defining_file(&set, n).is_none())
+        {
             return Err(SchemaError::Missing(missing));
         }
         // Of the file as given, so an operator can match it with sha256sum.
@@ -191,6 +188,17 @@ impl Descriptors {
         &self.info
     }
 
+    /// What a plan is built from: the set, its bytes and where it came from.
+    fn parts(
+        &self,
+    ) -> (
+        &prost_types::FileDescriptorSet,
+        std::sync::Arc<[u8]>,
+        std::sync::Arc<SchemaInfo>,
+    ) {
+        (&self.set, self.bytes.clone(), self.info.clone())
+    }
+
     /// The payload plan, with `plaintext_paths` (`package.Message.field`,
     /// each a field that holds payloads) left plaintext besides search
     /// attributes.
@@ -200,20 +208,14 @@ impl Descriptors {
             exempt.push(plaintext_path(&self.set, path)?);
         }
         let exempt: Vec<(&str, u32)> = exempt.iter().map(|(m, n)| (m.as_str(), *n)).collect();
-        let mut schema = plan::build(&self.set, Leaves::Payloads, &[], &exempt)?;
-        schema.info = self.info.clone();
-        schema.bytes = self.bytes.clone();
-        Ok(schema)
+        plan::build(self.parts(), Leaves::Payloads, &[], &exempt)
     }
 
     /// The plan of every namespace-name string field (`namespace`,
     /// `*_namespace`), for translation: the rewriter hands each such
     /// field's bytes to its visitor.
     pub fn namespaces(&self) -> Result<Schema, SchemaError> {
-        let mut schema = plan::build(&self.set, Leaves::Namespaces, &[], &[])?;
-        schema.info = self.info.clone();
-        schema.bytes = self.bytes.clone();
-        Ok(schema)
+        plan::build(self.parts(), Leaves::Namespaces, &[], &[])
     }
 }
 
@@ -380,6 +382,16 @@ pub struct Schema {
     pool: std::sync::OnceLock<Option<prost_reflect::DescriptorPool>>,
 }
 
+/// The origin of a plan built straight from bytes (tests and tools), not
+/// through [`Descriptors`]: named as the embedded API, with no digest.
+fn unnamed() -> std::sync::Arc<SchemaInfo> {
+    std::sync::Arc::new(SchemaInfo {
+        source: "embedded".into(),
+        api: EMBEDDED_API.into(),
+        digest: String::new(),
+    })
+}
+
 impl Schema {
     /// The plan for the descriptor set embedded in the binary.
     pub fn embedded() -> Result<Schema, SchemaError> {
@@ -389,9 +401,12 @@ impl Schema {
     /// Decodes a serialized `FileDescriptorSet` and computes its plan.
     pub fn from_descriptor_set(bytes: &[u8]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(bytes)?;
-        let mut schema = plan::build(&set, Leaves::Payloads, &[], NEVER_ENCODED)?;
-        schema.bytes = bytes.into();
-        Ok(schema)
+        plan::build(
+            (&set, bytes.into(), unnamed()),
+            Leaves::Payloads,
+            &[],
+            NEVER_ENCODED,
+        )
     }
 
     /// The embedded plan with `paths` left plaintext besides search
@@ -406,9 +421,8 @@ impl Schema {
     #[doc(hidden)]
     pub fn embedded_without(skip: &[(&str, u32)]) -> Result<Schema, SchemaError> {
         let set: prost_types::FileDescriptorSet = prost::Message::decode(EMBEDDED_DESCRIPTOR_SET)?;
-        let mut schema = plan::build(&set, Leaves::Payloads, skip, NEVER_ENCODED)?;
-        schema.bytes = EMBEDDED_DESCRIPTOR_SET.into();
-        Ok(schema)
+        let parts = (&set, EMBEDDED_DESCRIPTOR_SET.into(), unnamed());
+        plan::build(parts, Leaves::Payloads, skip, NEVER_ENCODED)
     }
 
     /// The embedded namespace plan (see [`Descriptors::namespaces`]).

@@ -191,7 +191,11 @@ fn is_namespace_field(message: &str, f: &prost_types::FieldDescriptorProto) -> b
 /// `exempt` names the payload paths that stay plaintext (search attributes,
 /// payloads the server reads): left out of the plan and not audited.
 pub(super) fn build(
-    set: &FileDescriptorSet,
+    (set, bytes, info): (
+        &FileDescriptorSet,
+        std::sync::Arc<[u8]>,
+        std::sync::Arc<super::SchemaInfo>,
+    ),
     leaves: Leaves,
     skip: &[(&str, u32)],
     exempt: &[(&str, u32)],
@@ -460,12 +464,8 @@ pub(super) fn build(
         payload_leaf: (leaves == Leaves::Payloads).then_some(payload),
         kinds,
         any,
-        info: std::sync::Arc::new(super::SchemaInfo {
-            source: "embedded".into(),
-            api: super::EMBEDDED_API.into(),
-            digest: String::new(),
-        }),
-        bytes: std::sync::Arc::default(),
+        info,
+        bytes,
         pool: std::sync::OnceLock::new(),
     })
 }
