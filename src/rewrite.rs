@@ -155,6 +155,13 @@ impl From<CodecError> for RewriteError {
 /// value protobuf parsers keep), without parsing anything else; `None` when
 /// absent, not UTF-8, or the bytes before it do not parse.
 pub fn top_level_string(message: &[u8], number: u32) -> Option<&str> {
+    last_len_field(message, number).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The last occurrence of top-level length-delimited field `number` (the
+/// value a parser keeps for a singular field); `None` when absent or the
+/// bytes before it do not parse.
+pub fn last_len_field(message: &[u8], number: u32) -> Option<&[u8]> {
     let mut found = None;
     for field in wire::Fields::new(message, MAX_DEPTH) {
         let (tag, value) = field.ok()?;
@@ -162,7 +169,7 @@ pub fn top_level_string(message: &[u8], number: u32) -> Option<&str> {
             found = Some(value);
         }
     }
-    found.and_then(|v| std::str::from_utf8(v).ok())
+    found
 }
 
 /// True when a `DataBlob`'s `encoding_type` (field 1) is proto3 (1).

@@ -706,7 +706,7 @@ fn decode_details(
 /// "sealgate"`) is dropped again, so the caller sees what its SDK sent.
 /// Returns the details to send.
 fn restore_query_message(headers: &mut HeaderMap, status: Vec<u8>) -> Vec<u8> {
-    use crate::rewrite::{query::MADE_BY, top_level_string, wire};
+    use crate::rewrite::{last_len_field, query::MADE_BY, top_level_string, wire};
     const QUERY_FAILED: &[u8] = b"temporal.api.errordetails.v1.QueryFailedFailure";
     const ENCODED: &str = "Encoded failure";
     // (the failure's message, whether sealgate made it)
@@ -715,11 +715,7 @@ fn restore_query_message(headers: &mut HeaderMap, status: Vec<u8>) -> Vec<u8> {
         if !url.ends_with(QUERY_FAILED) {
             return None;
         }
-        let failure = wire::Fields::new(value, 8)
-            .filter_map(Result::ok)
-            .filter(|(tag, _)| tag.field == 1 && tag.wire_type == wire::LEN)
-            .last()?
-            .1;
+        let failure = last_len_field(value, 1)?;
         let text = top_level_string(failure, 1).filter(|t| !t.is_empty() && *t != ENCODED)?;
         Some((
             text.to_string(),

@@ -78,9 +78,6 @@ pub(super) fn rewrite<V: PayloadVisitor>(
     bytes: &[u8],
     depth: u32,
 ) -> Result<Option<Vec<u8>>, RewriteError> {
-    if depth > MAX_DEPTH {
-        return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
-    }
     let s = scan(bytes)?;
     let request = w.failures != FailureMode::Decode;
     let cause = match s.cause {

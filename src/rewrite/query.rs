@@ -13,10 +13,8 @@
 //! "sealgate"`), so the caller sees what the SDK sent.
 
 use super::{
-    Edit, MAX_DEPTH, PayloadVisitor, RewriteError, Walker,
-    failure::ENCODED_FAILURE,
-    top_level_string,
-    wire::{self, WireError},
+    Edit, PayloadVisitor, RewriteError, Walker, failure::ENCODED_FAILURE, last_len_field,
+    top_level_string, wire,
 };
 use crate::schema::{FAILURE, MessageId};
 
@@ -31,21 +29,18 @@ pub(super) fn encode<V: PayloadVisitor>(
     depth: u32,
     (error_message, failure): (u32, u32),
 ) -> Result<Option<Vec<u8>>, RewriteError> {
-    if depth > MAX_DEPTH {
-        return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
-    }
     let walked = w.walk(id, bytes, depth, &[])?;
     let cur = walked.as_deref().unwrap_or(bytes);
     let Some(text) = top_level_string(cur, error_message).filter(|t| !t.is_empty()) else {
         return Ok(walked);
     };
-    let present = last_len_field(cur, failure)?;
+    let present = last_len_field(cur, failure);
     let (message, added) = match present {
         // The SDKs duplicate the failure's message here; only that text is
         // replaced (decoding restores it from the failure). A different
         // text is not the failure's and stays as it is.
         Some(f) => {
-            let original = last_len_field(bytes, failure)?.and_then(|f| top_level_string(f, 1));
+            let original = last_len_field(bytes, failure).and_then(|f| top_level_string(f, 1));
             if original != Some(text) {
                 return Ok(walked);
             }
@@ -85,19 +80,6 @@ pub(super) fn encode<V: PayloadVisitor>(
     Ok(Some(out))
 }
 
-/// The last occurrence of length-delimited field `number` (the value a
-/// parser keeps for a singular message field).
-fn last_len_field(bytes: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
-    let mut found = None;
-    for f in wire::Fields::new(bytes, MAX_DEPTH) {
-        let (tag, value) = f?;
-        if tag.field == number && tag.wire_type == wire::LEN {
-            found = Some(value);
-        }
-    }
-    Ok(found)
-}
-
 /// Decodes one failed query answer (a worker's request seen on its way
 /// back, as in the tests and tools that read both directions): the failure
 /// is decoded, `error_message` gets its text back, and a failure sealgate
@@ -109,15 +91,12 @@ pub(super) fn decode<V: PayloadVisitor>(
     depth: u32,
     (error_message, failure): (u32, u32),
 ) -> Result<Option<Vec<u8>>, RewriteError> {
-    if depth > MAX_DEPTH {
-        return Err(WireError::TooDeep { limit: MAX_DEPTH }.into());
-    }
     let walked = w.walk(id, bytes, depth, &[])?;
     if top_level_string(bytes, error_message) != Some(ENCODED_FAILURE) {
         return Ok(walked);
     }
     let cur = walked.as_deref().unwrap_or(bytes);
-    let Some(f) = last_len_field(cur, failure)? else {
+    let Some(f) = last_len_field(cur, failure) else {
         return Ok(walked);
     };
     let Some(text) = top_level_string(f, 1).filter(|t| *t != ENCODED_FAILURE) else {
