@@ -40,15 +40,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 
 import harness
+from stored import payloads, stored
 
 SETUP_GO = harness.ROOT / "scripts" / "setup-go"
 SEARCH_ATTRIBUTE = "CustomKeyword"  # registered by conftest's dev server
-PAYLOAD = "temporal.api.common.v1.Payload"
 ENCRYPTED = b"binary/encrypted"
 QUERY_FAILURE = "go query handler failed on purpose"  # errors.go
 GO_RUN_TIMEOUT = 120  # seconds: the bound on one run of the Go program
@@ -108,39 +106,6 @@ def create_endpoint(server: harness.TemporalServer, task_queue: str) -> str:
 # --- what the server stores, read directly ---------------------------------------------
 
 
-def payloads(message, path: str = ""):
-    """Every temporal.api.common.v1.Payload inside a protobuf message: (path, payload)."""
-    if message.DESCRIPTOR.full_name == PAYLOAD:
-        yield path, message
-        return
-    for fd, value in message.ListFields():
-        if fd.message_type is None:
-            continue
-        name = f"{path}.{fd.name}"
-        if fd.message_type.GetOptions().map_entry:
-            if fd.message_type.fields_by_name["value"].message_type is not None:
-                for k, v in value.items():
-                    yield from payloads(v, f"{name}[{k}]")
-        elif fd.is_repeated:
-            for i, v in enumerate(value):
-                yield from payloads(v, f"{name}[{i}]")
-        else:
-            yield from payloads(value, name)
-
-
-async def stored(address: str, workflow_ids: list[str]) -> dict:
-    """History and DescribeWorkflowExecution of each workflow, from `address`."""
-    client = await Client.connect(address)
-    out = {}
-    for wid in workflow_ids:
-        history = await client.get_workflow_handle(wid).fetch_history()
-        desc = await client.workflow_service.describe_workflow_execution(
-            DescribeWorkflowExecutionRequest(namespace="default", execution=WorkflowExecution(workflow_id=wid))
-        )
-        out[wid] = {"history": history, "describe": desc}
-    return out
-
-
 async def listed(address: str, query: str) -> list[str]:
     client = await Client.connect(address)
     for _ in range(100):  # visibility is eventually consistent: 20 s at most
@@ -162,8 +127,8 @@ def assert_stored_ciphertext(held: dict, secret: str, sa_value: str) -> int:
     for hid, s in held.items():
         raw = b"".join(e.SerializeToString() for e in s["history"].events) + s["describe"].SerializeToString()
         assert secret.encode() not in raw, f"{secret} stored in clear in {hid}"
-        found = [("history" + p, x) for e in s["history"].events for p, x in payloads(e)]
-        found += [("describe" + p, x) for p, x in payloads(s["describe"])]
+        found = [(f"history.{p}", x) for e in s["history"].events for p, x in payloads(e)]
+        found += [(f"describe.{p}", x) for p, x in payloads(s["describe"])]
         for path, p in found:
             encoding = p.metadata.get("encoding")
             if is_search_attribute(path):  # ours, and the server's own (BuildIds)

@@ -29,12 +29,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from google.protobuf.message import Message
-from temporalio.api.common.v1 import Payload, WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
 import harness
+from stored import payloads, stored
 from rpcstatus import decode_status
 
 JAVA = Path(__file__).parent / "java"
@@ -119,54 +118,12 @@ def token() -> str:
     return uuid.uuid4().hex[:12]
 
 
-# --- reading what the server stored ----------------------------------------------
-
-
-def walk_payloads(msg: Message, path: str = ""):
-    """Every temporal.api.common.v1.Payload inside a message: (path, payload)."""
-    if isinstance(msg, Payload):
-        yield path, msg
-        return
-    for field, value in msg.ListFields():
-        if field.type != field.TYPE_MESSAGE:
-            continue
-        name = f"{path}.{field.name}" if path else field.name
-        if field.is_repeated:
-            if field.message_type.GetOptions().map_entry:
-                for k, v in value.items():
-                    if isinstance(v, Message):
-                        yield from walk_payloads(v, f"{name}[{k}]")
-            else:
-                for i, v in enumerate(value):
-                    yield from walk_payloads(v, f"{name}[{i}]")
-        else:
-            yield from walk_payloads(value, name)
-
-
-async def stored(address: str, workflow_ids: list[str]) -> dict:
-    """Histories and DescribeWorkflowExecution answers, read at `address`."""
-    client = await Client.connect(address)
-    out = {}
-    for wid in workflow_ids:
-        history = await client.get_workflow_handle(wid).fetch_history()
-        desc = await client.workflow_service.describe_workflow_execution(
-            DescribeWorkflowExecutionRequest(namespace="default", execution=WorkflowExecution(workflow_id=wid))
-        )
-        out[wid] = {
-            "history": history,
-            "history_bytes": b"".join(e.SerializeToString() for e in history.events),
-            "describe": desc,
-            "describe_bytes": desc.SerializeToString(),
-        }
-    return out
-
-
 def event_payloads(history) -> list[tuple[str, str, Payload]]:
     """(event attributes name, path, payload) for every payload in a history."""
     out = []
     for i, event in enumerate(history.events):
         attrs = event.WhichOneof("attributes")
-        for path, p in walk_payloads(getattr(event, attrs), attrs):
+        for path, p in payloads(getattr(event, attrs), attrs):
             out.append((attrs, f"events[{i}].{path}", p))
     return out
 
@@ -230,7 +187,7 @@ def test_java_worker_sees_plaintext_and_server_stores_ciphertext(java_jar, java_
             assert p.metadata.get("encoding") == ENCRYPTED, f"{w} {path} stored as {dict(p.metadata)}"
             assert p.metadata.get("encryption-key-id"), f"{w} {path}: no key id"
             kinds[attrs] = kinds.get(attrs, 0) + 1
-        for path, p in walk_payloads(s[w]["describe"]):
+        for path, p in payloads(s[w]["describe"]):
             if ".search_attributes." not in path:
                 assert p.metadata.get("encoding") == ENCRYPTED, f"{w} describe {path}: {dict(p.metadata)}"
     # Every kind of payload the scenario makes was there, encrypted.
