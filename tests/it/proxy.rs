@@ -268,6 +268,26 @@ async fn gzip_requests_and_responses() {
     );
 }
 
+/// A failed query's status: google.rpc.Status { code 3, message,
+/// details: [Any(QueryFailedFailure { failure })] }.
+fn query_failed_status(message: &str, failure: Failure) -> Vec<u8> {
+    let failure = QueryFailedFailure {
+        failure: Some(failure),
+    }
+    .encode_to_vec();
+    let mut any = Vec::new();
+    support::generate::len_field(
+        1,
+        b"type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure",
+        &mut any,
+    );
+    support::generate::len_field(2, &failure, &mut any);
+    let mut status = vec![0x08, 0x03]; // code = 3
+    support::generate::len_field(2, message.as_bytes(), &mut status);
+    support::generate::len_field(3, &any, &mut status);
+    status
+}
+
 #[tokio::test]
 async fn query_results_and_status_details_are_decoded() {
     let ty = "temporal.api.workflowservice.v1.QueryWorkflowResponse";
@@ -279,25 +299,14 @@ async fn query_results_and_status_details_are_decoded() {
         ..Default::default()
     }
     .encode_to_vec();
-    // A failed query: google.rpc.Status { code 3, details: [Any(QueryFailedFailure)] }.
-    let failure = QueryFailedFailure {
-        failure: Some(Failure {
+    let status = query_failed_status(
+        "query failed",
+        Failure {
             message: "query failed".into(),
             encoded_attributes: Some(json("{\"detail\":\"secret detail\"}")),
             ..Default::default()
-        }),
-    }
-    .encode_to_vec();
-    let mut any = Vec::new();
-    support::generate::len_field(
-        1,
-        b"type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure",
-        &mut any,
+        },
     );
-    support::generate::len_field(2, &failure, &mut any);
-    let mut status = vec![0x08, 0x03]; // code = 3
-    support::generate::len_field(2, b"query failed", &mut status);
-    support::generate::len_field(3, &any, &mut status);
     let status_plain = status.clone();
 
     let upstream_chain: Arc<std::sync::Mutex<Option<Arc<Session>>>> = Arc::default();
@@ -321,24 +330,14 @@ async fn query_results_and_status_details_are_decoded() {
             // What the server answers for a query whose failure sealgate
             // encoded on the worker's side: error_message "Encoded failure".
             // As sealgate makes it from a bare error_message (source "sealgate").
-            let secret = QueryFailedFailure {
-                failure: Some(Failure {
+            let st = query_failed_status(
+                "Encoded failure",
+                Failure {
                     message: "handler said: card 4111".into(),
                     source: "sealgate".into(),
                     ..Default::default()
-                }),
-            }
-            .encode_to_vec();
-            let mut any = Vec::new();
-            support::generate::len_field(
-                1,
-                b"type.googleapis.com/temporal.api.errordetails.v1.QueryFailedFailure",
-                &mut any,
+                },
             );
-            support::generate::len_field(2, &secret, &mut any);
-            let mut st = vec![0x08, 0x03];
-            support::generate::len_field(2, b"Encoded failure", &mut st);
-            support::generate::len_field(3, &any, &mut st);
             let details = enc("google.rpc.Status", &st);
             assert!(
                 !details.windows(4).any(|w| w == b"4111"),
