@@ -17,6 +17,15 @@ use crate::{
 const K1: [u8; 32] = [1; 32];
 const K2: [u8; 32] = [2; 32];
 
+/// A session that encrypts and encodes failure text (no compression).
+fn encrypting_failures() -> Session {
+    session(&ChainOptions {
+        encryption: true,
+        encode_failures: true,
+        ..Default::default()
+    })
+}
+
 /// A session over keys k1 and k2, k1 active.
 fn session(opts: &ChainOptions) -> Session {
     let keys = vec![Key::new("k1", &K1).unwrap(), Key::new("k2", &K2).unwrap()];
@@ -408,11 +417,7 @@ fn legacy_nexus_failures_are_encoded_inside_their_json() {
     let id = s
         .message_id("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest")
         .unwrap();
-    let c = session(&ChainOptions {
-        encryption: true,
-        encode_failures: true,
-        ..Default::default()
-    });
+    let c = encrypting_failures();
     let raw = legacy_nexus_failed(LEGACY_DETAILS, true);
     let enc = rewrite(&s, id, &raw, &mut c.encoder())
         .unwrap()
@@ -475,11 +480,7 @@ fn nexus_failures_that_cannot_be_rewritten_are_refused() {
     let id = s
         .message_id("temporal.api.workflowservice.v1.RespondNexusTaskFailedRequest")
         .unwrap();
-    let c = session(&ChainOptions {
-        encryption: true,
-        encode_failures: true,
-        ..Default::default()
-    });
+    let c = encrypting_failures();
     // Unknown JSON fields may hold what sealgate cannot see.
     let unknown = legacy_nexus_failed(r#"{"futureField":{"data":"c2VjcmV0"}}"#, true);
     let err = rewrite(&s, id, &unknown, &mut c.encoder()).unwrap_err();
@@ -593,11 +594,7 @@ fn failed_query_text_is_encoded_with_or_without_a_failure() {
     let id = s
         .message_id("temporal.api.workflowservice.v1.RespondQueryTaskCompletedRequest")
         .unwrap();
-    let c = session(&ChainOptions {
-        encryption: true,
-        encode_failures: true,
-        ..Default::default()
-    });
+    let c = encrypting_failures();
     let text = "IllegalStateException: card 4111\n\tat Handler.query(Handler.java:9)";
     // The Java SDK: error_message only, no failure.
     let java = RespondQueryTaskCompletedRequest {
