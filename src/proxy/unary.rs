@@ -740,16 +740,10 @@ fn restore_query_message(headers: &mut HeaderMap, status: Vec<u8>) -> Vec<u8> {
     }
     // google.rpc.Status { message = 2, details = 3 } rewritten; the rest kept.
     let mut out = Vec::with_capacity(status.len() + text.len());
-    let mut pos = 0;
-    while pos < status.len() {
-        let start = pos;
-        let Ok(tag) = wire::read_tag(&status, &mut pos) else {
+    for f in wire::RawFields::new(&status, 8) {
+        let Ok((tag, any, raw)) = f else {
             return status;
         };
-        if wire::skip_value(&status, &mut pos, tag, 8, 8).is_err() {
-            return status;
-        }
-        let raw = &status[start..pos];
         if tag.field == 2 && tag.wire_type == wire::LEN && message {
             wire::write_len_field(2, text.as_bytes(), &mut out);
             continue;
@@ -757,7 +751,6 @@ fn restore_query_message(headers: &mut HeaderMap, status: Vec<u8>) -> Vec<u8> {
         if tag.field == 3
             && tag.wire_type == wire::LEN
             && made
-            && let Some((_, any)) = wire::Fields::new(raw, 8).filter_map(Result::ok).next()
             && query_failure(any).is_some_and(|(_, m)| m)
             && let Ok((url, _)) = wire::len_pair(any, 8)
         {

@@ -114,11 +114,8 @@ pub(super) fn rewrite<V: PayloadVisitor>(
     // field-number order (a protobuf writer's order, so a message written
     // by one comes back byte for byte after encode and decode).
     let mut fields: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let start = pos;
-        let tag = wire::read_tag(bytes, &mut pos)?;
-        wire::skip_value(bytes, &mut pos, tag, MAX_DEPTH, MAX_DEPTH)?;
+    for f in wire::RawFields::new(bytes, MAX_DEPTH) {
+        let (tag, _, raw) = f?;
         let replaced = tag.wire_type == wire::LEN
             && match tag.field {
                 MESSAGE | DETAILS | STACK_TRACE => failure.is_some(),
@@ -126,7 +123,7 @@ pub(super) fn rewrite<V: PayloadVisitor>(
                 _ => false,
             };
         if !replaced {
-            fields.push((tag.field, bytes[start..pos].to_vec()));
+            fields.push((tag.field, raw.to_vec()));
         }
     }
     let mut field = |number: u32, value: &[u8]| {

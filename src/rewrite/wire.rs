@@ -213,6 +213,28 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// [`Fields`], each with the whole field's bytes (key included) as well:
+/// for rebuilding a message with some fields replaced.
+pub(crate) struct RawFields<'a>(Fields<'a>);
+
+impl<'a> RawFields<'a> {
+    pub(crate) fn new(buf: &'a [u8], limit: u32) -> Self {
+        RawFields(Fields::new(buf, limit))
+    }
+}
+
+impl<'a> Iterator for RawFields<'a> {
+    type Item = Result<(Tag, &'a [u8], &'a [u8]), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.0.pos;
+        let item = self.0.next()?;
+        let buf = self.0.buf;
+        let end = self.0.pos;
+        Some(item.map(|(tag, value)| (tag, value, &buf[start..end])))
+    }
+}
+
 /// The length-delimited fields 1 and 2 of a two-field message (a map
 /// entry's key and value, an `Any`'s type URL and value): the last of each,
 /// empty when absent.
