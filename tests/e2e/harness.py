@@ -197,7 +197,11 @@ def start_sealgate(
         try:
             wait_for_port(port, proc, timeout=30)
         except RuntimeError:
-            if attempt < 2 and codec_port is None and "Address already in use" in proc.tail():
+            # Retry with fresh ports, unless the taken one is the Codec Server
+            # port the caller chose (its Web UI was started pointing at it).
+            tail = proc.tail()
+            taken_fixed = codec_port is not None and f"127.0.0.1:{codec_port}:" in tail
+            if attempt < 2 and "Address already in use" in tail and not taken_fixed:
                 continue
             raise
         if codec_port:
