@@ -4,7 +4,7 @@
 
 pub(crate) mod auth;
 mod cors;
-mod fetch;
+
 #[cfg(test)]
 mod tests;
 
@@ -312,19 +312,17 @@ fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<TlsAcceptor, CodecServerError> {
-    use crate::upstream::{Pem, tls};
-    let fail = |e: &dyn std::fmt::Display| CodecServerError::Tls(e.to_string());
-    let certs = tls::certs(&Pem::File(cert.to_path_buf()), "certificate").map_err(|e| fail(&e))?;
-    let key = tls::key(&Pem::File(key.to_path_buf()), "key").map_err(|e| fail(&e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| fail(&format!("certificate and key: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    use crate::tls::{self, Pem};
+    tls::acceptor(
+        (
+            &Pem::File(cert.to_path_buf()),
+            &Pem::File(key.to_path_buf()),
+        ),
+        None,
+        &[b"http/1.1"],
+        ["certificate", "key", "client CA"],
+    )
+    .map_err(|e| CodecServerError::Tls(e.to_string()))
 }
 
 /// Serves HTTP/1.1 (plain or TLS) until `shutdown`, then drains briefly.

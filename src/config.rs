@@ -20,8 +20,9 @@ use std::{
 use zeroize::Zeroizing;
 
 use crate::{
+    auth::{JwtConfig, Who},
     codec::{Chain, ChainOptions, CodecStats, Pipeline, Setup},
-    inbound::{AuthMode, InboundConfig, Rule, Who},
+    inbound::{AuthMode, InboundConfig, Rule},
     keys::{
         self, KeyOpsRegistry,
         envelope::{self, DekStore},
@@ -32,7 +33,7 @@ use crate::{
     },
     proxy::translate::Translation,
     schema::WORKFLOW_SERVICE,
-    upstream::{Pem, TlsSettings},
+    tls::{Pem, TlsSettings},
 };
 use table::{Issues, Table};
 
@@ -145,19 +146,6 @@ impl fmt::Debug for CodecServerAuth {
             CodecServerAuth::Jwt(j) => f.debug_tuple("Jwt").field(j).finish(),
         }
     }
-}
-
-/// JWT validation settings.
-#[derive(Debug, Clone)]
-pub struct JwtConfig {
-    pub jwks_url: String,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    /// How often the JWKS is fetched again (also on an unknown `kid`).
-    pub refresh_interval: Duration,
-    /// Claim rules: `(claim, value)` a token must carry to decode / encode.
-    pub decode_requires: Option<(String, String)>,
-    pub encode_requires: Option<(String, String)>,
 }
 
 /// The `[proxy]` section.
@@ -619,9 +607,7 @@ impl Config {
             for (local, other, remote) in t.collisions() {
                 // Escalation: a rule lets a caller use `other` but not `local`.
                 let allows = |r: &crate::inbound::Rule, ns: &str| {
-                    r.namespaces
-                        .iter()
-                        .any(|p| crate::proxy::router::glob(p, ns))
+                    r.namespaces.iter().any(|p| crate::auth::glob(p, ns))
                 };
                 let escalates = inbound
                     .rules

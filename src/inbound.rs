@@ -8,20 +8,15 @@
 //! before forwarding unless `proxy.forward_authorization` says otherwise,
 //! and the upstream's own credentials are added by sealgate.
 
-use std::{fmt, sync::Arc};
+use std::fmt;
 
 use http::HeaderMap;
-use rustls::{
-    pki_types::CertificateDer,
-    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
-};
+use rustls::pki_types::CertificateDer;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    codec_server::auth::{Jwt, claim_has},
-    config::JwtConfig,
-    proxy::router::glob,
-    upstream::{Pem, tls},
+    auth::{Jwt, JwtConfig, bearer_token, glob},
+    tls::{self, Pem},
 };
 
 /// How callers prove who they are.
@@ -48,47 +43,7 @@ impl fmt::Debug for AuthMode {
     }
 }
 
-/// Whom a rule is about.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Who {
-    /// A client certificate SAN (DNS name or URI), exact or `*`/`?` pattern.
-    San(String),
-    /// A client certificate's subject, written as RFC 4514 text
-    /// (`CN=worker, O=Acme`) and matched attribute by attribute: every
-    /// (type, value) listed must be in the certificate's subject, values
-    /// exact or patterns. Never matched as a formatted string.
-    Subject(Vec<(String, String)>),
-    /// A static bearer token.
-    Token(String),
-    /// A JWT claim containing a value (`claim=value`).
-    Claim(String, String),
-}
-
-impl fmt::Debug for Who {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Who::San(s) => f.debug_tuple("San").field(s).finish(),
-            Who::Subject(s) => f.debug_tuple("Subject").field(&subject_text(s)).finish(),
-            Who::Token(_) => write!(f, "Token(<redacted>)"),
-            Who::Claim(c, v) => f.debug_tuple("Claim").field(c).field(v).finish(),
-        }
-    }
-}
-
-impl Who {
-    /// This is the bearer token `token` (compared in constant time).
-    pub(crate) fn is_token(&self, token: &str) -> bool {
-        matches!(self, Who::Token(t) if ct_eq(t.as_bytes(), token.as_bytes()))
-    }
-
-    /// A JWT with these verified claims is this (the claim holds the value).
-    pub(crate) fn is_claimed_by(
-        &self,
-        claims: &serde_json::Map<String, serde_json::Value>,
-    ) -> bool {
-        matches!(self, Who::Claim(c, v) if claim_has(claims.get(c), v))
-    }
-}
+pub use crate::auth::Who;
 
 /// One `[[inbound.rules]]`: who, and the namespaces (exact or patterns)
 /// they may use.
@@ -230,15 +185,6 @@ pub fn parse_subject(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// A parsed subject rule as text again, for messages.
-fn subject_text(attrs: &[(String, String)]) -> String {
-    attrs
-        .iter()
-        .map(|(t, v)| format!("{t}={}", v.replace(',', "\\,")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Why a call may not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum Denied {
@@ -283,33 +229,18 @@ impl Inbound {
         let Some((cert, key)) = &self.config.tls else {
             return Ok(None);
         };
-        let certs = tls::certs(cert, "inbound.tls_cert_file").map_err(|e| e.to_string())?;
-        let key = tls::key(key, "inbound.tls_key_file").map_err(|e| e.to_string())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let builder = match &self.config.client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in tls::certs(ca, "inbound.client_ca_file").map_err(|e| e.to_string())? {
-                    roots
-                        .add(c)
-                        .map_err(|e| format!("inbound.client_ca_file: {e}"))?;
-                }
-                let verifier: Arc<dyn ClientCertVerifier> =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .map_err(|e| format!("inbound.client_ca_file: {e}"))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("inbound certificate and key: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Some(TlsAcceptor::from(Arc::new(config))))
+        tls::acceptor(
+            (cert, key),
+            self.config.client_ca.as_ref(),
+            &[b"h2"],
+            [
+                "inbound.tls_cert_file",
+                "inbound.tls_key_file",
+                "inbound.client_ca_file",
+            ],
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
     }
 
     /// Who is calling, from the request's headers and the connection alone
@@ -454,20 +385,6 @@ impl Caller<'_> {
 fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
     bearer_token(headers)
         .ok_or_else(|| Denied::Unauthenticated("authorization: Bearer <token> is required".into()))
-}
-
-/// The token of an `authorization: Bearer <token>` header, for the listener
-/// and the Codec Server alike. The scheme is case-insensitive (RFC 9110).
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// Constant-time comparison (tokens).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The listener's current TLS acceptor (none: plaintext h2c), swapped on

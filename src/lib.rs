@@ -15,9 +15,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub(crate) mod auth;
 pub mod codec;
 pub mod codec_server;
 pub mod config;
+pub mod errors;
 pub mod grpc;
 mod http1;
 pub mod inbound;
@@ -27,7 +29,9 @@ pub mod reload;
 pub mod rewrite;
 pub mod schema;
 pub mod telemetry;
+pub(crate) mod tls;
 pub mod upstream;
+pub(crate) mod wire;
 
 use std::{future::Future, sync::Arc};
 

@@ -18,7 +18,8 @@ mod nexus;
 pub mod query;
 #[cfg(test)]
 mod tests;
-pub(crate) mod wire;
+pub(crate) use crate::wire;
+pub use crate::wire::{last_len_field, top_level_string};
 
 use std::{borrow::Cow, fmt};
 
@@ -32,8 +33,7 @@ use crate::{
 };
 pub use wire::WireError;
 
-/// Deepest message nesting the rewriter follows.
-pub const MAX_DEPTH: u32 = 100;
+pub use crate::wire::MAX_DEPTH;
 
 /// What the optional failure encoding does on this pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,27 +149,6 @@ impl From<CodecError> for RewriteError {
     fn from(e: CodecError) -> Self {
         RewriteError::new(e)
     }
-}
-
-/// The last occurrence of top-level string field `number` in `message` (the
-/// value protobuf parsers keep), without parsing anything else; `None` when
-/// absent, not UTF-8, or the bytes before it do not parse.
-pub fn top_level_string(message: &[u8], number: u32) -> Option<&str> {
-    last_len_field(message, number).and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// The last occurrence of top-level length-delimited field `number` (the
-/// value a parser keeps for a singular field); `None` when absent or the
-/// bytes before it do not parse.
-pub fn last_len_field(message: &[u8], number: u32) -> Option<&[u8]> {
-    let mut found = None;
-    for field in wire::Fields::new(message, MAX_DEPTH) {
-        let (tag, value) = field.ok()?;
-        if tag.field == number && tag.wire_type == wire::LEN {
-            found = Some(value);
-        }
-    }
-    found
 }
 
 /// True when a `DataBlob`'s `encoding_type` (field 1) is proto3 (1).

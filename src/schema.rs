@@ -290,7 +290,7 @@ impl Method {
     /// True when the request names a namespace by its id.
     pub fn names_namespace_id(&self, request: &[u8]) -> bool {
         self.namespace_id_field.is_some_and(|n| {
-            crate::rewrite::top_level_string(request, n).is_some_and(|s| !s.is_empty())
+            crate::wire::top_level_string(request, n).is_some_and(|s| !s.is_empty())
         })
     }
 
@@ -299,7 +299,7 @@ impl Method {
     /// field, it is absent or empty, or the bytes do not parse that far.
     pub fn namespace_of<'a>(&self, request: &'a [u8]) -> Option<&'a str> {
         let number = self.namespace_field?;
-        crate::rewrite::top_level_string(request, number).filter(|s| !s.is_empty())
+        crate::wire::top_level_string(request, number).filter(|s| !s.is_empty())
     }
 }
 

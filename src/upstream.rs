@@ -2,8 +2,6 @@
 //! certificate), HTTP/2 with keepalive, a fixed number of connections used
 //! round-robin and re-dialled when they drop, and an optional API key.
 
-pub(crate) mod tls;
-
 use std::{
     fmt,
     sync::{
@@ -24,9 +22,12 @@ use tokio::{
     sync::{Mutex, watch},
 };
 
-use crate::config::{self, UpstreamOptions};
+use crate::{
+    config::{self, UpstreamOptions},
+    errors::error_chain,
+};
 
-pub use tls::{Pem, TlsError, TlsSettings};
+pub use crate::tls::{Pem, TlsError, TlsSettings};
 
 /// An error inside a body (hyper's, or a locally served service's status).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,7 +114,7 @@ impl fmt::Debug for Upstream {
 
 /// What sealgate presents to the upstream: TLS settings and an API key.
 pub struct Credentials {
-    tls: Option<tls::Connector>,
+    tls: Option<crate::tls::Connector>,
     api_key: Option<HeaderValue>,
 }
 
@@ -124,7 +125,7 @@ impl Credentials {
         options: &UpstreamOptions,
     ) -> Result<Credentials, TlsError> {
         let tls = if address.tls {
-            Some(tls::Connector::new(
+            Some(crate::tls::Connector::new(
                 &options.tls,
                 &address.authority,
                 &[b"h2"],
@@ -444,19 +445,3 @@ pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
 /// The largest DATA frame peers may send us: fewer, larger frames for big
 /// payloads (the protocol default is 16 KiB).
 pub(crate) const MAX_FRAME: u32 = 64 << 10;
-
-/// An error and its sources, joined: hyper's top-level messages alone
-/// ("connection error") do not say what went wrong.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
-}

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::payload::{self, PayloadView};
-use crate::rewrite::wire;
+use crate::wire;
 
 /// Metadata on the *outer* (encoded) attributes payload saying sealgate moved
 /// the failure's text there. A client cannot forge it: whatever a client

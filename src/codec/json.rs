@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use super::{CodecError, payload::PayloadView};
-use crate::rewrite::wire;
+use crate::wire;
 
 /// The JSON body could not be used.
 #[derive(Debug, Error)]

@@ -8,7 +8,7 @@
 //! }
 //! ```
 
-use crate::rewrite::wire::{self, WireError};
+use crate::wire::{self, WireError};
 
 const METADATA: u32 = 1;
 const DATA: u32 = 2;

@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use super::{Op, auth::claim_has, parse_path};
+use super::{Op, parse_path};
+use crate::auth::claim_has;
 
 #[test]
 fn routes() {

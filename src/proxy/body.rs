@@ -80,7 +80,7 @@ where
     let mut len = 0usize;
     let mut trailers = None;
     while let Some(f) = body.frame().await {
-        let f = f.map_err(|e| BodyError::Read(crate::upstream::error_chain(&e)))?;
+        let f = f.map_err(|e| BodyError::Read(crate::errors::error_chain(&e)))?;
         let f = match f.into_data() {
             Ok(data) => {
                 if len + data.len() > max {

@@ -118,7 +118,7 @@ pub async fn drive<C, E>(
         tokio::select! {
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
-                    tracing::debug!(error = %crate::upstream::error_chain(&e), "connection ended");
+                    tracing::debug!(error = %crate::errors::error_chain(&e), "connection ended");
                 }
                 return;
             }

@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use http::HeaderMap;
 
 use crate::{
+    auth::glob,
     config::{self, DEFAULT_UPSTREAM, RoutingConfig, UpstreamOptions},
     upstream::{Credentials, TlsError, Upstream},
 };
@@ -220,30 +221,6 @@ fn dns_safe(ns: &str) -> bool {
         && ns
             .split('.')
             .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-}
-
-/// `*` matches any run of characters, `?` any one.
-pub(crate) fn glob(pattern: &str, s: &str) -> bool {
-    let (p, s) = (pattern.as_bytes(), s.as_bytes());
-    let (mut pi, mut si) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

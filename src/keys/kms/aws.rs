@@ -169,10 +169,10 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => (
             format!(
                 "cannot reach AWS KMS ({}); check the region, endpoint and network",
-                crate::upstream::error_chain(&e)
+                crate::errors::error_chain(&e)
             ),
             true,
         ),
-        _ => (crate::upstream::error_chain(&e), false),
+        _ => (crate::errors::error_chain(&e), false),
     }
 }

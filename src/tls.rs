@@ -1,5 +1,8 @@
-//! rustls client configuration for the upstream: CA bundle or system roots,
-//! optional client certificate (mTLS), SNI / verification name override.
+//! Every rustls configuration sealgate builds: the upstream client (CA
+//! bundle or system roots, optional client certificate for mTLS, SNI /
+//! verification name override) and the server side of each listener (the
+//! gRPC listener, optionally verifying client certificates, and the Codec
+//! Server). One crypto provider (ring), safe default protocol versions.
 
 use std::{fmt, path::PathBuf, sync::Arc};
 
@@ -9,7 +12,7 @@ use rustls::{
 };
 use thiserror::Error;
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsConnector, client::TlsStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
 
 /// PEM from a file or given inline (Temporal's `_PATH` / `_DATA` settings).
 #[derive(Clone)]
@@ -148,6 +151,48 @@ impl Connector {
     pub(crate) async fn connect(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         self.inner.connect(self.name.clone(), tcp).await
     }
+}
+
+/// A server-side TLS acceptor offering `alpn`: the certificate chain and
+/// key at `cert` and `key`, and, with `client_ca`, client certificates
+/// verified against it (required). `names` are the settings' names for
+/// errors: certificate, key, client CA.
+pub(crate) fn acceptor(
+    (cert, key_pem): (&Pem, &Pem),
+    client_ca: Option<&Pem>,
+    alpn: &[&[u8]],
+    names: [&str; 3],
+) -> Result<TlsAcceptor, TlsError> {
+    let [cert_name, key_name, ca_name] = names;
+    let config_error = |what: &str, e: &dyn fmt::Display| TlsError::Config(format!("{what}: {e}"));
+    let chain = certs(cert, cert_name)?;
+    let private = key(key_pem, key_name)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs(ca, ca_name)? {
+                roots.add(c).map_err(|e| config_error(ca_name, &e))?;
+            }
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| config_error(ca_name, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, private)
+        .map_err(|e| config_error(&format!("{cert_name} and {key_name}"), &e))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// `host` of `host:port` (brackets of an IPv6 literal removed).

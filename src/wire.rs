@@ -13,6 +13,9 @@ const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
 const I32: u8 = 5;
 
+/// Deepest message nesting the rewriter follows.
+pub const MAX_DEPTH: u32 = 100;
+
 /// Highest field number protobuf allows (2^29 - 1).
 const MAX_FIELD: u64 = (1 << 29) - 1;
 
@@ -274,5 +277,25 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// The last occurrence of top-level string field `number` in `message` (the
+/// value protobuf parsers keep), without parsing anything else; `None` when
+/// absent, not UTF-8, or the bytes before it do not parse.
+pub fn top_level_string(message: &[u8], number: u32) -> Option<&str> {
+    last_len_field(message, number).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The last occurrence of top-level length-delimited field `number` (the
+/// value a parser keeps for a singular field); `None` when absent or the
+/// bytes before it do not parse.
+pub fn last_len_field(message: &[u8], number: u32) -> Option<&[u8]> {
+    let mut found = None;
+    for field in Fields::new(message, MAX_DEPTH) {
+        let (tag, value) = field.ok()?;
+        if tag.field == number && tag.wire_type == LEN {
+            found = Some(value);
+        }
+    }
+    found
+}
 #[cfg(test)]
 mod tests;

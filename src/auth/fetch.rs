@@ -8,13 +8,16 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::upstream::{TlsSettings, error_chain, tls::Connector};
+use crate::{
+    errors::error_chain,
+    tls::{Connector, TlsSettings},
+};
 
 const LIMIT: usize = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// GETs `url` and returns the body of a 200 answer.
-pub(super) async fn get(url: &str) -> Result<Bytes, String> {
+pub(crate) async fn get(url: &str) -> Result<Bytes, String> {
     tokio::time::timeout(TIMEOUT, get_inner(url))
         .await
         .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
