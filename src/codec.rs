@@ -48,11 +48,44 @@ use crate::{
         kms::{Kek, KmsError},
         policy::Policy,
     },
-    rewrite::{FailureMode, PayloadVisitor, WireError},
+    wire::WireError,
 };
 
 /// Default bound on one decoded payload (the SDKs' default message limit).
 pub const DEFAULT_MAX_DECODED: usize = 128 << 20;
+
+/// What the optional failure encoding does on this pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Leave failure messages as they are.
+    Off,
+    /// Move message and stack trace into `encoded_attributes`.
+    Encode,
+    /// Restore message and stack trace that sealgate moved.
+    Decode,
+}
+
+/// Receives each marshaled `Payload` the rewriter (`crate::rewrite`) finds:
+/// the codec's encoder and decoder, and namespace translation.
+pub trait PayloadVisitor {
+    /// Returns the replacement payload, or `None` to keep it as it is.
+    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError>;
+
+    /// How `temporal.api.failure.v1.Failure` messages are treated.
+    fn failure_mode(&self) -> FailureMode {
+        FailureMode::Off
+    }
+}
+
+impl<V: PayloadVisitor + ?Sized> PayloadVisitor for &mut V {
+    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        (**self).payload(payload)
+    }
+
+    fn failure_mode(&self) -> FailureMode {
+        (**self).failure_mode()
+    }
+}
 
 /// A payload could not be encoded or decoded. Never carries payload bytes.
 #[derive(Debug, Error)]

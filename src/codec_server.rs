@@ -49,7 +49,7 @@ pub struct CodecServer {
     /// operator visits must not reach it through DNS rebinding).
     open_hosts: Option<Vec<String>>,
     /// Upstream namespace naming, to find a Cloud name's local policy.
-    translations: Vec<crate::proxy::translate::Translation>,
+    translations: Vec<crate::translate::Translation>,
     max_body: usize,
     tls: Option<tokio::sync::watch::Sender<TlsAcceptor>>,
 }
@@ -86,7 +86,7 @@ impl CodecServer {
     pub fn new(
         config: &CodecServerConfig,
         codec: Arc<Pipeline>,
-        translations: Vec<crate::proxy::translate::Translation>,
+        translations: Vec<crate::translate::Translation>,
     ) -> Result<CodecServer, CodecServerError> {
         let tls = match &config.tls {
             Some((cert, key)) => Some(tokio::sync::watch::Sender::new(tls_acceptor(cert, key)?)),

@@ -31,9 +31,9 @@ use crate::{
             DEFAULT_POLICY, KeySpec, KeysSpec, Policies, PolicyError, PolicySpec, ProviderSpec,
         },
     },
-    proxy::translate::Translation,
     schema::WORKFLOW_SERVICE,
     tls::{Pem, TlsSettings},
+    translate::Translation,
 };
 use table::{Issues, Table};
 

@@ -28,8 +28,10 @@ pub mod proxy;
 pub mod reload;
 pub mod rewrite;
 pub mod schema;
+pub(crate) mod shard;
 pub mod telemetry;
 pub(crate) mod tls;
+pub mod translate;
 pub mod upstream;
 pub(crate) mod wire;
 
@@ -98,12 +100,14 @@ impl App {
         let schema = Arc::new(descriptors.payloads(&config.proxy.plaintext_paths)?);
         let pipeline = Arc::new(config.codec.pipeline()?);
         // Upstream pools get a share per serving thread.
-        if config.proxy.runtime == config::Runtime::PerCore {
-            proxy::shards::configure(config.proxy.threads);
-        }
+        let shards = match config.proxy.runtime {
+            config::Runtime::PerCore => config.proxy.threads,
+            config::Runtime::WorkStealing => 1,
+        };
         let upstream = Arc::new(upstream::Upstream::new(
             &config.upstream,
             &config.upstream_options,
+            shards,
         )?);
         let codec_server = match &config.codec_server {
             Some(c) => Some(Arc::new(codec_server::CodecServer::new(

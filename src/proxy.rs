@@ -22,7 +22,6 @@ pub mod router;
 pub mod server;
 pub mod shards;
 mod stream;
-pub mod translate;
 mod unary;
 
 use std::{convert::Infallible, sync::Arc};

@@ -33,39 +33,8 @@ use crate::{
 };
 pub use wire::WireError;
 
+pub use crate::codec::{FailureMode, PayloadVisitor};
 pub use crate::wire::MAX_DEPTH;
-
-/// What the optional failure encoding does on this pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Leave failure messages as they are.
-    Off,
-    /// Move message and stack trace into `encoded_attributes`.
-    Encode,
-    /// Restore message and stack trace that sealgate moved.
-    Decode,
-}
-
-/// Receives each marshaled `Payload` the rewriter finds.
-pub trait PayloadVisitor {
-    /// Returns the replacement payload, or `None` to keep it as it is.
-    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError>;
-
-    /// How `temporal.api.failure.v1.Failure` messages are treated.
-    fn failure_mode(&self) -> FailureMode {
-        FailureMode::Off
-    }
-}
-
-impl<V: PayloadVisitor + ?Sized> PayloadVisitor for &mut V {
-    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        (**self).payload(payload)
-    }
-
-    fn failure_mode(&self) -> FailureMode {
-        (**self).failure_mode()
-    }
-}
 
 /// What went wrong, without where.
 #[derive(Debug, Error)]

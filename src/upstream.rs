@@ -95,7 +95,7 @@ pub struct Upstream {
     /// TLS material and API key; swapped on reload (new connections and
     /// requests use the new ones, open connections keep theirs).
     credentials: watch::Sender<Arc<Credentials>>,
-    /// `connections` slots per serving thread (`shards::count()`): each
+    /// `connections` slots per serving thread (`Upstream::new`'s `shards`): each
     /// thread dials and uses its own, so a call stays on its thread.
     slots: Vec<Mutex<Option<Conn>>>,
     connections: usize,
@@ -150,9 +150,12 @@ impl Credentials {
 impl Upstream {
     /// Prepares the pool (TLS material is loaded now; nothing is dialled).
     /// TLS is used when the address says so; `options.tls` says how.
+    /// `shards`: the serving threads that each get a share of the pool
+    /// (1 unless `[proxy] runtime = "per-core"`).
     pub fn new(
         address: &config::Upstream,
         options: &UpstreamOptions,
+        shards: usize,
     ) -> Result<Upstream, TlsError> {
         let authority = address.authority.clone();
         let uri_authority = http::uri::Authority::try_from(authority.as_str())
@@ -165,7 +168,7 @@ impl Upstream {
         let credentials = Credentials::load(address, options)?;
         let display = format!("{scheme}://{authority}");
         let connections = options.connections.max(1);
-        let slots = (0..connections * crate::proxy::shards::count())
+        let slots = (0..connections * shards.max(1))
             .map(|_| Mutex::new(None))
             .collect();
         Ok(Upstream {
@@ -202,11 +205,16 @@ impl Upstream {
     }
 
     /// Namespace translation towards this upstream, if any.
-    pub fn translation(&self) -> Option<&crate::proxy::translate::Translation> {
+    pub fn translation(&self) -> Option<&crate::translate::Translation> {
         self.options.namespaces.as_ref()
     }
 
     /// `http(s)://host:port`.
+    /// How many serving threads this pool has a share for.
+    pub fn shards(&self) -> usize {
+        self.slots.len() / self.connections
+    }
+
     pub fn name(&self) -> &str {
         &self.display
     }
@@ -337,7 +345,7 @@ impl Upstream {
     }
 
     async fn sender(&self) -> Result<Conn, UpstreamError> {
-        let group = crate::proxy::shards::index() % (self.slots.len() / self.connections);
+        let group = crate::shard::index() % (self.slots.len() / self.connections);
         let i = group * self.connections + self.next.fetch_add(1, Relaxed) % self.connections;
         let mut slot = self.slots[i].lock().await;
         if let Some(s) = slot.as_mut() {

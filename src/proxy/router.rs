@@ -116,9 +116,11 @@ impl Router {
                 }))
             } else {
                 let up =
-                    Upstream::new(&u.address, &u.options).map_err(|source| RouteError::Tls {
-                        upstream: u.name.clone(),
-                        source,
+                    Upstream::new(&u.address, &u.options, default.shards()).map_err(|source| {
+                        RouteError::Tls {
+                            upstream: u.name.clone(),
+                            source,
+                        }
                     })?;
                 Target::Fixed(Arc::new(up))
             };
@@ -192,13 +194,15 @@ impl Router {
                 if !dns_safe(&remote) {
                     return Err(RouteError::BadNamespace(remote));
                 }
-                let up =
-                    Upstream::new(&address.for_namespace(&remote), options).map_err(|source| {
-                        RouteError::Tls {
-                            upstream: name.clone(),
-                            source,
-                        }
-                    })?;
+                let up = Upstream::new(
+                    &address.for_namespace(&remote),
+                    options,
+                    self.default_upstream.shards(),
+                )
+                .map_err(|source| RouteError::Tls {
+                    upstream: name.clone(),
+                    source,
+                })?;
                 if pools.len() >= MAX_POOLS {
                     pools.clear();
                 }

@@ -5,13 +5,12 @@
 //! call never waits for another thread to wake up: with the work-stealing runtime those handoffs
 //! (futex wakeups, task stealing) cost about a third of the CPU per call.
 //!
-//! Each thread keeps its own upstream connections: [`index`] picks the
-//! thread's share of an upstream's pool.
+//! Each thread keeps its own upstream connections: `crate::shard::index`
+//! picks the thread's share of an upstream's pool.
 //!
 //! Why: docs/design.md#thread-per-core.
 
 use std::{
-    cell::Cell,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering::Relaxed},
@@ -25,27 +24,6 @@ use super::{
     Proxy,
     server::{self, Drained},
 };
-
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-static COUNT: AtomicUsize = AtomicUsize::new(1);
-
-/// This thread's shard; 0 on every thread that is not a shard.
-pub fn index() -> usize {
-    INDEX.with(Cell::get)
-}
-
-/// How many shards this process serves with, for sizing per-shard pools.
-pub fn count() -> usize {
-    COUNT.load(Relaxed).max(1)
-}
-
-/// Sets [`count`]; upstream pools built from now on have a share per shard.
-pub(crate) fn configure(threads: usize) {
-    COUNT.store(threads.max(1), Relaxed);
-}
 
 /// A serving thread, as the acceptor sees it.
 struct Shard {
@@ -118,7 +96,7 @@ pub async fn serve(
         let spawned = std::thread::Builder::new()
             .name(format!("sealgate-{i}"))
             .spawn(move || {
-                INDEX.with(|c| c.set(i));
+                crate::shard::enter(i);
                 let stopped = server::stopped(stop);
                 let drained = runtime.block_on(server::serve_from(source, proxy, stopped, grace));
                 let _ = tx.send(drained);

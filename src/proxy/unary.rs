@@ -382,7 +382,7 @@ fn translate(
     let Some(f) = frames.first() else {
         return Ok(body);
     };
-    let mut visitor = crate::proxy::translate::Rename {
+    let mut visitor = crate::translate::Rename {
         translation: t,
         up,
         seen: Default::default(),

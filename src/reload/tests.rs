@@ -30,7 +30,7 @@ fn write_config(dir: &Path, keys: &[(&str, &str)], active: &str, listen: &str) -
 fn reloader(path: &Path) -> Reloader {
     let config = Config::load(path).unwrap();
     let codec = Arc::new(config.codec.pipeline().unwrap());
-    let upstream = Arc::new(Upstream::new(&config.upstream, &config.upstream_options).unwrap());
+    let upstream = Arc::new(Upstream::new(&config.upstream, &config.upstream_options, 1).unwrap());
     Reloader::new(path, config, codec, upstream, None)
 }
 
