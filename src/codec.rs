@@ -43,16 +43,66 @@ pub use snappy::{ENCODING_SNAPPY, SNAPPY_MARK};
 
 use crate::{
     keys::{
-        Key,
+        Key, KeyOpsRegistry,
         envelope::DekStore,
         kms::{Kek, KmsError},
-        policy::Policy,
+        policy::{KeysSpec, Policies, Policy, PolicyError},
     },
     wire::WireError,
 };
 
 /// Default bound on one decoded payload (the SDKs' default message limit).
 pub const DEFAULT_MAX_DECODED: usize = 128 << 20;
+
+/// The `[codec]` section.
+#[derive(Debug, Clone)]
+pub struct CodecConfig {
+    /// Snappy-compress payloads before encrypting (skipped when it does not shrink).
+    pub compression: bool,
+    /// Encrypt payloads with each namespace's policy; fail closed when that is
+    /// impossible. Off: decrypt only.
+    pub encryption: bool,
+    /// Move failure messages and stack traces into encoded attributes.
+    pub encode_failure_attributes: bool,
+    /// Static keys, KEK providers and policies.
+    pub keys: KeysSpec,
+    /// Unwrapped data keys kept in memory.
+    pub dek_cache_size: usize,
+}
+
+impl CodecConfig {
+    pub fn chain_options(&self) -> ChainOptions {
+        ChainOptions {
+            compression: self.compression,
+            encryption: self.encryption,
+            encode_failures: self.encode_failure_attributes,
+            max_decoded: None,
+        }
+    }
+
+    /// One generation of chain and policies. `stats` and `ops` are shared
+    /// across generations; providers are reused from `previous` when their
+    /// settings did not change.
+    pub fn setup(
+        &self,
+        stats: Arc<CodecStats>,
+        ops: &KeyOpsRegistry,
+        previous: Option<&Policies>,
+    ) -> Result<Setup, PolicyError> {
+        Ok(Setup {
+            chain: Chain::new(&self.chain_options(), stats),
+            policies: Policies::build(&self.keys, self.encryption, ops, previous)?,
+        })
+    }
+
+    /// A fresh pipeline from these settings.
+    pub fn pipeline(&self) -> Result<Pipeline, PolicyError> {
+        let ops = Arc::new(KeyOpsRegistry::default());
+        let setup = self.setup(Arc::default(), &ops, None)?;
+        let deks = Arc::new(DekStore::new(self.dek_cache_size, ops.clone()));
+        Ok(Pipeline::new(setup, deks, ops))
+    }
+}
 
 /// What the optional failure encoding does on this pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

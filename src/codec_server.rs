@@ -21,12 +21,69 @@ use tokio_rustls::TlsAcceptor;
 pub use auth::{Auth, AuthError};
 pub use cors::Cors;
 
-use crate::{
-    codec::{CodecError, Pipeline, Session, json as codec_json},
-    config::CodecServerConfig,
-};
+use crate::codec::{CodecError, Pipeline, Session, json as codec_json};
 
 /// Which way a request goes.
+/// The `[codec_server]` section.
+#[derive(Debug, Clone)]
+pub struct CodecServerConfig {
+    pub listen: std::net::SocketAddr,
+    /// Origins allowed by CORS (`"*"` allows any, without credentials).
+    pub cors_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (explicit origins only).
+    pub cors_allow_credentials: bool,
+    pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate chain and key.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub auth: CodecServerAuth,
+    /// `[[codec_server.auth.rules]]`: who may decode (or encode) which
+    /// namespaces; none: every authenticated caller, every namespace.
+    pub rules: Vec<CodecRule>,
+}
+
+/// One `[[codec_server.auth.rules]]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodecRule {
+    /// A bearer token (mode "bearer") or a JWT claim (mode "jwt").
+    pub who: crate::auth::Who,
+    /// Namespaces (exact or patterns) this caller may use.
+    pub namespaces: Vec<String>,
+    pub decode: bool,
+    pub encode: bool,
+}
+
+impl std::fmt::Debug for CodecRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodecRule")
+            .field("who", &self.who)
+            .field("namespaces", &self.namespaces)
+            .field("decode", &self.decode)
+            .field("encode", &self.encode)
+            .finish()
+    }
+}
+
+/// Who may call the codec server.
+#[derive(Clone)]
+pub enum CodecServerAuth {
+    /// Anyone who can reach it (loopback listeners only, unless allowed).
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: String },
+    /// A JWT verified against a JWKS.
+    Jwt(crate::auth::JwtConfig),
+}
+
+impl std::fmt::Debug for CodecServerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecServerAuth::None => write!(f, "None"),
+            CodecServerAuth::Bearer { .. } => write!(f, "Bearer(<redacted>)"),
+            CodecServerAuth::Jwt(j) => f.debug_tuple("Jwt").field(j).finish(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Encode,
@@ -96,7 +153,7 @@ impl CodecServer {
             codec,
             cors: Cors::new(&config.cors_origins, config.cors_allow_credentials),
             auth: Auth::new(&config.auth, &config.rules),
-            open_hosts: matches!(config.auth, crate::config::CodecServerAuth::None).then(|| {
+            open_hosts: matches!(config.auth, CodecServerAuth::None).then(|| {
                 let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
                 hosts.push(config.listen.ip().to_string());
                 hosts

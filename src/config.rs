@@ -13,29 +13,36 @@ use std::{
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
 
 use zeroize::Zeroizing;
 
 use crate::{
-    auth::{JwtConfig, Who},
-    codec::{Chain, ChainOptions, CodecStats, Pipeline, Setup},
+    auth::Who,
     inbound::{AuthMode, InboundConfig, Rule},
     keys::{
-        self, KeyOpsRegistry,
-        envelope::{self, DekStore},
+        self,
+        envelope::{self},
         kms::{self, AwsSettings, ExtensionSettings, LocalKek, ProviderConfig, ProviderSettings},
-        policy::{
-            DEFAULT_POLICY, KeySpec, KeysSpec, Policies, PolicyError, PolicySpec, ProviderSpec,
-        },
+        policy::{DEFAULT_POLICY, KeySpec, KeysSpec, PolicySpec, ProviderSpec},
     },
-    schema::WORKFLOW_SERVICE,
     tls::{Pem, TlsSettings},
     translate::Translation,
 };
 use table::{Issues, Table};
+
+pub use crate::{
+    auth::JwtConfig,
+    codec::CodecConfig,
+    codec_server::{CodecRule, CodecServerAuth, CodecServerConfig},
+    proxy::{
+        DEFAULT_MAX_MESSAGE, DEFAULT_MEMORY_BUDGET, DEFAULT_SERVICES, ProxyConfig, Runtime,
+        router::{DEFAULT_UPSTREAM, NamedUpstream, RouteConfig, RoutingConfig},
+    },
+    telemetry::TelemetryConfig,
+    upstream::{Address as Upstream, DEFAULT_MAX_HEADER_LIST, UpstreamOptions},
+};
 
 /// Exit code for a configuration that cannot be used (EX_USAGE... sysexits' EX_USAGE is 64).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -73,351 +80,6 @@ pub struct Config {
     /// Files the configuration read (key material, certificates), watched
     /// for changes along with the config file itself.
     pub files: Vec<PathBuf>,
-}
-
-/// The `[telemetry]` section.
-#[derive(Debug, Clone)]
-pub struct TelemetryConfig {
-    /// `/metrics`, `/live`, `/ready`; `None` turns the admin listener off.
-    pub admin_listen: Option<SocketAddr>,
-    /// OTLP/gRPC collector for traces and metrics; off when absent.
-    pub otlp_endpoint: Option<String>,
-    /// Share of new traces sampled (a caller's sampled flag is followed).
-    pub trace_sampling: f64,
-    /// `service.name` of exported telemetry.
-    pub service_name: String,
-}
-
-/// The `[codec_server]` section.
-#[derive(Debug, Clone)]
-pub struct CodecServerConfig {
-    pub listen: SocketAddr,
-    /// Origins allowed by CORS (`"*"` allows any, without credentials).
-    pub cors_origins: Vec<String>,
-    /// Send `Access-Control-Allow-Credentials: true` (explicit origins only).
-    pub cors_allow_credentials: bool,
-    pub max_body_bytes: usize,
-    /// Serve HTTPS with this certificate chain and key.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    pub auth: CodecServerAuth,
-    /// `[[codec_server.auth.rules]]`: who may decode (or encode) which
-    /// namespaces; none: every authenticated caller, every namespace.
-    pub rules: Vec<CodecRule>,
-}
-
-/// One `[[codec_server.auth.rules]]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CodecRule {
-    /// A bearer token (mode "bearer") or a JWT claim (mode "jwt").
-    pub who: Who,
-    /// Namespaces (exact or patterns) this caller may use.
-    pub namespaces: Vec<String>,
-    pub decode: bool,
-    pub encode: bool,
-}
-
-impl fmt::Debug for CodecRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CodecRule")
-            .field("who", &self.who)
-            .field("namespaces", &self.namespaces)
-            .field("decode", &self.decode)
-            .field("encode", &self.encode)
-            .finish()
-    }
-}
-
-/// Who may call the codec server.
-#[derive(Clone)]
-pub enum CodecServerAuth {
-    /// Anyone who can reach it (loopback listeners only, unless allowed).
-    None,
-    /// `Authorization: Bearer <token>`.
-    Bearer { token: String },
-    /// A JWT verified against a JWKS.
-    Jwt(JwtConfig),
-}
-
-impl fmt::Debug for CodecServerAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CodecServerAuth::None => write!(f, "None"),
-            CodecServerAuth::Bearer { .. } => write!(f, "Bearer(<redacted>)"),
-            CodecServerAuth::Jwt(j) => f.debug_tuple("Jwt").field(j).finish(),
-        }
-    }
-}
-
-/// The `[proxy]` section.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    /// Largest gRPC message (request or response) sealgate buffers.
-    pub max_message_bytes: usize,
-    /// gRPC services forwarded; anything else gets UNIMPLEMENTED.
-    pub allowed_services: Vec<String>,
-    /// How long in-flight calls may run after SIGTERM/SIGINT.
-    pub shutdown_grace: Duration,
-    /// Forward the caller's `authorization` header upstream.
-    pub forward_authorization: bool,
-    /// Answer gRPC server reflection (v1, v1alpha) for the allowed services.
-    pub reflection: bool,
-    /// How calls are spread over threads.
-    pub runtime: Runtime,
-    /// Threads serving gRPC (`threads = 0` in the file: one per core).
-    pub threads: usize,
-    /// Services not in the schema that stream through unread (explicitly
-    /// opaque: a warning at start).
-    pub opaque_services: Vec<String>,
-    /// Bytes all calls together may buffer (requests and responses).
-    pub memory_budget_bytes: usize,
-    /// How long a request's body may take to arrive.
-    pub request_body_timeout: Duration,
-    /// HTTP/2 streams one client connection may have open at once.
-    pub max_concurrent_streams: u32,
-    /// Largest header list (request metadata) accepted, in bytes.
-    pub max_header_list_bytes: u32,
-    /// `[schema] unknown_request_fields = "forward"`: forward requests with
-    /// fields the schema does not define (counted and warned about) instead
-    /// of refusing them.
-    pub forward_unknown_fields: bool,
-    /// `[schema] plaintext_paths`: payload paths the server itself reads,
-    /// left plaintext (besides search attributes, always).
-    pub plaintext_paths: Vec<String>,
-    /// `[schema] descriptor_set`: a newer Temporal API descriptor set to use
-    /// instead of the embedded one.
-    pub descriptor_set: Option<PathBuf>,
-    /// A caller's TLS handshake must finish within this.
-    pub tls_handshake_timeout: Duration,
-    /// A connection's first call must start within this.
-    pub first_request_timeout: Duration,
-    /// A connection with no call open for this long is closed (GOAWAY).
-    pub idle_timeout: Duration,
-    /// After this, a connection gets GOAWAY so its client reconnects (and
-    /// rebalances across replicas); open calls finish.
-    pub max_connection_age: Duration,
-    /// After max_connection_age plus this, the connection is closed.
-    pub max_connection_age_grace: Duration,
-    /// Caller credential headers dropped before forwarding (lower-case),
-    /// unless the upstream forwards the caller's authorization.
-    pub credential_headers: Vec<String>,
-}
-
-/// Default of `[proxy] memory_budget_bytes`: 1 GiB.
-pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
-/// Default of `[proxy] max_header_list_bytes` (grpc-go's frontend accepts
-/// more; 1 MiB holds any real metadata).
-pub const DEFAULT_MAX_HEADER_LIST: u32 = 1 << 20;
-
-/// How the gRPC listener's work is spread over threads (`[proxy] runtime`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// `threads` threads, each with its own single-threaded runtime and its
-    /// own upstream connections; each connection is handed to the least
-    /// loaded thread and stays there, so a call never hops between threads.
-    PerCore,
-    /// One work-stealing runtime with `threads` workers: the calls of one
-    /// connection can use every core, at the cost of cross-thread wakeups.
-    WorkStealing,
-}
-
-/// Default bound on one gRPC message (the SDKs' default).
-pub const DEFAULT_MAX_MESSAGE: usize = 128 << 20;
-
-/// Services forwarded by default.
-pub const DEFAULT_SERVICES: [&str; 3] = [
-    WORKFLOW_SERVICE,
-    "temporal.api.operatorservice.v1.OperatorService",
-    "grpc.health.v1.Health",
-];
-
-/// The `[upstream_options]` section, completed from Temporal's environment
-/// variables where the file is silent: how sealgate talks to the upstream.
-#[derive(Clone)]
-pub struct UpstreamOptions {
-    /// HTTP/2 connections kept open, used round-robin.
-    pub connections: usize,
-    pub connect_timeout: Duration,
-    /// HTTP/2 PING interval; Temporal's server rejects pings under 10 s apart.
-    pub keepalive_interval: Duration,
-    /// How long a PING may go unanswered before the connection is dropped.
-    pub keepalive_timeout: Duration,
-    /// Sent as `authorization: Bearer <key>`.
-    pub api_key: Option<String>,
-    /// Used when the upstream is TLS.
-    pub tls: TlsSettings,
-    /// Send an API key or client certificate to a plaintext (`http://`)
-    /// upstream: for a local test upstream only; warned about at start.
-    pub allow_plaintext_credentials: bool,
-    /// Local namespace names ↔ the upstream's (`namespaces` sub-table).
-    pub namespaces: Option<Translation>,
-    /// Pass the caller's own `authorization` header to this upstream
-    /// (default false; `proxy.forward_authorization` does it for all).
-    pub forward_authorization: bool,
-}
-
-impl fmt::Debug for UpstreamOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamOptions")
-            .field("connections", &self.connections)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("keepalive_interval", &self.keepalive_interval)
-            .field("keepalive_timeout", &self.keepalive_timeout)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("tls", &self.tls)
-            .field("namespaces", &self.namespaces)
-            .field("forward_authorization", &self.forward_authorization)
-            .finish()
-    }
-}
-
-/// An upstream address: `http://host:port`, `https://host:port` or `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    pub tls: bool,
-    /// `host:port`.
-    pub authority: String,
-}
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "https" } else { "http" };
-        write!(f, "{scheme}://{}", self.authority)
-    }
-}
-
-impl Upstream {
-    /// True when the address contains `{namespace}`.
-    pub fn is_template(&self) -> bool {
-        self.authority.contains("{namespace}")
-    }
-
-    /// The address for `namespace` (the address itself unless a template).
-    pub fn for_namespace(&self, namespace: &str) -> Upstream {
-        Upstream {
-            tls: self.tls,
-            authority: self.authority.replace("{namespace}", namespace),
-        }
-    }
-
-    /// Parses an address already checked with `{namespace}` filled in.
-    fn parse_template(s: &str) -> Upstream {
-        let (tls, rest) = match s.strip_prefix("https://") {
-            Some(r) => (true, r),
-            None => (false, s.strip_prefix("http://").unwrap_or(s)),
-        };
-        Upstream {
-            tls,
-            authority: rest.trim_end_matches('/').to_string(),
-        }
-    }
-
-    fn parse(s: &str) -> Result<Upstream, String> {
-        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("http://") {
-            (false, r)
-        } else if s.contains("://") {
-            return Err(format!("{s:?}: scheme must be http:// or https://"));
-        } else {
-            (false, s)
-        };
-        let rest = rest.trim_end_matches('/');
-        let port = rest.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
-        match port {
-            Some((host, Ok(port))) if !host.is_empty() && port != 0 && !host.contains('/') => {
-                Ok(Upstream {
-                    tls,
-                    authority: rest.to_string(),
-                })
-            }
-            _ => Err(format!(
-                "{s:?}: expected host:port, e.g. \"http://127.0.0.1:7233\""
-            )),
-        }
-    }
-}
-
-/// One `[upstreams.NAME]`.
-#[derive(Debug, Clone)]
-pub struct NamedUpstream {
-    pub name: String,
-    /// May contain `{namespace}` (e.g. `{namespace}.tmprl.cloud:7233`): one
-    /// connection pool per namespace, made on first use.
-    pub address: Upstream,
-    pub options: UpstreamOptions,
-}
-
-/// One `[[routes]]` rule: every condition given must hold.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// Exact name, or a pattern with `*` and `?`.
-    pub namespace: Option<String>,
-    /// Request metadata that must be present with exactly these values.
-    pub metadata: Vec<(String, String)>,
-    pub upstream: String,
-}
-
-/// The `[routing]` section and the `[[routes]]` rules, tried in order.
-#[derive(Debug, Clone)]
-pub struct RoutingConfig {
-    pub routes: Vec<RouteConfig>,
-    /// Calls no rule matches.
-    pub default: String,
-    /// Calls that name no namespace (GetSystemInfo, health).
-    pub system: String,
-}
-
-/// Name of the upstream given by `upstream` and `[upstream_options]`.
-pub const DEFAULT_UPSTREAM: &str = "default";
-
-/// The `[codec]` section.
-#[derive(Debug, Clone)]
-pub struct CodecConfig {
-    /// Snappy-compress payloads before encrypting (skipped when it does not shrink).
-    pub compression: bool,
-    /// Encrypt payloads with each namespace's policy; fail closed when that is
-    /// impossible. Off: decrypt only.
-    pub encryption: bool,
-    /// Move failure messages and stack traces into encoded attributes.
-    pub encode_failure_attributes: bool,
-    /// Static keys, KEK providers and policies.
-    pub keys: KeysSpec,
-    /// Unwrapped data keys kept in memory.
-    pub dek_cache_size: usize,
-}
-
-impl CodecConfig {
-    pub fn chain_options(&self) -> ChainOptions {
-        ChainOptions {
-            compression: self.compression,
-            encryption: self.encryption,
-            encode_failures: self.encode_failure_attributes,
-            max_decoded: None,
-        }
-    }
-
-    /// One generation of chain and policies. `stats` and `ops` are shared
-    /// across generations; providers are reused from `previous` when their
-    /// settings did not change.
-    pub fn setup(
-        &self,
-        stats: Arc<CodecStats>,
-        ops: &KeyOpsRegistry,
-        previous: Option<&Policies>,
-    ) -> Result<Setup, PolicyError> {
-        Ok(Setup {
-            chain: Chain::new(&self.chain_options(), stats),
-            policies: Policies::build(&self.keys, self.encryption, ops, previous)?,
-        })
-    }
-
-    /// A fresh pipeline from these settings.
-    pub fn pipeline(&self) -> Result<Pipeline, PolicyError> {
-        let ops = Arc::new(KeyOpsRegistry::default());
-        let setup = self.setup(Arc::default(), &ops, None)?;
-        let deks = Arc::new(DekStore::new(self.dek_cache_size, ops.clone()));
-        Ok(Pipeline::new(setup, deks, ops))
-    }
 }
 
 /// Every problem found in one configuration.

@@ -317,7 +317,13 @@ async fn serve(
             tracing::warn!("{w}");
         }
         let reloader = app.reloader(path);
-        app.telemetry().observe_reloads(reloader.clone());
+        let stats = std::sync::Arc::downgrade(&reloader);
+        app.telemetry().observe_reloads(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            stats.upgrade().map_or((0, 0), |r| {
+                (r.stats().ok.load(Relaxed), r.stats().failed.load(Relaxed))
+            })
+        });
         let watcher =
             tokio::spawn(reloader.watch(hangup, c.reload_check_interval, std::future::pending()));
         let drained = app.serve(listeners, shutdown).await;

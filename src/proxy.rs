@@ -34,7 +34,6 @@ pub use error::{ProxyError, Side};
 
 use crate::{
     codec::Pipeline,
-    config::ProxyConfig,
     inbound::Peer,
     schema::Schema,
     telemetry::{self, Metrics},
@@ -45,6 +44,84 @@ use crate::{
 /// response whose status comes later), and the upstream that served it
 /// (none when sealgate answered itself).
 pub(crate) type Routed = (Response<Body>, &'static str, Option<Arc<Upstream>>);
+
+/// The `[proxy]` section.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Largest gRPC message (request or response) sealgate buffers.
+    pub max_message_bytes: usize,
+    /// gRPC services forwarded; anything else gets UNIMPLEMENTED.
+    pub allowed_services: Vec<String>,
+    /// How long in-flight calls may run after SIGTERM/SIGINT.
+    pub shutdown_grace: std::time::Duration,
+    /// Forward the caller's `authorization` header upstream.
+    pub forward_authorization: bool,
+    /// Answer gRPC server reflection (v1, v1alpha) for the allowed services.
+    pub reflection: bool,
+    /// How calls are spread over threads.
+    pub runtime: Runtime,
+    /// Threads serving gRPC (`threads = 0` in the file: one per core).
+    pub threads: usize,
+    /// Services not in the schema that stream through unread (explicitly
+    /// opaque: a warning at start).
+    pub opaque_services: Vec<String>,
+    /// Bytes all calls together may buffer (requests and responses).
+    pub memory_budget_bytes: usize,
+    /// How long a request's body may take to arrive.
+    pub request_body_timeout: std::time::Duration,
+    /// HTTP/2 streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Largest header list (request metadata) accepted, in bytes.
+    pub max_header_list_bytes: u32,
+    /// `[schema] unknown_request_fields = "forward"`: forward requests with
+    /// fields the schema does not define (counted and warned about) instead
+    /// of refusing them.
+    pub forward_unknown_fields: bool,
+    /// `[schema] plaintext_paths`: payload paths the server itself reads,
+    /// left plaintext (besides search attributes, always).
+    pub plaintext_paths: Vec<String>,
+    /// `[schema] descriptor_set`: a newer Temporal API descriptor set to use
+    /// instead of the embedded one.
+    pub descriptor_set: Option<std::path::PathBuf>,
+    /// A caller's TLS handshake must finish within this.
+    pub tls_handshake_timeout: std::time::Duration,
+    /// A connection's first call must start within this.
+    pub first_request_timeout: std::time::Duration,
+    /// A connection with no call open for this long is closed (GOAWAY).
+    pub idle_timeout: std::time::Duration,
+    /// After this, a connection gets GOAWAY so its client reconnects (and
+    /// rebalances across replicas); open calls finish.
+    pub max_connection_age: std::time::Duration,
+    /// After max_connection_age plus this, the connection is closed.
+    pub max_connection_age_grace: std::time::Duration,
+    /// Caller credential headers dropped before forwarding (lower-case),
+    /// unless the upstream forwards the caller's authorization.
+    pub credential_headers: Vec<String>,
+}
+
+/// Default of `[proxy] memory_budget_bytes`: 1 GiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
+/// How the gRPC listener's work is spread over threads (`[proxy] runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `threads` threads, each with its own single-threaded runtime and its
+    /// own upstream connections; each connection is handed to the least
+    /// loaded thread and stays there, so a call never hops between threads.
+    PerCore,
+    /// One work-stealing runtime with `threads` workers: the calls of one
+    /// connection can use every core, at the cost of cross-thread wakeups.
+    WorkStealing,
+}
+
+/// Default bound on one gRPC message (the SDKs' default).
+pub const DEFAULT_MAX_MESSAGE: usize = 128 << 20;
+
+/// Services forwarded by default.
+pub const DEFAULT_SERVICES: [&str; 3] = [
+    crate::schema::WORKFLOW_SERVICE,
+    "temporal.api.operatorservice.v1.OperatorService",
+    "grpc.health.v1.Health",
+];
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]

@@ -20,10 +20,20 @@ use thiserror::Error;
 
 pub use propagation::{extract_parent, inject_current};
 
-use crate::{
-    codec::Pipeline, config::TelemetryConfig, keys::kms::redact_id, reload::Reloader,
-    upstream::Upstream,
-};
+use crate::{codec::Pipeline, keys::kms::redact_id, upstream::Upstream};
+
+/// The `[telemetry]` section.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `/metrics`, `/live`, `/ready`; `None` turns the admin listener off.
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// OTLP/gRPC collector for traces and metrics; off when absent.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (a caller's sampled flag is followed).
+    pub trace_sampling: f64,
+    /// `service.name` of exported telemetry.
+    pub service_name: String,
+}
 
 #[derive(Debug, Error)]
 pub enum TelemetryError {
@@ -288,15 +298,15 @@ impl Telemetry {
     }
 
     /// Exposes reload outcomes.
-    pub fn observe_reloads(&self, reloader: Arc<Reloader>) {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// `read` returns the reloads so far: (succeeded, failed).
+    pub fn observe_reloads(&self, read: impl Fn() -> (u64, u64) + Send + Sync + 'static) {
         self.meter
             .u64_observable_counter("sealgate.reloads")
             .with_description("Configuration reloads (SIGHUP or file change) by result")
             .with_callback(move |o| {
-                let s = reloader.stats();
-                o.observe(s.ok.load(Relaxed), &[KeyValue::new("result", "ok")]);
-                o.observe(s.failed.load(Relaxed), &[KeyValue::new("result", "failed")]);
+                let (ok, failed) = read();
+                o.observe(ok, &[KeyValue::new("result", "ok")]);
+                o.observe(failed, &[KeyValue::new("result", "failed")]);
             })
             .build();
     }

@@ -22,10 +22,7 @@ use tokio::{
     sync::{Mutex, watch},
 };
 
-use crate::{
-    config::{self, UpstreamOptions},
-    errors::error_chain,
-};
+use crate::errors::error_chain;
 
 pub use crate::tls::{Pem, TlsError, TlsSettings};
 
@@ -35,6 +32,117 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies sealgate sends: buffered (rewritten), streamed through, or made
 /// by a service it answers itself.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Default of `[proxy] max_header_list_bytes` (grpc-go's frontend accepts
+/// more; 1 MiB holds any real metadata).
+pub const DEFAULT_MAX_HEADER_LIST: u32 = 1 << 20;
+
+/// The `[upstream_options]` section, completed from Temporal's environment
+/// variables where the file is silent: how sealgate talks to the upstream.
+#[derive(Clone)]
+pub struct UpstreamOptions {
+    /// HTTP/2 connections kept open, used round-robin.
+    pub connections: usize,
+    pub connect_timeout: std::time::Duration,
+    /// HTTP/2 PING interval; Temporal's server rejects pings under 10 s apart.
+    pub keepalive_interval: std::time::Duration,
+    /// How long a PING may go unanswered before the connection is dropped.
+    pub keepalive_timeout: std::time::Duration,
+    /// Sent as `authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Used when the upstream is TLS.
+    pub tls: TlsSettings,
+    /// Send an API key or client certificate to a plaintext (`http://`)
+    /// upstream: for a local test upstream only; warned about at start.
+    pub allow_plaintext_credentials: bool,
+    /// Local namespace names ↔ the upstream's (`namespaces` sub-table).
+    pub namespaces: Option<crate::translate::Translation>,
+    /// Pass the caller's own `authorization` header to this upstream
+    /// (default false; `proxy.forward_authorization` does it for all).
+    pub forward_authorization: bool,
+}
+
+impl std::fmt::Debug for UpstreamOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamOptions")
+            .field("connections", &self.connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("namespaces", &self.namespaces)
+            .field("forward_authorization", &self.forward_authorization)
+            .finish()
+    }
+}
+
+/// An upstream address: `http://host:port`, `https://host:port` or `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub tls: bool,
+    /// `host:port`.
+    pub authority: String,
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority)
+    }
+}
+
+impl Address {
+    /// True when the address contains `{namespace}`.
+    pub fn is_template(&self) -> bool {
+        self.authority.contains("{namespace}")
+    }
+
+    /// The address for `namespace` (the address itself unless a template).
+    pub fn for_namespace(&self, namespace: &str) -> Address {
+        Address {
+            tls: self.tls,
+            authority: self.authority.replace("{namespace}", namespace),
+        }
+    }
+
+    /// Parses an address already checked with `{namespace}` filled in.
+    pub(crate) fn parse_template(s: &str) -> Address {
+        let (tls, rest) = match s.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix("http://").unwrap_or(s)),
+        };
+        Address {
+            tls,
+            authority: rest.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Address, String> {
+        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else if s.contains("://") {
+            return Err(format!("{s:?}: scheme must be http:// or https://"));
+        } else {
+            (false, s)
+        };
+        let rest = rest.trim_end_matches('/');
+        let port = rest.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+        match port {
+            Some((host, Ok(port))) if !host.is_empty() && port != 0 && !host.contains('/') => {
+                Ok(Address {
+                    tls,
+                    authority: rest.to_string(),
+                })
+            }
+            _ => Err(format!(
+                "{s:?}: expected host:port, e.g. \"http://127.0.0.1:7233\""
+            )),
+        }
+    }
+}
 
 /// Reaching the upstream failed.
 #[derive(Debug, Error)]
@@ -120,10 +228,7 @@ pub struct Credentials {
 
 impl Credentials {
     /// Loads TLS material (for a TLS upstream) and checks the API key.
-    pub fn load(
-        address: &config::Upstream,
-        options: &UpstreamOptions,
-    ) -> Result<Credentials, TlsError> {
+    pub fn load(address: &Address, options: &UpstreamOptions) -> Result<Credentials, TlsError> {
         let tls = if address.tls {
             Some(crate::tls::Connector::new(
                 &options.tls,
@@ -153,7 +258,7 @@ impl Upstream {
     /// `shards`: the serving threads that each get a share of the pool
     /// (1 unless `[proxy] runtime = "per-core"`).
     pub fn new(
-        address: &config::Upstream,
+        address: &Address,
         options: &UpstreamOptions,
         shards: usize,
     ) -> Result<Upstream, TlsError> {
@@ -190,7 +295,7 @@ impl Upstream {
     /// already open are not disturbed.
     /// True when this pool was made for `address` with `options` as far as
     /// anything but credentials goes (those are reloaded on their own).
-    pub fn same_setup(&self, address: &config::Upstream, options: &UpstreamOptions) -> bool {
+    pub fn same_setup(&self, address: &Address, options: &UpstreamOptions) -> bool {
         self.display == address.to_string()
             && format!("{:?}", self.options) == format!("{options:?}")
     }
@@ -416,7 +521,7 @@ impl Upstream {
             .max_frame_size(MAX_FRAME)
             // Trailers carry status details (a failed query's failure): as
             // large as the listener accepts.
-            .max_header_list_size(crate::config::DEFAULT_MAX_HEADER_LIST)
+            .max_header_list_size(DEFAULT_MAX_HEADER_LIST)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| UpstreamError::Handshake {

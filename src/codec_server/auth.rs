@@ -6,11 +6,8 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 
-use super::{Op, Resp, error};
-use crate::{
-    auth::{Jwt, JwtError, Who, claim_has, ct_eq, glob},
-    config::{CodecRule, CodecServerAuth},
-};
+use super::{CodecRule, CodecServerAuth, Op, Resp, error};
+use crate::auth::{Jwt, JwtError, Who, claim_has, ct_eq, glob};
 
 /// A refused request: 401 (who are you?) or 403 (not allowed).
 #[derive(Debug, thiserror::Error)]

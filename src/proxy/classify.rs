@@ -4,11 +4,9 @@
 //!
 //! Why: docs/design.md#default-deny.
 
+use super::ProxyConfig;
 use super::{ProxyError, reflection};
-use crate::{
-    config::ProxyConfig,
-    schema::{Method, Schema},
-};
+use crate::schema::{Method, Schema};
 
 /// How a service's calls are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,7 @@ use http::HeaderMap;
 
 use crate::{
     auth::glob,
-    config::{self, DEFAULT_UPSTREAM, RoutingConfig, UpstreamOptions},
-    upstream::{Credentials, TlsError, Upstream},
+    upstream::{Credentials, TlsError, Upstream, UpstreamOptions},
 };
 
 /// Pools a reload keeps, each with the credentials it loaded for it, to
@@ -31,7 +30,7 @@ enum Target {
 
 #[derive(Debug)]
 struct Template {
-    address: config::Upstream,
+    address: crate::upstream::Address,
     options: UpstreamOptions,
     pools: DashMap<String, Arc<Upstream>>,
 }
@@ -42,6 +41,39 @@ struct Route {
     metadata: Vec<(String, String)>,
     upstream: String,
 }
+
+/// One `[upstreams.NAME]`.
+#[derive(Debug, Clone)]
+pub struct NamedUpstream {
+    pub name: String,
+    /// May contain `{namespace}` (e.g. `{namespace}.tmprl.cloud:7233`): one
+    /// connection pool per namespace, made on first use.
+    pub address: crate::upstream::Address,
+    pub options: UpstreamOptions,
+}
+
+/// One `[[routes]]` rule: every condition given must hold.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Exact name, or a pattern with `*` and `?`.
+    pub namespace: Option<String>,
+    /// Request metadata that must be present with exactly these values.
+    pub metadata: Vec<(String, String)>,
+    pub upstream: String,
+}
+
+/// The `[routing]` section and the `[[routes]]` rules, tried in order.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub routes: Vec<RouteConfig>,
+    /// Calls no rule matches.
+    pub default: String,
+    /// Calls that name no namespace (GetSystemInfo, health).
+    pub system: String,
+}
+
+/// Name of the upstream given by `upstream` and `[upstream_options]`.
+pub const DEFAULT_UPSTREAM: &str = "default";
 
 /// The routing table.
 #[derive(Debug)]
@@ -69,7 +101,7 @@ impl Router {
     /// `default` is the upstream of `upstream` + `[upstream_options]`.
     pub fn new(
         default: Arc<Upstream>,
-        upstreams: &[config::NamedUpstream],
+        upstreams: &[NamedUpstream],
         routing: &RoutingConfig,
     ) -> Result<Router, RouteError> {
         Ok(Router::rebuild(None, default, upstreams, routing)?.0)
@@ -84,7 +116,7 @@ impl Router {
     pub fn rebuild(
         previous: Option<&Router>,
         default: Arc<Upstream>,
-        upstreams: &[config::NamedUpstream],
+        upstreams: &[NamedUpstream],
         routing: &RoutingConfig,
     ) -> Result<(Router, KeptCredentials), RouteError> {
         let mut targets = HashMap::new();

@@ -36,9 +36,7 @@ pub enum Drained {
 /// HTTP/2 settings for a gateway: bounded streams per connection, header
 /// lists as large as a Temporal frontend takes (hyper's 16 KiB default
 /// refused them, and closed the connection at 64 KiB).
-fn builder(
-    config: &crate::config::ProxyConfig,
-) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+fn builder(config: &super::ProxyConfig) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_concurrent_streams(config.max_concurrent_streams)
