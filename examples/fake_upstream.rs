@@ -82,7 +82,7 @@ async fn main() {
     let mut poll = workload::poll_response(events);
     if let Some(path) = arg(&args, "--config") {
         let config = Config::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
-        let chain = config.codec.pipeline().unwrap().session("");
+        let chain = sealgate::pipeline(&config.codec).unwrap().session("");
         let schema = Schema::embedded().unwrap();
         let id = schema
             .message_id("temporal.api.workflowservice.v1.PollWorkflowTaskQueueResponse")

@@ -94,14 +94,6 @@ impl CodecConfig {
             policies: Policies::build(&self.keys, self.encryption, ops, previous)?,
         })
     }
-
-    /// A fresh pipeline from these settings.
-    pub fn pipeline(&self) -> Result<Pipeline, PolicyError> {
-        let ops = Arc::new(KeyOpsRegistry::default());
-        let setup = self.setup(Arc::default(), &ops, None)?;
-        let deks = Arc::new(DekStore::new(self.dek_cache_size, ops.clone()));
-        Ok(Pipeline::new(setup, deks, ops))
-    }
 }
 
 /// What the optional failure encoding does on this pass.

@@ -238,14 +238,7 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
             }
         };
         init_logs(log_json, tracer.as_ref());
-        let telemetry = match sealgate::telemetry::Telemetry::new(&config.telemetry) {
-            Ok(t) => std::sync::Arc::new(t),
-            Err(e) => {
-                eprintln!("sealgate: {e}");
-                return ExitCode::from(EXIT_BAD_CONFIG as u8);
-            }
-        };
-        let code = serve(path, config, telemetry).await;
+        let code = serve(path, config).await;
         if let Some(t) = tracer {
             // Flush the spans still in the batch.
             let _ = t.shutdown();
@@ -254,13 +247,9 @@ fn run(path: &std::path::Path, log_json: bool) -> ExitCode {
     })
 }
 
-async fn serve(
-    path: &std::path::Path,
-    config: Config,
-    telemetry: std::sync::Arc<sealgate::telemetry::Telemetry>,
-) -> ExitCode {
+async fn serve(path: &std::path::Path, config: Config) -> ExitCode {
     {
-        let app = match App::with_telemetry(config, telemetry) {
+        let app = match App::build(config) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("sealgate: {e}");
@@ -317,13 +306,6 @@ async fn serve(
             tracing::warn!("{w}");
         }
         let reloader = app.reloader(path);
-        let stats = std::sync::Arc::downgrade(&reloader);
-        app.telemetry().observe_reloads(move || {
-            use std::sync::atomic::Ordering::Relaxed;
-            stats.upgrade().map_or((0, 0), |r| {
-                (r.stats().ok.load(Relaxed), r.stats().failed.load(Relaxed))
-            })
-        });
         let watcher =
             tokio::spawn(reloader.watch(hangup, c.reload_check_interval, std::future::pending()));
         let drained = app.serve(listeners, shutdown).await;
@@ -371,7 +353,7 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 /// Loads a configuration and builds its key policies (exit 64 on failure).
 fn load_codec(path: &std::path::Path) -> Result<(Config, sealgate::codec::Pipeline), ExitCode> {
     let config = load(path)?;
-    match config.codec.pipeline() {
+    match sealgate::pipeline(&config.codec) {
         Ok(p) => Ok((config, p)),
         Err(e) => {
             eprintln!("sealgate: {}: [codec]: {e}", path.display());

@@ -164,11 +164,15 @@ pub struct Proxy {
 
 impl Proxy {
     /// Assembles the data plane; fails when a configured service cannot be
-    /// classified or the listener's TLS does not load.
+    /// classified.
     pub fn new(
         (schema, descriptors): (Arc<Schema>, crate::schema::Descriptors),
         codec: Arc<Pipeline>,
-        routing: (router::Router, crate::inbound::Inbound),
+        routing: (
+            router::Router,
+            crate::inbound::Inbound,
+            Option<tokio_rustls::TlsAcceptor>,
+        ),
         config: ProxyConfig,
         metrics: Metrics,
         trace_calls: bool,
@@ -177,7 +181,7 @@ impl Proxy {
         let namespace_schema = descriptors.namespaces().map_err(|e| e.to_string())?;
         let services = classify::Services::new(&config, &schema, &namespace_schema)
             .map_err(|e| e.to_string())?;
-        let inbound_tls = tokio::sync::watch::Sender::new(routing.1.acceptor()?);
+        let inbound_tls = tokio::sync::watch::Sender::new(routing.2);
         Ok(Proxy {
             inbound_tls: crate::inbound::ListenerTls(inbound_tls),
             namespace_schema,
@@ -209,22 +213,10 @@ impl Proxy {
         &self.upstream
     }
 
-    /// Builds the listener's TLS acceptor from `config` (certificate, key,
-    /// client CA) and uses it for new connections; nothing changes when it
-    /// does not load. Callers' rules need a restart.
-    /// Builds the listener's new caller rules and TLS material from
-    /// `config`, for [`Proxy::publish_inbound`] once the whole reload has
-    /// loaded.
-    pub fn prepare_inbound(
-        &self,
-        config: &crate::inbound::InboundConfig,
-    ) -> Result<(crate::inbound::Inbound, Option<tokio_rustls::TlsAcceptor>), String> {
-        let inbound = crate::inbound::Inbound::new(config.clone());
-        let acceptor = inbound.acceptor()?;
-        if acceptor.is_some() != self.inbound_tls.0.borrow().is_some() {
-            return Err("turning listener TLS on or off needs a restart".into());
-        }
-        Ok((inbound, acceptor))
+    /// True when the listener serves TLS (turning it on or off needs a
+    /// restart: the listener's callers would all break).
+    pub fn listener_tls(&self) -> bool {
+        self.inbound_tls.0.borrow().is_some()
     }
 
     /// New calls use these caller rules, and new connections this TLS.

@@ -46,7 +46,7 @@ fn the_documented_minimal_shape_loads() {
     assert_eq!(c.upstream.to_string(), "http://127.0.0.1:7234");
     assert!(c.codec.compression && c.codec.encryption && c.codec.encode_failure_attributes);
     assert_eq!(c.codec.keys.keys.len(), 1);
-    let pipeline = c.codec.pipeline().unwrap();
+    let pipeline = crate::app::pipeline(&c.codec).unwrap();
     let policy = pipeline.current().policies.default_policy().describe();
     assert_eq!(
         policy,
@@ -85,7 +85,7 @@ fn shipped_configs_are_valid() {
     std::fs::remove_dir_all(&tmp).unwrap();
     assert_eq!(c.codec.keys.keys.len(), 2);
     assert_eq!(c.codec.keys.providers.len(), 3);
-    let pipeline = c.codec.pipeline().unwrap();
+    let pipeline = crate::app::pipeline(&c.codec).unwrap();
     let policies = pipeline.current();
     let formats: Vec<_> = policies
         .policies
@@ -607,7 +607,7 @@ fn a_key_whose_id_is_its_material_never_encrypts_and_is_never_shown() {
         "{:?}",
         c.warnings
     );
-    let pipeline = c.codec.pipeline().unwrap();
+    let pipeline = crate::app::pipeline(&c.codec).unwrap();
     for p in pipeline.current().policies.all() {
         assert!(!p.describe().contains(id), "{}", p.describe());
     }

@@ -198,7 +198,7 @@ async fn temporal_proxy_envelope_payloads_decode_given_the_kek() {
         !format!("{config:?}").contains(&STANDARD.encode(kek)),
         "the KEK never shows in Debug"
     );
-    let pipeline = config.codec.pipeline().unwrap();
+    let pipeline = sealgate::pipeline(&config.codec).unwrap();
     let session = pipeline.session("orders");
     let sealed: Vec<Vec<u8>> = resp["sealed"]
         .as_array()

@@ -133,7 +133,6 @@ fn write_static_config(
 async fn gateway_with_reload(path: &Path) -> (Gateway, Arc<Reloader>) {
     let interval = Config::load(path).unwrap().reload_check_interval;
     let (gateway, reloader) = Gateway::start_reloadable(path).await;
-    let reloader = Arc::new(reloader);
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
     tokio::spawn(
         reloader

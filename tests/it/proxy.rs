@@ -72,7 +72,7 @@ async fn rig_with(
 ) -> Rig {
     let upstream = FakeUpstream::start(handler).await;
     let config = parse_config(&config_text(upstream.addr, extra));
-    let chain = Arc::new(config.codec.pipeline().unwrap().session(""));
+    let chain = Arc::new(sealgate::pipeline(&config.codec).unwrap().session(""));
     let gateway = Gateway::start(config).await;
     let client = Client::connect(gateway.addr).await;
     Rig {

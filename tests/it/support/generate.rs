@@ -222,6 +222,14 @@ impl<'p> Gen<'p> {
         if failure && self.opts.failure_canaries && f.name() == "encoded_attributes" {
             return;
         }
+        // Random seconds and nanos are mostly outside protojson's range for
+        // a Duration or Timestamp; JSON-bound messages leave them out.
+        if self.json_safe
+            && matches!(f.kind(), Kind::Message(m)
+                if matches!(m.full_name(), "google.protobuf.Duration" | "google.protobuf.Timestamp"))
+        {
+            return;
+        }
         match f.kind() {
             Kind::Message(m) if m.full_name() == NEXUS_FAILURE => {
                 if depth >= self.opts.max_depth || over_budget || self.json_safe {

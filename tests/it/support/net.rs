@@ -466,7 +466,11 @@ pub fn parse_config(text: &str) -> Config {
 
 impl Gateway {
     pub async fn start(config: Config) -> Gateway {
-        let app = App::new(config).unwrap();
+        Gateway::start_app(App::build(config).unwrap()).await
+    }
+
+    /// Serves `app` on the addresses it binds.
+    async fn start_app(app: App) -> Gateway {
         let listeners = app.bind().await.unwrap();
         let addr = listeners.proxy.local_addr().unwrap();
         let codec_addr = listeners
@@ -494,17 +498,12 @@ impl Gateway {
     /// A gateway from the config file at `path`, and a reloader for it that
     /// swaps everything a reload can (keys, upstream credentials, the Codec
     /// Server's and the listener's certificates).
-    pub async fn start_reloadable(path: &std::path::Path) -> (Gateway, sealgate::reload::Reloader) {
-        let config = Config::load(path).unwrap();
-        let gateway = Gateway::start(config.clone()).await;
-        let reloader = sealgate::reload::Reloader::new(
-            path,
-            config,
-            gateway.app.codec().clone(),
-            gateway.app.upstream().clone(),
-            gateway.codec_server.clone(),
-        )
-        .with_listener(gateway.app.clone());
+    pub async fn start_reloadable(
+        path: &std::path::Path,
+    ) -> (Gateway, std::sync::Arc<sealgate::reload::Reloader>) {
+        let app = App::build(Config::load(path).unwrap()).unwrap();
+        let reloader = app.reloader(path);
+        let gateway = Gateway::start_app(app).await;
         (gateway, reloader)
     }
 

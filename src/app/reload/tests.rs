@@ -29,9 +29,17 @@ fn write_config(dir: &Path, keys: &[(&str, &str)], active: &str, listen: &str) -
 
 fn reloader(path: &Path) -> Reloader {
     let config = Config::load(path).unwrap();
-    let codec = Arc::new(config.codec.pipeline().unwrap());
-    let upstream = Arc::new(Upstream::new(&config.upstream, &config.upstream_options, 1).unwrap());
-    Reloader::new(path, config, codec, upstream, None)
+    let codec = Arc::new(crate::app::pipeline(&config.codec).unwrap());
+    let upstream = Arc::new(
+        crate::upstream::Upstream::new(&config.upstream, &config.upstream_options, 1).unwrap(),
+    );
+    let running = Running {
+        codec,
+        upstream,
+        codec_server: None,
+        listener: None,
+    };
+    Reloader::new(path, &config, running)
 }
 
 fn key_id_of(session: &Session, payload: &[u8]) -> String {
@@ -49,7 +57,7 @@ fn a_new_active_key_applies_to_new_sessions_and_old_payloads_still_decode() {
     let (_, m2) = generate("key").unwrap();
     let path = write_config(&dir, &[("k1", &m1)], "k1", "127.0.0.1:7233");
     let r = reloader(&path);
-    let before = r.codec.session("ns");
+    let before = r.running.codec.session("ns");
     assert_eq!(key_id_of(&before, PAYLOAD), "k1");
     let old = before.encode_payload(PAYLOAD).unwrap().unwrap();
     assert!(!r.files_changed());
@@ -57,7 +65,7 @@ fn a_new_active_key_applies_to_new_sessions_and_old_payloads_still_decode() {
     write_config(&dir, &[("k1", &m1), ("k2", &m2)], "k2", "127.0.0.1:7233");
     assert!(r.files_changed());
     r.reload("test").unwrap();
-    let after = r.codec.session("ns");
+    let after = r.running.codec.session("ns");
     assert_eq!(key_id_of(&after, PAYLOAD), "k2");
     assert_eq!(
         after.decode_payload(&old).unwrap().as_deref(),
@@ -81,7 +89,7 @@ fn a_bad_file_keeps_the_running_keys() {
     let e = r.reload("test").unwrap_err();
     assert!(e.contains("codec.keys[0].material"), "{e}");
     assert!(!e.contains(m1.as_str()));
-    assert_eq!(key_id_of(&r.codec.session(""), PAYLOAD), "k1");
+    assert_eq!(key_id_of(&r.running.codec.session(""), PAYLOAD), "k1");
     assert_eq!(r.stats().failed.load(Relaxed), 1);
     // Reported once, not on every poll.
     assert!(!r.files_changed());

@@ -26,12 +26,8 @@ use std::{
     },
 };
 
-use crate::{
-    codec::Pipeline,
-    codec_server::CodecServer,
-    config::Config,
-    upstream::{Credentials, Upstream},
-};
+use super::Running;
+use crate::config::Config;
 
 /// Reload outcomes so far.
 #[derive(Debug, Default)]
@@ -44,11 +40,7 @@ pub struct ReloadStats {
 pub struct Reloader {
     path: PathBuf,
     applied: Mutex<Applied>,
-    codec: Arc<Pipeline>,
-    upstream: Arc<Upstream>,
-    codec_server: Option<Arc<CodecServer>>,
-    /// The gRPC listener, for its TLS material.
-    listener: Option<Arc<crate::proxy::Proxy>>,
+    running: Running,
     stats: ReloadStats,
 }
 
@@ -68,32 +60,17 @@ struct Applied {
 
 impl Reloader {
     /// A reloader for the gateway that `config` (read from `path`) built.
-    pub fn new(
-        path: &Path,
-        config: Config,
-        codec: Arc<Pipeline>,
-        upstream: Arc<Upstream>,
-        codec_server: Option<Arc<CodecServer>>,
-    ) -> Reloader {
+    pub(crate) fn new(path: &Path, config: &Config, running: Running) -> Reloader {
         let fingerprint = fingerprint(path, &config.files);
         Reloader {
             path: path.to_path_buf(),
             applied: Mutex::new(Applied {
-                config,
+                config: config.clone(),
                 fingerprint,
             }),
-            codec,
-            upstream,
-            codec_server,
-            listener: None,
+            running,
             stats: ReloadStats::default(),
         }
-    }
-
-    /// Also reloads the gRPC listener's TLS material (`[inbound]`).
-    pub fn with_listener(mut self, proxy: Arc<crate::proxy::Proxy>) -> Reloader {
-        self.listener = Some(proxy);
-        self
     }
 
     pub fn stats(&self) -> &ReloadStats {
@@ -123,7 +100,7 @@ impl Reloader {
             Ok(restart) => {
                 self.stats.ok.fetch_add(1, Relaxed);
                 tracing::info!(trigger = why, "configuration reloaded");
-                for p in self.codec.current().policies.all() {
+                for p in self.running.codec.current().policies.all() {
                     tracing::info!(policy = %p.describe(), "key policy");
                 }
                 if !restart.is_empty() {
@@ -151,51 +128,9 @@ impl Reloader {
             .map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
 
         let mut applied = self.applied.lock().map_err(|_| "reload state poisoned")?;
-        // 1. Build the whole generation; any failure leaves everything as it is.
-        let current = self.codec.current();
-        let setup = config
-            .codec
-            .setup(
-                self.codec.stats(),
-                self.codec.ops(),
-                Some(&current.policies),
-            )
-            .map_err(|e| format!("[codec]: {e}"))?;
-        let credentials = Credentials::load(&config.upstream, &config.upstream_options)
-            .map_err(|e| format!("upstream TLS: {e}"))?;
-        let codec_tls = match (&self.codec_server, &config.codec_server) {
-            (Some(server), Some(cs)) => server.prepare_tls(cs).map_err(|e| e.to_string())?,
-            _ => None,
-        };
-        let listener = match &self.listener {
-            Some(p) => {
-                let inbound = p
-                    .prepare_inbound(&config.inbound)
-                    .map_err(|e| format!("[inbound]: {e}"))?;
-                let (router, named) = crate::proxy::router::Router::rebuild(
-                    Some(&p.router()),
-                    self.upstream.clone(),
-                    &config.upstreams,
-                    &config.routing,
-                )
-                .map_err(|e| format!("[upstreams] and [[routes]]: {e}"))?;
-                Some((p, inbound, router, named))
-            }
-            None => None,
-        };
-        // 2. Publish it; calls in flight keep what they took.
-        self.codec.publish(setup);
-        self.upstream.set_credentials(credentials);
-        if let (Some(server), Some(acceptor)) = (&self.codec_server, codec_tls) {
-            server.publish_tls(acceptor);
-        }
-        if let Some((p, inbound, router, named)) = listener {
-            for (upstream, c) in named {
-                upstream.set_credentials(c);
-            }
-            p.publish_router(router);
-            p.publish_inbound(inbound);
-        }
+        // Build the whole generation; any failure leaves everything as it is.
+        let next = self.running.prepare(&config)?;
+        self.running.publish(next);
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
