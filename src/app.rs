@@ -114,7 +114,8 @@ impl App {
             proxy,
             telemetry,
             codec_server,
-            config,
+            // `config` (and the key material in it) is dropped here.
+            config: config.without_secrets(),
         })
     }
 
@@ -258,7 +259,7 @@ pub(crate) struct Running {
 pub(crate) struct Generation {
     setup: codec::Setup,
     credentials: upstream::Credentials,
-    codec_tls: Option<TlsAcceptor>,
+    codec_server: Option<codec_server::Reloaded>,
     listener: Option<ListenerGeneration>,
 }
 
@@ -285,8 +286,8 @@ impl Running {
             .map_err(|e| format!("[codec]: {e}"))?;
         let credentials = upstream::Credentials::load(&config.upstream, &config.upstream_options)
             .map_err(|e| format!("upstream TLS: {e}"))?;
-        let codec_tls = match (&self.codec_server, &config.codec_server) {
-            (Some(server), Some(cs)) => server.prepare_tls(cs).map_err(|e| e.to_string())?,
+        let codec_server = match (&self.codec_server, &config.codec_server) {
+            (Some(server), Some(cs)) => Some(server.prepare(cs).map_err(|e| e.to_string())?),
             _ => None,
         };
         let listener = match &self.listener {
@@ -314,7 +315,7 @@ impl Running {
         Ok(Generation {
             setup,
             credentials,
-            codec_tls,
+            codec_server,
             listener,
         })
     }
@@ -323,8 +324,8 @@ impl Running {
     pub(crate) fn publish(&self, next: Generation) {
         self.codec.publish(next.setup);
         self.upstream.set_credentials(next.credentials);
-        if let (Some(server), Some(acceptor)) = (&self.codec_server, next.codec_tls) {
-            server.publish_tls(acceptor);
+        if let (Some(server), Some(next)) = (&self.codec_server, next.codec_server) {
+            server.publish(next);
         }
         if let (Some(p), Some(l)) = (&self.listener, next.listener) {
             for (upstream, c) in l.named {

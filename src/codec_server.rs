@@ -95,13 +95,17 @@ pub enum Op {
 pub enum CodecServerError {
     #[error("codec_server TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Restart(&'static str),
 }
 
 /// Everything a codec-server request needs.
 pub struct CodecServer {
     codec: Arc<Pipeline>,
     cors: Cors,
-    auth: Auth,
+    /// Who may call; swapped whole on reload (a request keeps the one it
+    /// started with).
+    auth: tokio::sync::watch::Sender<Arc<Auth>>,
     /// Without auth: the host names a request may address (a web page the
     /// operator visits must not reach it through DNS rebinding).
     open_hosts: Option<Vec<String>>,
@@ -115,7 +119,7 @@ impl std::fmt::Debug for CodecServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CodecServer")
             .field("cors", &self.cors)
-            .field("auth", &self.auth)
+            .field("auth", &*self.auth.borrow())
             .field("max_body", &self.max_body)
             .field("tls", &self.tls.is_some())
             .finish()
@@ -152,7 +156,7 @@ impl CodecServer {
         Ok(CodecServer {
             codec,
             cors: Cors::new(&config.cors_origins, config.cors_allow_credentials),
-            auth: Auth::new(&config.auth, &config.rules),
+            auth: tokio::sync::watch::Sender::new(Arc::new(Auth::new(&config.auth, &config.rules))),
             open_hosts: matches!(config.auth, CodecServerAuth::None).then(|| {
                 let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
                 hosts.push(config.listen.ip().to_string());
@@ -210,7 +214,8 @@ impl CodecServer {
             return refused;
         }
         let namespace = self.local_name(namespace);
-        if let Err(e) = self.auth.check(req.headers(), op, &namespace).await {
+        let auth = self.auth.borrow().clone();
+        if let Err(e) = auth.check(req.headers(), op, &namespace).await {
             tracing::info!(%namespace, ?op, error = %e, "codec server refused a request");
             return e.response();
         }
@@ -327,26 +332,48 @@ impl CodecServer {
             .unwrap_or(namespace)
     }
 
-    /// Loads a new certificate and key for HTTPS; new connections use them.
-    /// Nothing changes when they do not load.
-    /// Loads the certificate `config` names, for [`CodecServer::publish_tls`]
-    /// once the whole reload has loaded; `None` when it serves no TLS.
-    pub fn prepare_tls(
-        &self,
-        config: &CodecServerConfig,
-    ) -> Result<Option<TlsAcceptor>, CodecServerError> {
-        match (&self.tls, &config.tls) {
-            (Some(_), Some((cert, key))) => Ok(Some(tls_acceptor(cert, key)?)),
-            _ => Ok(None),
+    /// Builds what a reload changes from `config`: the certificate (when
+    /// it serves TLS) and who may call, for [`CodecServer::publish`] once
+    /// the whole reload has loaded. Turning TLS or auth on or off needs a
+    /// restart (the listener's scheme and the hosts served without auth are
+    /// fixed at start).
+    pub fn prepare(&self, config: &CodecServerConfig) -> Result<Reloaded, CodecServerError> {
+        let tls = match (&self.tls, &config.tls) {
+            (Some(_), Some((cert, key))) => Some(tls_acceptor(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(CodecServerError::Restart(
+                    "turning the Codec Server's TLS on or off needs a restart",
+                ));
+            }
+        };
+        if self.open_hosts.is_some() != matches!(config.auth, CodecServerAuth::None) {
+            return Err(CodecServerError::Restart(
+                "turning the Codec Server's auth on or off needs a restart",
+            ));
         }
+        Ok(Reloaded {
+            tls,
+            auth: Auth::new(&config.auth, &config.rules),
+        })
     }
 
-    /// Serves new connections with `acceptor`.
-    pub fn publish_tls(&self, acceptor: TlsAcceptor) {
-        if let Some(sender) = &self.tls {
+    /// New connections use the new certificate, new requests the new auth.
+    pub fn publish(&self, next: Reloaded) {
+        if let (Some(sender), Some(acceptor)) = (&self.tls, next.tls) {
             sender.send_replace(acceptor);
         }
+        let auth = Arc::new(next.auth);
+        auth.warm_up();
+        self.auth.send_replace(auth);
     }
+}
+
+/// What a reload changes in the Codec Server.
+#[allow(missing_debug_implementations)]
+pub struct Reloaded {
+    tls: Option<TlsAcceptor>,
+    auth: Auth,
 }
 
 /// `/encode`, `/decode`, `/{ns}/encode`, `/{ns}/decode`.
@@ -388,7 +415,7 @@ pub async fn serve(
     server: Arc<CodecServer>,
     shutdown: impl Future<Output = ()>,
 ) {
-    server.auth.warm_up();
+    server.auth.borrow().warm_up();
     let tls = server.tls.as_ref().map(|t| t.subscribe());
     let handler = move |req| server.clone().handle(req);
     crate::http1::serve(

@@ -378,6 +378,22 @@ impl Config {
     }
 }
 
+impl Config {
+    /// This configuration without key material or upstream API keys: what
+    /// the gateway keeps after building from it (to bind, to name what a
+    /// reload cannot change). The keys live only in the built key objects,
+    /// and the material dropped here is zeroized with its `KeySpec`.
+    pub fn without_secrets(&self) -> Config {
+        let mut c = self.clone();
+        c.codec.keys.keys.clear();
+        c.upstream_options.api_key = None;
+        for u in &mut c.upstreams {
+            u.options.api_key = None;
+        }
+        c
+    }
+}
+
 /// The `ip:port` at `key` (or `default`), which environment variable `var`
 /// overrides. `None` when it is `"off"` (and `off` is allowed) or unusable
 /// (then reported).

@@ -144,38 +144,141 @@ impl Address {
     }
 }
 
-/// Reaching the upstream failed.
+/// Reaching the upstream failed. Each error carries its [`FailureKind`];
+/// the hint shown to operators comes from the kind, never from the text.
 #[derive(Debug, Error)]
 pub enum UpstreamError {
-    #[error("upstream {upstream} is unreachable: {reason}{}", advice(reason))]
-    Connect { upstream: String, reason: String },
+    #[error("upstream {upstream} is unreachable: {reason}{advice}")]
+    Connect {
+        upstream: String,
+        reason: String,
+        kind: FailureKind,
+        advice: &'static str,
+    },
     #[error(
         "upstream {upstream} did not accept a connection within {timeout:?}; check the address and any firewall in between"
     )]
     ConnectTimeout { upstream: String, timeout: Duration },
-    #[error(
-        "TLS handshake with upstream {upstream} failed: {reason}{}",
-        advice(reason)
-    )]
-    Handshake { upstream: String, reason: String },
-    #[error("upstream {upstream} failed the request: {reason}{}", advice(reason))]
-    Request { upstream: String, reason: String },
+    #[error("TLS handshake with upstream {upstream} failed: {reason}{advice}")]
+    Handshake {
+        upstream: String,
+        reason: String,
+        kind: FailureKind,
+        advice: &'static str,
+    },
+    #[error("upstream {upstream} failed the request: {reason}{advice}")]
+    Request {
+        upstream: String,
+        reason: String,
+        kind: FailureKind,
+        advice: &'static str,
+    },
 }
 
-/// What to do about the usual causes, appended to the error.
-fn advice(reason: &str) -> &'static str {
-    if reason.contains("CertificateRequired") || reason.contains("BadCertificate") {
-        " (the upstream wants a client certificate it trusts: set upstream_options.client_cert_file \
-         and client_key_file, or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
-    } else if reason.contains("UnknownIssuer") || reason.contains("invalid peer certificate") {
-        " (the upstream's certificate does not verify: check upstream_options.ca_file / \
-         TEMPORAL_TLS_SERVER_CA_CERT_PATH and server_name / TEMPORAL_TLS_SERVER_NAME)"
-    } else if reason.contains("Connection refused") {
-        " (is the Temporal frontend running at that address?)"
-    } else if reason.contains("frame with invalid size") || reason.contains("InvalidContentType") {
-        " (does the upstream speak TLS? use https:// for TLS and http:// for plaintext)"
-    } else {
-        ""
+impl UpstreamError {
+    /// What kind of failure this was.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            UpstreamError::ConnectTimeout { .. } => FailureKind::Timeout,
+            UpstreamError::Connect { kind, .. }
+            | UpstreamError::Handshake { kind, .. }
+            | UpstreamError::Request { kind, .. } => *kind,
+        }
+    }
+}
+
+/// The kinds of failure reaching an upstream. (An HTTP answer that is not
+/// gRPC, from a load balancer or proxy in between, is the proxy's
+/// `NotGrpc` error, typed by its status.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Nothing listens at the address (TCP connection refused).
+    Refused,
+    /// No answer in time (TCP connect, TLS handshake, keepalive).
+    Timeout,
+    /// The upstream's certificate does not verify against the trusted CAs
+    /// or the expected name.
+    TlsVerification,
+    /// The upstream refused our client certificate, or its absence, with a
+    /// TLS alert.
+    TlsClientCertificate,
+    /// Another TLS alert or TLS failure.
+    Tls,
+    /// TLS spoken to a plaintext server, or plaintext to a TLS one.
+    WrongScheme,
+    /// The connection was reset or cut as soon as it was used.
+    Closed,
+    /// An HTTP/2 protocol error.
+    Protocol,
+    /// Anything else (name resolution, other I/O).
+    Other,
+}
+
+impl FailureKind {
+    /// The kind of `e`, from the types in its source chain (I/O, rustls,
+    /// h2 and hyper errors). `tls`: the connection was meant to be TLS.
+    pub fn of(e: &(dyn std::error::Error + 'static), tls: bool) -> FailureKind {
+        let mut found = FailureKind::Other;
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                found = match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => return FailureKind::Refused,
+                    std::io::ErrorKind::TimedOut => FailureKind::Timeout,
+                    std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof => FailureKind::Closed,
+                    // What rustls reports once the connection is in use (an
+                    // alert after the handshake) reaches us as InvalidData,
+                    // often as text only.
+                    std::io::ErrorKind::InvalidData if tls => FailureKind::Tls,
+                    _ => found,
+                };
+                // io::Error's source() skips the error it wraps (rustls').
+                if let Some(inner) = io.get_ref() {
+                    cur = Some(inner as &(dyn std::error::Error + 'static));
+                    continue;
+                }
+            } else if let Some(t) = err.downcast_ref::<rustls::Error>() {
+                return match t {
+                    rustls::Error::InvalidCertificate(_) => FailureKind::TlsVerification,
+                    rustls::Error::AlertReceived(
+                        rustls::AlertDescription::CertificateRequired
+                        | rustls::AlertDescription::BadCertificate
+                        | rustls::AlertDescription::UnknownCA
+                        | rustls::AlertDescription::CertificateUnknown
+                        | rustls::AlertDescription::UnsupportedCertificate,
+                    ) => FailureKind::TlsClientCertificate,
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                        FailureKind::WrongScheme
+                    }
+                    _ => FailureKind::Tls,
+                };
+            } else if let Some(h2) = err.downcast_ref::<h2::Error>() {
+                // A TLS server's first bytes, read as HTTP/2, are a frame of
+                // impossible size.
+                let garbled = matches!(
+                    h2.reason(),
+                    Some(h2::Reason::FRAME_SIZE_ERROR | h2::Reason::PROTOCOL_ERROR)
+                );
+                if garbled && !tls {
+                    return FailureKind::WrongScheme;
+                }
+                // Its source() skips the I/O error it wraps.
+                if let Some(io) = h2.get_io() {
+                    cur = Some(io as &(dyn std::error::Error + 'static));
+                    continue;
+                }
+                found = FailureKind::Protocol;
+            } else if let Some(h) = err.downcast_ref::<hyper::Error>()
+                && h.is_timeout()
+            {
+                found = FailureKind::Timeout;
+            }
+            cur = err.source();
+        }
+        found
     }
 }
 
@@ -400,14 +503,17 @@ impl Upstream {
         let mut conn = self.sender().await.map_err(|e| (e, false))?;
         conn.sender.send_request(req).await.map_err(|e| {
             let untaken = Self::not_taken(&e);
+            // "connection closed" alone hides why: a TLS alert (no client
+            // certificate) arrives only once the connection is in use.
+            let (reason, kind) = match conn.ended.get() {
+                Some((why, kind)) => (format!("{}: {why}", error_chain(&e)), *kind),
+                None => (error_chain(&e), self.kind_of(&e)),
+            };
             let err = UpstreamError::Request {
                 upstream: self.display.clone(),
-                // "connection closed" alone hides why: a TLS alert (no client
-                // certificate) arrives only once the connection is in use.
-                reason: match conn.ended.get() {
-                    Some(why) => format!("{}: {why}{}", error_chain(&e), self.closed_advice(why)),
-                    None => error_chain(&e),
-                },
+                reason,
+                kind,
+                advice: self.advice(kind),
             };
             (err, untaken)
         })
@@ -431,21 +537,47 @@ impl Upstream {
         false
     }
 
-    /// What to check when a TLS connection was closed under us. A server
-    /// that refuses the client certificate (or its absence) says so in a TLS
-    /// alert after the handshake, then closes; when the close wins the race
-    /// with our first write, all we see is a broken pipe or a reset.
-    fn closed_advice(&self, why: &str) -> &'static str {
-        let cut = why.contains("broken pipe") || why.contains("reset");
-        if self.scheme != Scheme::HTTPS || !cut || !advice(why).is_empty() {
-            ""
-        } else if self.options.tls.client_cert.is_none() {
-            " (the upstream closed the TLS connection as soon as it was used: if it wants a \
-             client certificate, set upstream_options.client_cert_file and client_key_file, or \
-             TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
-        } else {
-            " (the upstream closed the TLS connection as soon as it was used: check that it \
-             trusts the CA of upstream_options.client_cert_file)"
+    fn kind_of(&self, e: &(dyn std::error::Error + 'static)) -> FailureKind {
+        FailureKind::of(e, self.scheme == Scheme::HTTPS)
+    }
+
+    /// What to do about a failure of `kind`, appended to the error.
+    fn advice(&self, kind: FailureKind) -> &'static str {
+        let tls = self.scheme == Scheme::HTTPS;
+        match kind {
+            FailureKind::Refused => " (is the Temporal frontend running at that address?)",
+            FailureKind::TlsClientCertificate => {
+                " (the upstream wants a client certificate it trusts: set upstream_options.client_cert_file \
+                 and client_key_file, or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
+            }
+            FailureKind::TlsVerification => {
+                " (the upstream's certificate does not verify: check upstream_options.ca_file / \
+                 TEMPORAL_TLS_SERVER_CA_CERT_PATH and server_name / TEMPORAL_TLS_SERVER_NAME)"
+            }
+            FailureKind::WrongScheme => {
+                " (does the upstream speak TLS? use https:// for TLS and http:// for plaintext)"
+            }
+            // A server that refuses the client certificate (or its absence)
+            // says so in a TLS alert after the handshake, then closes; when
+            // the close wins the race with our first write, all we see is a
+            // broken pipe or a reset, and the alert itself reaches us as an
+            // untyped TLS error.
+            FailureKind::Closed | FailureKind::Tls
+                if tls && self.options.tls.client_cert.is_none() =>
+            {
+                " (the upstream closed the TLS connection as soon as it was used: if it wants a \
+                 client certificate, set upstream_options.client_cert_file and client_key_file, or \
+                 TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)"
+            }
+            FailureKind::Closed | FailureKind::Tls if tls => {
+                " (the upstream closed the TLS connection as soon as it was used: check that it \
+                 trusts the CA of upstream_options.client_cert_file)"
+            }
+            FailureKind::Timeout
+            | FailureKind::Closed
+            | FailureKind::Tls
+            | FailureKind::Protocol
+            | FailureKind::Other => "",
         }
     }
 
@@ -483,9 +615,14 @@ impl Upstream {
                 upstream: upstream(),
                 timeout,
             })?
-            .map_err(|e| UpstreamError::Connect {
-                upstream: upstream(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                let kind = self.kind_of(&e);
+                UpstreamError::Connect {
+                    upstream: upstream(),
+                    reason: e.to_string(),
+                    kind,
+                    advice: self.advice(kind),
+                }
             })?;
         let _ = tcp.set_nodelay(true);
         let credentials = self.credentials.borrow().clone();
@@ -497,10 +634,17 @@ impl Upstream {
                     .map_err(|_| UpstreamError::Handshake {
                         upstream: upstream(),
                         reason: format!("no answer within {timeout:?}"),
+                        kind: FailureKind::Timeout,
+                        advice: "",
                     })?
-                    .map_err(|e| UpstreamError::Handshake {
-                        upstream: upstream(),
-                        reason: error_chain(&e),
+                    .map_err(|e| {
+                        let kind = self.kind_of(&e);
+                        UpstreamError::Handshake {
+                            upstream: upstream(),
+                            reason: error_chain(&e),
+                            kind,
+                            advice: self.advice(kind),
+                        }
                     })?;
                 self.handshake(stream).await
             }
@@ -524,18 +668,25 @@ impl Upstream {
             .max_header_list_size(DEFAULT_MAX_HEADER_LIST)
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|e| UpstreamError::Handshake {
-                upstream: self.display.clone(),
-                reason: error_chain(&e),
+            .map_err(|e| {
+                let kind = self.kind_of(&e);
+                UpstreamError::Handshake {
+                    upstream: self.display.clone(),
+                    reason: error_chain(&e),
+                    kind,
+                    advice: self.advice(kind),
+                }
             })?;
         let name = self.display.clone();
         let ended = Arc::new(OnceLock::new());
         let why = ended.clone();
+        let tls = self.scheme == Scheme::HTTPS;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
+                let kind = FailureKind::of(&e, tls);
                 let e = error_chain(&e);
-                tracing::info!(upstream = %name, error = %e, "upstream connection closed");
-                let _ = why.set(e);
+                tracing::info!(upstream = %name, error = %e, ?kind, "upstream connection closed");
+                let _ = why.set((e, kind));
             }
         });
         Ok(Conn { sender, ended })
@@ -546,7 +697,7 @@ impl Upstream {
 #[derive(Clone)]
 struct Conn {
     sender: SendRequest<Body>,
-    ended: Arc<OnceLock<String>>,
+    ended: Arc<OnceLock<(String, FailureKind)>>,
 }
 
 /// HTTP/2 flow control, both sides (docs/design.md#fixed-http2-windows).
@@ -558,3 +709,6 @@ pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
 /// The largest DATA frame peers may send us: fewer, larger frames for big
 /// payloads (the protocol default is 16 KiB).
 pub(crate) const MAX_FRAME: u32 = 64 << 10;
+
+#[cfg(test)]
+mod tests;

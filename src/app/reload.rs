@@ -27,7 +27,10 @@ use std::{
 };
 
 use super::Running;
-use crate::config::Config;
+use crate::{
+    codec_server::CodecServerConfig, config::Config, proxy::ProxyConfig,
+    telemetry::TelemetryConfig, upstream::UpstreamOptions,
+};
 
 /// Reload outcomes so far.
 #[derive(Debug, Default)]
@@ -52,7 +55,8 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
-/// The configuration in force and the fingerprint of the files behind it.
+/// The configuration in force (without its secrets) and the fingerprint of
+/// the files behind it.
 struct Applied {
     config: Config,
     fingerprint: u64,
@@ -65,7 +69,7 @@ impl Reloader {
         Reloader {
             path: path.to_path_buf(),
             applied: Mutex::new(Applied {
-                config: config.clone(),
+                config: config.without_secrets(),
                 fingerprint,
             }),
             running,
@@ -119,7 +123,7 @@ impl Reloader {
     }
 
     /// Returns the settings that changed but need a restart.
-    fn try_reload(&self) -> Result<Vec<&'static str>, String> {
+    fn try_reload(&self) -> Result<Vec<String>, String> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("{}: cannot read the file: {e}", self.path.display()))?;
         let base = self.path.parent().unwrap_or(Path::new("."));
@@ -136,7 +140,7 @@ impl Reloader {
         }
         let restart = needs_restart(&applied.config, &config);
         applied.fingerprint = fingerprint(&self.path, &config.files);
-        applied.config = config;
+        applied.config = config.without_secrets();
         Ok(restart)
     }
 
@@ -193,60 +197,204 @@ fn fingerprint(path: &Path, files: &[PathBuf]) -> u64 {
 }
 
 /// The settings that differ between `old` and `new` and that a running
-/// gateway cannot take over.
-fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+/// gateway cannot take over, by name. Everything else (keys and policies,
+/// every upstream's credentials, named upstreams, routes, caller rules,
+/// the listeners' certificates, the Codec Server's auth) is part of the
+/// generation a reload builds.
+///
+/// The comparison is typed: each section is destructured in full, so a
+/// new setting does not compile until it is listed here as reloadable or
+/// restart-only, and a secret (which `Debug` redacts) is compared as
+/// itself, never as text.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let mut check = |name, a: String, b: String| {
-        if a != b {
-            out.push(name);
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_string());
         }
     };
-    check("listen", old.listen.to_string(), new.listen.to_string());
-    check(
-        "upstream",
-        old.upstream.to_string(),
-        new.upstream.to_string(),
-    );
-    let pool = |c: &Config| {
-        let o = &c.upstream_options;
-        format!(
-            "{} {:?} {:?} {:?}",
-            o.connections, o.connect_timeout, o.keepalive_interval, o.keepalive_timeout
-        )
-    };
-    check("upstream_options (pool)", pool(old), pool(new));
-    check(
-        "[proxy]",
-        format!("{:?}", old.proxy),
-        format!("{:?}", new.proxy),
-    );
-    check(
-        "[telemetry]",
-        format!("{:?}", old.telemetry),
-        format!("{:?}", new.telemetry),
-    );
-    let cs = |c: &Config| {
-        c.codec_server.as_ref().map(|s| {
-            format!(
-                "{} {:?} {:?} {} {}",
-                s.listen, s.auth, s.cors_origins, s.cors_allow_credentials, s.max_body_bytes
-            )
-        })
-    };
-    check(
-        "[codec_server] (other than its certificate)",
-        format!("{:?}", cs(old)),
-        format!("{:?}", cs(new)),
-    );
-    check(
-        "codec.dek_cache_size",
-        old.codec.dek_cache_size.to_string(),
-        new.codec.dek_cache_size.to_string(),
-    );
+    check("listen", old.listen != new.listen);
+    check("upstream", old.upstream != new.upstream);
     check(
         "reload_check_interval",
-        format!("{:?}", old.reload_check_interval),
-        format!("{:?}", new.reload_check_interval),
+        old.reload_check_interval != new.reload_check_interval,
+    );
+
+    // The default upstream's pool: its credentials reload (tls, api_key).
+    let UpstreamOptions {
+        connections,
+        connect_timeout,
+        keepalive_interval,
+        keepalive_timeout,
+        api_key: _,
+        tls: _,
+        allow_plaintext_credentials,
+        namespaces,
+        forward_authorization,
+    } = &new.upstream_options;
+    let o = &old.upstream_options;
+    check(
+        "upstream_options.connections",
+        o.connections != *connections,
+    );
+    check(
+        "upstream_options.connect_timeout",
+        o.connect_timeout != *connect_timeout,
+    );
+    check(
+        "upstream_options.keepalive_interval",
+        o.keepalive_interval != *keepalive_interval,
+    );
+    check(
+        "upstream_options.keepalive_timeout",
+        o.keepalive_timeout != *keepalive_timeout,
+    );
+    check(
+        "upstream_options.allow_plaintext_credentials",
+        o.allow_plaintext_credentials != *allow_plaintext_credentials,
+    );
+    check("upstream_options.namespaces", o.namespaces != *namespaces);
+    check(
+        "upstream_options.forward_authorization",
+        o.forward_authorization != *forward_authorization,
+    );
+
+    let ProxyConfig {
+        max_message_bytes,
+        allowed_services,
+        shutdown_grace,
+        forward_authorization,
+        reflection,
+        runtime,
+        threads,
+        opaque_services,
+        memory_budget_bytes,
+        request_body_timeout,
+        max_concurrent_streams,
+        max_header_list_bytes,
+        forward_unknown_fields,
+        plaintext_paths,
+        descriptor_set,
+        tls_handshake_timeout,
+        first_request_timeout,
+        idle_timeout,
+        max_connection_age,
+        max_connection_age_grace,
+        credential_headers,
+    } = &new.proxy;
+    let p = &old.proxy;
+    check(
+        "proxy.max_message_bytes",
+        p.max_message_bytes != *max_message_bytes,
+    );
+    check(
+        "proxy.allowed_services",
+        p.allowed_services != *allowed_services,
+    );
+    check("proxy.shutdown_grace", p.shutdown_grace != *shutdown_grace);
+    check(
+        "proxy.forward_authorization",
+        p.forward_authorization != *forward_authorization,
+    );
+    check("proxy.reflection", p.reflection != *reflection);
+    check("proxy.runtime", p.runtime != *runtime);
+    check("proxy.threads", p.threads != *threads);
+    check(
+        "proxy.opaque_services",
+        p.opaque_services != *opaque_services,
+    );
+    check(
+        "proxy.memory_budget_bytes",
+        p.memory_budget_bytes != *memory_budget_bytes,
+    );
+    check(
+        "proxy.request_body_timeout",
+        p.request_body_timeout != *request_body_timeout,
+    );
+    check(
+        "proxy.max_concurrent_streams",
+        p.max_concurrent_streams != *max_concurrent_streams,
+    );
+    check(
+        "proxy.max_header_list_bytes",
+        p.max_header_list_bytes != *max_header_list_bytes,
+    );
+    check(
+        "schema.unknown_request_fields",
+        p.forward_unknown_fields != *forward_unknown_fields,
+    );
+    check(
+        "schema.plaintext_paths",
+        p.plaintext_paths != *plaintext_paths,
+    );
+    check("schema.descriptor_set", p.descriptor_set != *descriptor_set);
+    check(
+        "proxy.tls_handshake_timeout",
+        p.tls_handshake_timeout != *tls_handshake_timeout,
+    );
+    check(
+        "proxy.first_request_timeout",
+        p.first_request_timeout != *first_request_timeout,
+    );
+    check("proxy.idle_timeout", p.idle_timeout != *idle_timeout);
+    check(
+        "proxy.max_connection_age",
+        p.max_connection_age != *max_connection_age,
+    );
+    check(
+        "proxy.max_connection_age_grace",
+        p.max_connection_age_grace != *max_connection_age_grace,
+    );
+    check(
+        "proxy.credential_headers",
+        p.credential_headers != *credential_headers,
+    );
+
+    let TelemetryConfig {
+        admin_listen,
+        otlp_endpoint,
+        trace_sampling,
+        service_name,
+    } = &new.telemetry;
+    let t = &old.telemetry;
+    check("telemetry.admin_listen", t.admin_listen != *admin_listen);
+    check("telemetry.otlp_endpoint", t.otlp_endpoint != *otlp_endpoint);
+    check(
+        "telemetry.trace_sampling",
+        t.trace_sampling != *trace_sampling,
+    );
+    check("telemetry.service_name", t.service_name != *service_name);
+
+    match (&old.codec_server, &new.codec_server) {
+        (Some(o), Some(n)) => {
+            // tls (the certificate) and auth reload; turning either on or
+            // off is refused by the Codec Server's own prepare.
+            let CodecServerConfig {
+                listen,
+                cors_origins,
+                cors_allow_credentials,
+                max_body_bytes,
+                tls: _,
+                auth: _,
+                rules: _,
+            } = n;
+            check("codec_server.listen", o.listen != *listen);
+            check("codec_server.cors_origins", o.cors_origins != *cors_origins);
+            check(
+                "codec_server.cors_allow_credentials",
+                o.cors_allow_credentials != *cors_allow_credentials,
+            );
+            check(
+                "codec_server.max_body_bytes",
+                o.max_body_bytes != *max_body_bytes,
+            );
+        }
+        (None, None) => {}
+        _ => check("[codec_server] (on or off)", true),
+    }
+    check(
+        "codec.dek_cache_size",
+        old.codec.dek_cache_size != new.codec.dek_cache_size,
     );
     out
 }

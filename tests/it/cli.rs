@@ -354,7 +354,7 @@ fn sighup_reloads_keys_and_a_bad_file_keeps_the_old_ones() {
     hup();
     lines.wait("configuration reloaded");
     let restart = lines.wait("only take effect after a restart");
-    assert!(restart.contains("[proxy]"), "{restart}");
+    assert!(restart.contains("proxy.max_message_bytes"), "{restart}");
     assert!(std::net::TcpStream::connect(&addr).is_ok());
 
     let kill = Command::new("kill")

@@ -106,3 +106,44 @@ fn settings_that_need_a_restart_are_named() {
     assert!(needs_restart(&a, &a).is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_changed_secret_is_reloaded_not_hidden_behind_redacted_text() {
+    // Restart detection once compared Debug text, which redacts secrets: a
+    // new API key or token compared equal and was neither applied nor
+    // reported. Now secrets are part of the generation and restart-only
+    // settings are compared as values.
+    let parse = |extra: &str| {
+        let text = format!(
+            "upstream = \"https://127.0.0.1:7234\"\n[upstream_options]\napi_key = \"{extra}\"\n\
+             [codec]\nencryption = false\n"
+        );
+        Config::parse(&text, "t.toml", Path::new("."), &|_| None).unwrap()
+    };
+    let (a, b) = (parse("key-one"), parse("key-two"));
+    assert!(
+        needs_restart(&a, &b).is_empty(),
+        "{:?}",
+        needs_restart(&a, &b)
+    );
+    let mut c = parse("key-one");
+    c.proxy.max_connection_age = std::time::Duration::from_secs(900);
+    c.telemetry.service_name = "other".into();
+    assert_eq!(
+        needs_restart(&a, &c),
+        ["proxy.max_connection_age", "telemetry.service_name"]
+    );
+}
+
+#[test]
+fn the_kept_configuration_holds_no_key_material() {
+    let dir = scratch("secrets");
+    let (_, m1) = generate("key").unwrap();
+    let path = write_config(&dir, &[("k1", &m1)], "k1", "127.0.0.1:7233");
+    let r = reloader(&path);
+    let applied = r.applied.lock().unwrap();
+    assert!(applied.config.codec.keys.keys.is_empty());
+    assert!(applied.config.upstream_options.api_key.is_none());
+    drop(applied);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
