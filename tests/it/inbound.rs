@@ -341,3 +341,26 @@ async fn a_reload_swaps_the_listener_certificate() {
     assert_eq!(tls_call(gw.addr, &old.ca_pem, None, "orders").await, None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A listener whose TLS material does not load is not served at all:
+/// building the gateway fails, rather than falling back to plaintext h2c.
+#[test]
+fn a_listener_tls_that_does_not_load_never_serves_plaintext() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("inbound-bad-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("tls.pem"), dir.join("tls-key.pem"));
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let extra = format!(
+        "[inbound]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let text = config_text("127.0.0.1:1".parse().unwrap(), &extra);
+    let err = sealgate::App::build(parse_config(&text)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("inbound"), "{msg}");
+    assert!(msg.contains("inbound.tls_cert_file"), "names the setting: {msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
