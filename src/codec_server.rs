@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 pub use auth::{Auth, AuthError};
 pub use cors::Cors;
 
-use crate::codec::{CodecError, Pipeline, Session, json as codec_json};
+use crate::codec::{CodecError, PayloadVisitor, Pipeline, json as codec_json};
 
 /// Which way a request goes.
 /// The `[codec_server]` section.
@@ -237,30 +237,36 @@ impl CodecServer {
             tracing::warn!(%namespace, error = %e, "codec server could not get a data key");
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         };
+        // The same KMS round trip as the gRPC path: a data key that is not
+        // ready (encode) or not cached (decode) is fetched, then the body is
+        // transformed once more.
         let result = match op {
             Op::Encode => {
-                if let Err(e) = session.prepare_encode().await {
-                    return kms_failed(e);
-                }
-                codec_json::transform(&body, |p| session.encode_payload(p))
+                session
+                    .encode_with(|enc| {
+                        codec_json::transform(&body, |p| enc.payload(p)).map_err(Failed::Json)
+                    })
+                    .await
             }
             Op::Decode => {
-                let run = |s: &Session| {
-                    codec_json::transform(&body, |p| {
-                        // What cannot be decoded comes back unchanged.
-                        Ok(s.decode_payload(p).unwrap_or_else(|e| {
-                            tracing::warn!(%namespace, error = %e, "payload left as it is");
-                            None
-                        }))
+                session
+                    .decode_with(|dec| {
+                        codec_json::transform(&body, |p| {
+                            // What cannot be decoded comes back unchanged.
+                            Ok(dec.payload(p).unwrap_or_else(|e| {
+                                tracing::warn!(%namespace, error = %e, "payload left as it is");
+                                None
+                            }))
+                        })
+                        .map_err(Failed::Json)
                     })
-                };
-                let first = run(&session);
-                match session.fetch_missing().await {
-                    Ok(false) => first,
-                    Ok(true) => run(&session),
-                    Err(e) => return kms_failed(e),
-                }
+                    .await
             }
+        };
+        let result = match result {
+            Ok(out) => Ok(out),
+            Err(Failed::Kms(e)) => return kms_failed(e),
+            Err(Failed::Json(e)) => Err(e),
         };
         match result {
             Ok(out) => {
@@ -366,6 +372,19 @@ impl CodecServer {
         let auth = Arc::new(next.auth);
         auth.warm_up();
         self.auth.send_replace(auth);
+    }
+}
+
+/// Why a request's payloads could not be transformed: the KMS (503) or
+/// the request (400).
+enum Failed {
+    Kms(CodecError),
+    Json(codec_json::JsonError),
+}
+
+impl From<CodecError> for Failed {
+    fn from(e: CodecError) -> Failed {
+        Failed::Kms(e)
     }
 }
 

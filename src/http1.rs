@@ -1,5 +1,6 @@
-//! The small HTTP/1.1 listeners (codec server, admin): accept, optionally
-//! TLS, serve, and drain briefly on shutdown.
+//! The small HTTP/1.1 listeners (codec server, admin): accept (the shared
+//! loop of `crate::serve`), optionally TLS, serve, and drain briefly on
+//! shutdown.
 
 use std::{convert::Infallible, future::Future, time::Duration};
 
@@ -29,33 +30,35 @@ pub(crate) async fn serve<H, F>(
     F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let service = service_fn(handler.clone());
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new());
-                let watcher = graceful.watcher();
-                let tls = tls.as_ref().map(|t| t.borrow().clone());
-                tokio::spawn(async move {
-                    match tls {
-                        None => {
-                            let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
-                        }
-                        Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(tls) => {
-                                let _ = watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await;
-                            }
-                            Err(e) => tracing::debug!(%peer, error = %e, listener = name, "TLS handshake failed"),
-                        },
+    let mut listener = listener;
+    crate::serve::accept_loop(name, &mut listener, shutdown, |stream, peer| {
+        let service = service_fn(handler.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new());
+        let watcher = graceful.watcher();
+        let tls = tls.as_ref().map(|t| t.borrow().clone());
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let _ = watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await;
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let _ = watcher
+                            .watch(builder.serve_connection(TokioIo::new(tls), service))
+                            .await;
                     }
-                });
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, listener = name, "TLS handshake failed")
+                    }
+                },
             }
-            () = &mut shutdown => break,
-        }
-    }
+        });
+        std::ops::ControlFlow::Continue(())
+    })
+    .await;
     drop(listener);
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
 }

@@ -31,6 +31,7 @@ pub mod keys;
 pub mod proxy;
 pub mod rewrite;
 pub mod schema;
+pub(crate) mod serve;
 pub(crate) mod shard;
 pub mod telemetry;
 pub(crate) mod tls;

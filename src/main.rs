@@ -9,7 +9,7 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 use sealgate::{
     App,
-    codec::json,
+    codec::{PayloadVisitor, json},
     config::{Config, EXIT_BAD_CONFIG},
     keys,
     proxy::server::Drained,
@@ -414,24 +414,18 @@ fn payloads(direction: Direction, config: &std::path::Path, namespace: &str) -> 
         }
     };
     let out = runtime.block_on(async {
+        // The gateway's own KMS round trip: a data key that is not ready
+        // (encode) or not cached (decode) is fetched, then run once more.
         let mut session = pipeline.session(namespace);
-        match direction {
-            Direction::Encode => {
-                session.prepare_encode().await.map_err(|e| e.to_string())?;
-                json::transform(&input, |p| session.encode_payload(p)).map_err(|e| e.to_string())
-            }
-            Direction::Decode => {
-                let run = |s: &sealgate::codec::Session| {
-                    json::transform(&input, |p| s.decode_payload(p)).map_err(|e| e.to_string())
-                };
-                let first = run(&session);
-                if session.fetch_missing().await.map_err(|e| e.to_string())? {
-                    run(&session)
-                } else {
-                    first
-                }
-            }
-        }
+        type Failed = Box<dyn std::error::Error + Send + Sync>;
+        let transform = |v: &mut dyn PayloadVisitor| -> Result<Vec<u8>, Failed> {
+            Ok(json::transform(&input, |p| v.payload(p))?)
+        };
+        let out = match direction {
+            Direction::Encode => session.encode_with(|enc| transform(enc)).await,
+            Direction::Decode => session.decode_with(|dec| transform(dec)).await,
+        };
+        out.map_err(|e| e.to_string())
     });
     match out {
         Ok(mut out) => {

@@ -3,7 +3,6 @@
 
 use std::{
     future::Future,
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering::Relaxed},
@@ -52,19 +51,6 @@ pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Accepts one connection. A failure (out of file descriptors and the
-/// like) is logged and backed off from, and gives `None`: keep serving.
-pub(crate) async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
-    match listener.accept().await {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::warn!(error = %e, "accept failed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
-        }
-    }
-}
-
 /// Where a serving loop gets its connections.
 pub(crate) enum Source {
     /// Accepted here.
@@ -77,11 +63,11 @@ pub(crate) enum Source {
     },
 }
 
-impl Source {
-    /// The next connection; `None` when one could not be taken (logged).
-    async fn next(&mut self) -> Option<(TcpStream, SocketAddr)> {
+impl crate::serve::Incoming for Source {
+    async fn next(&mut self) -> crate::serve::Next {
+        use crate::serve::Next;
         match self {
-            Source::Listener(l) => accept(l).await,
+            Source::Listener(l) => l.next().await,
             Source::Handed { streams, .. } => {
                 // `None` from the channel: the acceptor has stopped, and
                 // nothing more comes until shutdown.
@@ -90,22 +76,24 @@ impl Source {
                 };
                 let handed = TcpStream::from_std(s).and_then(|s| Ok((s.peer_addr()?, s)));
                 match handed {
-                    Ok((peer, s)) => Some((s, peer)),
+                    Ok((peer, s)) => Next::Conn(s, peer),
                     Err(e) => {
                         // Handed over, then gone before it could be served.
                         tracing::debug!(error = %e, "connection lost before serving");
-                        None
+                        Next::Lost
                     }
                 }
             }
         }
     }
+}
 
-    /// Held by a connection's task: its share of the thread's load.
-    fn hold(&self) -> Option<Held> {
+impl Source {
+    /// This thread's open-connection count, when connections are handed.
+    fn load(&self) -> Option<Arc<AtomicUsize>> {
         match self {
             Source::Listener(_) => None,
-            Source::Handed { load, .. } => Some(Held(load.clone())),
+            Source::Handed { load, .. } => Some(load.clone()),
         }
     }
 }
@@ -139,50 +127,48 @@ pub(crate) async fn serve_from(
 ) -> Drained {
     let (drain, draining) = tokio::sync::watch::channel(false);
     let live = Arc::new(conn::Live::default());
-    tokio::pin!(shutdown);
-
-    loop {
-        tokio::select! {
-            accepted = source.next() => {
-                let held = source.hold();
-                let Some((stream, peer)) = accepted else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let span = tracing::info_span!("conn", %peer);
-                let limits = proxy.limits;
-                let draining = draining.clone();
-                let live = live.enter();
-                // The acceptor current now: a reload affects new connections.
-                let tls = proxy.inbound_tls.0.borrow().clone();
-                tokio::spawn(async move {
-                    match tls {
-                        None => serve_one(stream, proxy, Peer::default(), &limits, draining).await,
-                        Some(acceptor) => {
-                            let accepted = tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await;
-                            let stream = match accepted {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::info!(error = %e, "TLS handshake with a caller failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::info!(timeout = ?limits.tls_handshake, "TLS handshake with a caller timed out (proxy.tls_handshake_timeout)");
-                                    return;
-                                }
-                            };
-                            let who = Peer::from_certs(stream.get_ref().1.peer_certificates());
-                            serve_one(stream, proxy, who, &limits, draining).await;
-                        }
+    let load = source.load();
+    crate::serve::accept_loop("grpc", &mut source, shutdown, |stream, peer| {
+        let held = load.clone().map(Held);
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let span = tracing::info_span!("conn", %peer);
+        let limits = proxy.limits;
+        let draining = draining.clone();
+        let live = live.enter();
+        // The acceptor current now: a reload affects new connections.
+        let tls = proxy.inbound_tls.0.borrow().clone();
+        tokio::spawn(
+            async move {
+                match tls {
+                    None => serve_one(stream, proxy, Peer::default(), &limits, draining).await,
+                    Some(acceptor) => {
+                        let accepted =
+                            tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream))
+                                .await;
+                        let stream = match accepted {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::info!(error = %e, "TLS handshake with a caller failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(timeout = ?limits.tls_handshake, "TLS handshake with a caller timed out (proxy.tls_handshake_timeout)");
+                                return;
+                            }
+                        };
+                        let who = Peer::from_certs(stream.get_ref().1.peer_certificates());
+                        serve_one(stream, proxy, who, &limits, draining).await;
                     }
-                    drop(held);
-                    drop(live);
-                }.instrument(span));
+                }
+                drop(held);
+                drop(live);
             }
-            () = &mut shutdown => break,
-        }
-    }
+            .instrument(span),
+        );
+        std::ops::ControlFlow::Continue(())
+    })
+    .await;
     drop(source);
     tracing::info!(grace = ?grace, "shutting down: no new connections, draining in-flight calls");
     let _ = drain.send(true);

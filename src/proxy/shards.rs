@@ -114,28 +114,22 @@ pub async fn serve(
             Err(e) => return Drained::Failed(format!("cannot start thread {i}: {e}")),
         }
     }
-    let stopped = server::stopped(stop);
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            accepted = server::accept(&listener) => {
-                let Some((stream, _)) = accepted else {
-                    continue;
-                };
-                let stream = match stream.into_std() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot hand over an accepted connection");
-                        continue;
-                    }
-                };
-                if !hand_over(&mut shards, stream) {
-                    break;
-                }
+    let mut listener = listener;
+    crate::serve::accept_loop("grpc", &mut listener, server::stopped(stop), |stream, _| {
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over an accepted connection");
+                return std::ops::ControlFlow::Continue(());
             }
-            () = &mut stopped => break,
+        };
+        if hand_over(&mut shards, stream) {
+            std::ops::ControlFlow::Continue(())
+        } else {
+            std::ops::ControlFlow::Break(())
         }
-    }
+    })
+    .await;
     drop(listener);
     drop(shards);
     let mut all = Drained::Clean;
