@@ -361,6 +361,9 @@ fn a_listener_tls_that_does_not_load_never_serves_plaintext() {
     let err = sealgate::App::build(parse_config(&text)).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("inbound"), "{msg}");
-    assert!(msg.contains("inbound.tls_cert_file"), "names the setting: {msg}");
+    assert!(
+        msg.contains("inbound.tls_cert_file"),
+        "names the setting: {msg}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
