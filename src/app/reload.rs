@@ -1,14 +1,14 @@
-//! Hot reload of keys and TLS material, on SIGHUP or when the config file or
-//! any file it reads (key material, certificates) changes.
+//! Hot reload, on SIGHUP or when the config file or any file it reads
+//! (key material, certificates) changes.
 //!
-//! A reload builds a whole new generation first: the key policies, every
-//! upstream's TLS material and API key (named upstreams too), the routes,
-//! the caller rules and the listener's and Codec Server's certificates.
-//! Only when all of it loads is it published, at once; otherwise the
-//! running state stays and the log says why. Calls in flight
-//! keep the keys they started with. Settings that cannot change while
-//! running (listen addresses, the upstream address, pool sizes…) are
-//! reported as needing a restart.
+//! A reload builds a whole new generation first (`Running::prepare`): the
+//! key policies, every upstream's TLS material and API key (named
+//! upstreams too), the routes, the caller rules, the listener's and Codec
+//! Server's certificates and the Codec Server's auth. Only when all of it
+//! loads is it published, at once; otherwise the running state stays and
+//! the log says why. Calls in flight keep what they started with. Settings
+//! that cannot change while running (listen addresses, the upstream
+//! address, pool sizes…) are named as needing a restart.
 //!
 //! Files are polled rather than watched with inotify: a Kubernetes secret
 //! or ConfigMap is updated by swapping a symlink, which file watchers miss,
