@@ -1,7 +1,9 @@
 //! The admin listener: `/metrics` (Prometheus text), `/live` and `/ready`.
 //!
-//! Ready means the configuration and keys loaded (true once serving) and
-//! the upstream is reachable: a connection is open or can be opened now.
+//! Ready means the configuration and keys loaded (true once serving), the
+//! gateway is not shutting down, and the upstream is reachable: a
+//! connection is open or can be opened now. The admin listener serves
+//! until the gRPC listener has drained, so `/ready` says 503 all along.
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
@@ -11,13 +13,15 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::{telemetry::Telemetry, upstream::Upstream};
+use crate::{proxy::Proxy, telemetry::Telemetry, upstream::Upstream};
 
 /// What the admin endpoints look at.
 #[derive(Debug)]
 pub struct Admin {
     pub telemetry: Arc<Telemetry>,
     pub upstream: Arc<Upstream>,
+    /// The gRPC gateway, for whether it is shutting down.
+    pub proxy: Arc<Proxy>,
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -40,6 +44,11 @@ impl Admin {
                 self.telemetry.prometheus_text(),
             ),
             "/live" => text(StatusCode::OK, "text/plain", "live\n".into()),
+            "/ready" if self.proxy.draining() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready: shutting down (SIGTERM); in-flight calls are finishing\n".into(),
+            ),
             "/ready" => match self.upstream.reachable(Duration::from_secs(2)).await {
                 Ok(()) => text(StatusCode::OK, "text/plain", "ready\n".into()),
                 Err(e) => text(

@@ -188,7 +188,10 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> proxy::server::Drained {
         let grace = self.config.proxy.shutdown_grace;
+        let delay = self.config.proxy.shutdown_delay;
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        // The admin listener outlives the drain: /ready says 503 throughout.
+        let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
         let wait = proxy::server::stopped;
         let codec = match (self.codec_server, listeners.codec_server) {
             (Some(server), Some(listener)) => Some(tokio::spawn(codec_server::serve(
@@ -202,11 +205,20 @@ impl App {
             let admin = Arc::new(admin::Admin {
                 telemetry: self.telemetry.clone(),
                 upstream: self.proxy.upstream().clone(),
+                proxy: self.proxy.clone(),
             });
-            tokio::spawn(admin::serve(listener, admin, wait(stopped.clone())))
+            tokio::spawn(admin::serve(listener, admin, wait(admin_stopped)))
         });
+        let draining = self.proxy.clone();
         let signal = async move {
             shutdown.await;
+            // Say so first (health NOT_SERVING, /ready 503) while still
+            // serving, then stop accepting and drain.
+            draining.start_draining();
+            if !delay.is_zero() {
+                tracing::info!(delay = ?delay, "shutting down: reporting NOT_SERVING before the drain");
+                tokio::time::sleep(delay).await;
+            }
             let _ = stop.send(true);
         };
         // Serving ends only after the signal, so both finish.
@@ -229,6 +241,7 @@ impl App {
             }
         };
         let (drained, ()) = tokio::join!(serve, signal);
+        let _ = admin_stop.send(true);
         for task in [codec, admin].into_iter().flatten() {
             let _ = task.await;
         }

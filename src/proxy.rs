@@ -16,6 +16,7 @@ pub mod classify;
 pub mod conn;
 mod error;
 pub mod headers;
+mod health;
 mod metrics;
 pub mod reflection;
 pub mod router;
@@ -54,6 +55,9 @@ pub struct ProxyConfig {
     pub allowed_services: Vec<String>,
     /// How long in-flight calls may run after SIGTERM/SIGINT.
     pub shutdown_grace: std::time::Duration,
+    /// After SIGTERM/SIGINT, how long sealgate reports NOT_SERVING (health,
+    /// `/ready`) while still serving, before it stops accepting.
+    pub shutdown_delay: std::time::Duration,
     /// Forward the caller's `authorization` header upstream.
     pub forward_authorization: bool,
     /// Answer gRPC server reflection (v1, v1alpha) for the allowed services.
@@ -160,6 +164,8 @@ pub struct Proxy {
     /// Build a span per call (only when traces are exported: a span that
     /// goes nowhere still costs the log layer a formatting pass).
     pub(crate) trace_calls: bool,
+    /// Shutting down: health checks answer NOT_SERVING, `/ready` 503.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -206,7 +212,21 @@ impl Proxy {
             config,
             metrics,
             trace_calls,
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on this gateway says it is going away: the gRPC health
+    /// service answers NOT_SERVING and `/ready` 503. Serving goes on until
+    /// the listener stops.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn upstream(&self) -> &Arc<Upstream> {
@@ -326,6 +346,11 @@ impl Proxy {
         self.admit(&req)?;
         let inbound = self.inbound();
         let caller = inbound.authenticate(peer, req.headers()).await?;
+        if self.draining() && req.uri().path().starts_with(health::HEALTH_PREFIX) {
+            // Going away: say so here rather than ask the upstream (whose
+            // health is not this replica's).
+            return Ok((health::not_serving(), "0", None));
+        }
         match classify::classify(
             &self.services,
             method,

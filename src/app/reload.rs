@@ -263,6 +263,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         max_message_bytes,
         allowed_services,
         shutdown_grace,
+        shutdown_delay,
         forward_authorization,
         reflection,
         runtime,
@@ -292,6 +293,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         p.allowed_services != *allowed_services,
     );
     check("proxy.shutdown_grace", p.shutdown_grace != *shutdown_grace);
+    check("proxy.shutdown_delay", p.shutdown_delay != *shutdown_delay);
     check(
         "proxy.forward_authorization",
         p.forward_authorization != *forward_authorization,

@@ -19,6 +19,9 @@ pub(super) fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConf
     let shutdown_grace = t
         .duration("shutdown_grace", issues)
         .unwrap_or(Duration::from_secs(30));
+    let shutdown_delay = t
+        .duration("shutdown_delay", issues)
+        .unwrap_or(Duration::ZERO);
     let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
     let reflection = t.bool("reflection", issues).unwrap_or(true);
     let runtime = match t.string("runtime", issues).as_deref() {
@@ -124,6 +127,7 @@ pub(super) fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConf
         max_message_bytes: max.min(u32::MAX as u64) as usize,
         allowed_services,
         shutdown_grace,
+        shutdown_delay,
         forward_authorization,
         reflection,
         runtime,

@@ -214,6 +214,15 @@ impl Buffered {
         }
     }
 
+    /// A body sealgate made itself, outside the memory budget (a few bytes).
+    pub fn unbudgeted(data: Bytes, trailers: HeaderMap) -> Buffered {
+        Buffered {
+            data: (!data.is_empty()).then_some(data),
+            trailers: Some(trailers),
+            held: None,
+        }
+    }
+
     /// A body with nothing in it (the headers carry the status).
     pub fn empty() -> Buffered {
         Buffered {

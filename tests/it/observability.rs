@@ -9,6 +9,7 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use prost::Message;
+use sealgate::proxy::server::Drained;
 use support::net::{Client, FakeUpstream, Gateway, Reply, config_text, parse_config};
 use temporalio_protos::temporal::api::{
     common::v1::{Payload, Payloads},
@@ -418,4 +419,43 @@ async fn spans_continue_the_callers_trace_and_reach_an_otlp_collector() {
         "OTLP metrics: {names:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// On SIGTERM, sealgate first says it is going away, while it still
+/// serves: `/ready` answers 503 and the gRPC health service NOT_SERVING
+/// (answered by sealgate, not forwarded), for `shutdown_delay`; then it
+/// drains, and `/ready` stays 503 until the end.
+#[tokio::test]
+async fn shutting_down_reports_not_serving_before_the_drain() {
+    let up = FakeUpstream::start(|_| Reply::message(vec![0x08, 0x01])).await;
+    let extra = "[proxy]\nshutdown_delay = \"1s\"\nshutdown_grace = \"2s\"\n";
+    let mut g = Gateway::start(parse_config(&config_text(up.addr, extra))).await;
+    let admin = g.admin_addr.unwrap();
+    let client = Client::connect(g.addr).await;
+    const CHECK: &str = "/grpc.health.v1.Health/Check";
+    // Serving: health comes from the upstream (SERVING = 1).
+    let a = client.call(CHECK, &[], &[], false).await;
+    assert_eq!((a.status(), &a.message()[..]), (0, &[0x08, 0x01][..]));
+    assert_eq!(get(admin, "/ready").await.0, 200);
+    let forwarded = up.requests().len();
+
+    g.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, body) = get(admin, "/ready").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    // NOT_SERVING = 2, from sealgate itself; still serving calls.
+    let a = client.call(CHECK, &[], &[], false).await;
+    assert_eq!((a.status(), &a.message()[..]), (0, &[0x08, 0x02][..]));
+    assert_eq!(up.requests().len(), forwarded, "not asked upstream");
+    let a = client.call(START, &start_request(9), &[], false).await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    let fresh = Client::connect(g.addr).await;
+    let a = fresh.call(CHECK, &[], &[], false).await;
+    assert_eq!(
+        a.status(),
+        0,
+        "new connections are still served during the delay"
+    );
+    assert_eq!(g.shutdown().await, Drained::Clean);
 }

@@ -507,6 +507,13 @@ impl Gateway {
         (gateway, reloader)
     }
 
+    /// Signals shutdown without waiting for the drain.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Signals shutdown and waits for the drain.
     pub async fn shutdown(&mut self) -> Drained {
         if let Some(tx) = self.stop.take() {
