@@ -40,6 +40,7 @@ fn kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_3_mib_requests_stay_inside_the_budget() {
+    let _apart = support::measured_async().await;
     // Admitted calls wait at the upstream, so they are in flight together.
     let upstream = FakeUpstream::start(|_| Reply {
         delay: Duration::from_millis(1500),

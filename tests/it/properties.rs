@@ -173,6 +173,7 @@ proptest! {
 
     #[test]
     fn random_messages_round_trip(seed in any::<u64>()) {
+        let _apart = support::measured();
         let schema = Schema::embedded().unwrap();
         let pool = support::pool();
         let chain = chain(false);
@@ -184,6 +185,7 @@ proptest! {
 
     #[test]
     fn failure_encoding_hides_messages_and_round_trips(seed in any::<u64>()) {
+        let _apart = support::measured();
         let schema = Schema::embedded().unwrap();
         let pool = support::pool();
         let chain = chain(true);

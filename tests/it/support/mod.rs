@@ -13,6 +13,23 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 use sealgate::schema::{ANY, EMBEDDED_DESCRIPTOR_SET, NEVER_ENCODED, PAYLOAD};
 
+/// Held by tests that measure the machine (memory peaks) and by the tests
+/// that load it most (the property tests): in one test binary they would
+/// otherwise run at once, and a CPU-starved gateway holds more in flight
+/// than the budget the memory test checks accounts for.
+static MEASURED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the rest of the calling (synchronous) test apart from the others
+/// that take it.
+pub fn measured() -> tokio::sync::MutexGuard<'static, ()> {
+    MEASURED.blocking_lock()
+}
+
+/// [`measured`], for an async test.
+pub async fn measured_async() -> tokio::sync::MutexGuard<'static, ()> {
+    MEASURED.lock().await
+}
+
 pub fn pool() -> DescriptorPool {
     DescriptorPool::decode(EMBEDDED_DESCRIPTOR_SET).unwrap()
 }
