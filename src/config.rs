@@ -12,6 +12,7 @@ mod proxy;
 mod routing;
 mod table;
 mod telemetry;
+mod temporal;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -44,6 +45,8 @@ use proxy::*;
 use routing::*;
 use table::{Issues, Table};
 use telemetry::*;
+use temporal::TemporalClient;
+pub use upstream::EffectiveUpstream;
 use upstream::*;
 
 pub use crate::{
@@ -88,6 +91,9 @@ pub struct Config {
     /// How often the config file and the files it names are checked for
     /// changes (a change reloads keys and TLS material); `None`: only SIGHUP.
     pub reload_check_interval: Option<Duration>,
+    /// Where the default upstream's settings came from, `(setting,
+    /// source)`, for `sealgate check-config`; never a secret's value.
+    pub upstream_origins: Vec<(String, String)>,
     /// Things worth saying at start-up (a key file others can read, a
     /// decrypt-only posture), with their key path.
     pub warnings: Vec<String>,
@@ -135,7 +141,7 @@ impl Config {
             issues: vec![(String::new(), format!("cannot read the file: {e}"))],
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &origin, base, &|k| std::env::var(k).ok())
+        Config::parse(&text, &origin, base, &process_env)
     }
 
     /// Parses and validates config text. `env` looks up `${VAR}`s and the
@@ -169,10 +175,38 @@ impl Config {
         )
         .ok_or(());
 
-        // SEALGATE_UPSTREAM, then the file, then Temporal's own TEMPORAL_ADDRESS.
+        // SEALGATE_UPSTREAM, then the file, then Temporal's own client
+        // config: TEMPORAL_ADDRESS over a temporal.toml profile's address.
+        // The profile file is read only when sealgate's settings name no
+        // upstream: its credentials are for the address it names.
         let from_file = root.string("upstream", &mut issues);
-        let upstream = override_from(env, "SEALGATE_UPSTREAM", from_file)
-            .or_else(|| env("TEMPORAL_ADDRESS").filter(|s| !s.is_empty()));
+        let named_here =
+            from_file.is_some() || env("SEALGATE_UPSTREAM").is_some_and(|u| !u.is_empty());
+        if named_here && env("TEMPORAL_CONFIG_FILE").is_some_and(|f| !f.is_empty()) {
+            issues.warn(
+                "TEMPORAL_CONFIG_FILE",
+                "ignored: sealgate.toml (or SEALGATE_UPSTREAM) names the upstream; remove `upstream` \
+                 to take it, and its credentials, from the temporal.toml profile"
+                    .into(),
+            );
+        }
+        let temporal = TemporalClient::load(env, !named_here, &mut issues);
+        let mut origins = Vec::new();
+        let upstream = match override_from(env, "SEALGATE_UPSTREAM", from_file.clone()) {
+            Some(u) => {
+                let from = if env("SEALGATE_UPSTREAM").is_some_and(|u| !u.is_empty()) {
+                    "SEALGATE_UPSTREAM".to_string()
+                } else {
+                    format!("{origin}: upstream")
+                };
+                origins.push(("address".to_string(), from));
+                Some(u)
+            }
+            None => temporal.address.clone().map(|(a, from)| {
+                origins.push(("address".to_string(), from.to_string()));
+                a
+            }),
+        };
         let explicit_plaintext = upstream
             .as_deref()
             .is_some_and(|u| u.starts_with("http://"));
@@ -199,21 +233,27 @@ impl Config {
             }
         }
         let upstream_options = match root.table("upstream_options", &mut issues) {
-            Some(mut t) => upstream_section(&mut t, base, env, &mut issues),
+            Some(mut t) => upstream_section(&mut t, base, &temporal, &mut origins, &mut issues),
             None => upstream_section(
                 &mut Table::empty("upstream_options", env),
                 base,
-                env,
+                &temporal,
+                &mut origins,
                 &mut issues,
             ),
         };
+        if let Some((ns, from)) = &temporal.namespace {
+            origins.push((
+                format!("namespace {ns:?}"),
+                format!("{from} (not used: each caller names its namespace)"),
+            ));
+        }
         // TLS comes from https://, TEMPORAL_TLS, or TLS material / an API key
         // given through Temporal's variables or the file (as the SDKs do:
         // credentials imply TLS).
-        let tls_off =
-            env("TEMPORAL_TLS").is_some_and(|v| v.eq_ignore_ascii_case("false") || v == "0");
+        let tls_off = temporal.tls_disabled();
         let upstream = upstream.map(|mut u| {
-            u.tls |= upstream_options.wants_tls(env);
+            u.tls |= temporal.tls_on();
             upstream_options.credentials_imply_tls(
                 &mut u,
                 explicit_plaintext || tls_off,
@@ -370,6 +410,7 @@ impl Config {
                 codec_server,
                 telemetry,
                 reload_check_interval,
+                upstream_origins: origins,
                 warnings: issues.warnings,
                 files: issues.files,
             }),
@@ -392,6 +433,20 @@ impl Config {
         }
         c
     }
+}
+
+/// The process environment as `Config::parse` reads it. It also answers
+/// `temporal::ENV_LIST` with the names of the `TEMPORAL_GRPC_META_*`
+/// variables (a lookup function cannot list them otherwise).
+pub fn process_env(key: &str) -> Option<String> {
+    if key == temporal::ENV_LIST {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("TEMPORAL_GRPC_META_"))
+            .collect();
+        return Some(names.join("\n"));
+    }
+    std::env::var(key).ok()
 }
 
 /// The `ip:port` at `key` (or `default`), which environment variable `var`

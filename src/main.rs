@@ -69,10 +69,15 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// Validate a configuration without starting anything.
+    /// Validate a configuration without starting anything, and show the
+    /// upstreams it resolves to (TLS mode, where each setting came from;
+    /// never a secret).
     CheckConfig {
         /// The configuration file.
         config: PathBuf,
+        /// Print the resolved upstreams as JSON instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -149,7 +154,7 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::Diff { file, json },
         } => schema_diff(&file, json),
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, json } => {
             let (c, pipeline) = match load_codec(&config) {
                 Ok(ok) => ok,
                 Err(code) => return code,
@@ -161,13 +166,37 @@ fn main() -> ExitCode {
                 eprintln!("sealgate: {}: {e}", config.display());
                 return ExitCode::from(EXIT_BAD_CONFIG as u8);
             }
+            let upstreams = c.effective_upstreams();
+            if json {
+                let out = serde_json::json!({
+                    "config": config.display().to_string(),
+                    "listen": c.listen.to_string(),
+                    "encryption": c.codec.encryption,
+                    "upstreams": upstreams,
+                });
+                println!("{out:#}");
+                return ExitCode::SUCCESS;
+            }
             println!(
-                "{}: ok (listen {}, upstream {}, encryption {})",
+                "{}: ok (listen {}, encryption {})",
                 config.display(),
                 c.listen,
-                c.upstream,
                 if c.codec.encryption { "on" } else { "off" }
             );
+            for u in &upstreams {
+                let mut tls = u.tls.clone();
+                if let Some(n) = &u.server_name {
+                    tls.push_str(&format!(", server name {n}"));
+                }
+                if u.tls != "plaintext (h2c)" && u.server_ca.is_none() {
+                    tls.push_str(", system CA roots");
+                }
+                let key = if u.api_key_set { ", API key" } else { "" };
+                println!("  upstream {}: {} ({tls}{key})", u.name, u.address);
+                for (setting, from) in &u.origins {
+                    println!("    {setting}: from {from}");
+                }
+            }
             for p in pipeline.current().policies.all() {
                 println!("  policy {}", p.describe());
             }

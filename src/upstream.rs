@@ -50,6 +50,9 @@ pub struct UpstreamOptions {
     pub keepalive_timeout: std::time::Duration,
     /// Sent as `authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// gRPC metadata added to every call (`grpc_meta`, Temporal's
+    /// `grpc_meta` / `TEMPORAL_GRPC_META_*`): lower-case name, value.
+    pub grpc_meta: Vec<(String, String)>,
     /// Used when the upstream is TLS.
     pub tls: TlsSettings,
     /// Send an API key or client certificate to a plaintext (`http://`)
@@ -70,6 +73,10 @@ impl std::fmt::Debug for UpstreamOptions {
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_timeout", &self.keepalive_timeout)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "grpc_meta",
+                &self.grpc_meta.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("tls", &self.tls)
             .field("namespaces", &self.namespaces)
             .field("forward_authorization", &self.forward_authorization)
@@ -327,6 +334,8 @@ impl fmt::Debug for Upstream {
 pub struct Credentials {
     tls: Option<crate::tls::Connector>,
     api_key: Option<HeaderValue>,
+    /// Added to every call.
+    metadata: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl Credentials {
@@ -351,7 +360,21 @@ impl Credentials {
             }
             None => None,
         };
-        Ok(Credentials { tls, api_key })
+        let mut metadata = Vec::new();
+        for (name, value) in &options.grpc_meta {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| TlsError::Config(format!("{name:?} is not a header name")))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| TlsError::Config(format!("metadata {name}: not a header value")))?;
+            // May be a credential: never printed, never indexed by HPACK.
+            value.set_sensitive(true);
+            metadata.push((name, value));
+        }
+        Ok(Credentials {
+            tls,
+            api_key,
+            metadata,
+        })
     }
 }
 
@@ -465,9 +488,13 @@ impl Upstream {
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-        if let Some(key) = &self.credentials.borrow().api_key {
+        let credentials = self.credentials.borrow();
+        if let Some(key) = &credentials.api_key {
             req.headers_mut()
                 .insert(http::header::AUTHORIZATION, key.clone());
+        }
+        for (name, value) in &credentials.metadata {
+            req.headers_mut().insert(name.clone(), value.clone());
         }
     }
 

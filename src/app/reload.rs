@@ -128,7 +128,7 @@ impl Reloader {
             .map_err(|e| format!("{}: cannot read the file: {e}", self.path.display()))?;
         let base = self.path.parent().unwrap_or(Path::new("."));
         let origin = self.path.display().to_string();
-        let config = Config::parse(&text, &origin, base, &|k| std::env::var(k).ok())
+        let config = Config::parse(&text, &origin, base, &crate::config::process_env)
             .map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
 
         let mut applied = self.applied.lock().map_err(|_| "reload state poisoned")?;
@@ -227,6 +227,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         keepalive_interval,
         keepalive_timeout,
         api_key: _,
+        grpc_meta: _,
         tls: _,
         allow_plaintext_credentials,
         namespaces,

@@ -34,7 +34,7 @@ pub(super) fn named_upstream(
         }
     };
     // Temporal's environment variables describe the default upstream only.
-    let options = upstream_section(t, base, &|_| None, issues);
+    let options = upstream_section(t, base, &TemporalClient::default(), &mut Vec::new(), issues);
     // Credentials imply TLS here too.
     let address = address.map(|mut a| {
         options.credentials_imply_tls(

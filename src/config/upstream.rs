@@ -1,7 +1,9 @@
 //! `upstream` and `[upstream_options]`: the Temporal frontend and how to
 //! reach it, completed from Temporal's `TEMPORAL_*` variables.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use super::{temporal::TemporalClient, *};
 
 /// Names of Temporal's client environment variables for upstream settings.
 pub(super) const TEMPORAL_TLS_VARS: [&str; 7] = [
@@ -14,7 +16,82 @@ pub(super) const TEMPORAL_TLS_VARS: [&str; 7] = [
     "TEMPORAL_TLS_SERVER_NAME",
 ];
 
+/// One upstream as the configuration resolved it, for `sealgate
+/// check-config`: no secret, only whether one is set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EffectiveUpstream {
+    pub name: String,
+    pub address: String,
+    /// "plaintext (h2c)", "TLS", or "mTLS".
+    pub tls: String,
+    pub server_name: Option<String>,
+    /// A file path, or "inline PEM".
+    pub server_ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub api_key_set: bool,
+    /// Names of the metadata added to every call (values may be secrets).
+    pub grpc_meta: Vec<String>,
+    /// `(setting, where it came from)`.
+    pub origins: Vec<(String, String)>,
+}
+
+fn shown(p: &Option<Pem>) -> Option<String> {
+    p.as_ref().map(|p| match p {
+        Pem::File(f) => f.display().to_string(),
+        Pem::Inline(_) => "inline PEM".to_string(),
+    })
+}
+
+fn effective(
+    name: &str,
+    address: &Upstream,
+    o: &UpstreamOptions,
+    origins: Vec<(String, String)>,
+) -> EffectiveUpstream {
+    let tls = if !address.tls {
+        "plaintext (h2c)"
+    } else if o.tls.client_cert.is_some() {
+        "mTLS"
+    } else {
+        "TLS"
+    };
+    EffectiveUpstream {
+        name: name.to_string(),
+        address: address.to_string(),
+        tls: tls.to_string(),
+        server_name: o.tls.server_name.clone(),
+        server_ca: shown(&o.tls.ca),
+        client_cert: shown(&o.tls.client_cert),
+        client_key: shown(&o.tls.client_key),
+        api_key_set: o.api_key.is_some(),
+        grpc_meta: o.grpc_meta.iter().map(|(n, _)| n.clone()).collect(),
+        origins,
+    }
+}
+
 impl Config {
+    /// Every upstream as resolved (the default one first), with where the
+    /// default upstream's settings came from.
+    pub fn effective_upstreams(&self) -> Vec<EffectiveUpstream> {
+        let mut out = vec![effective(
+            DEFAULT_UPSTREAM,
+            &self.upstream,
+            &self.upstream_options,
+            self.upstream_origins.clone(),
+        )];
+        for u in &self.upstreams {
+            let from = format!("sealgate.toml: [upstreams.{}]", u.name);
+            out.push(effective(
+                &u.name,
+                &u.address,
+                &u.options,
+                vec![("every setting".into(), from)],
+            ));
+        }
+        out
+    }
+
     /// Every upstream's namespace translation (default upstream first).
     pub fn translations(&self) -> Vec<Translation> {
         self.upstream_options
@@ -68,24 +145,19 @@ impl UpstreamOptions {
             );
         }
     }
-
-    pub(super) fn wants_tls(&self, env: &dyn Fn(&str) -> Option<String>) -> bool {
-        let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
-        let explicit = env("TEMPORAL_TLS").map(|v| v.eq_ignore_ascii_case("true") || v == "1");
-        match explicit {
-            Some(on) => on,
-            None => TEMPORAL_TLS_VARS.iter().any(|k| set(k)) || set("TEMPORAL_API_KEY"),
-        }
-    }
 }
 
+/// `[upstream_options]` (or `[upstreams.NAME]`), completed from Temporal's
+/// client configuration `temporal` where the table is silent; where each
+/// setting came from goes to `origins`.
 pub(super) fn upstream_section(
     t: &mut Table<'_>,
     base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
+    temporal: &TemporalClient,
+    origins: &mut Vec<(String, String)>,
     issues: &mut Issues,
 ) -> UpstreamOptions {
-    let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+    let here = |t: &Table<'_>, key: &str| format!("sealgate.toml: {}", t.path(key));
     let connections = t.integer("connections", issues).unwrap_or(4);
     if !(1..=64).contains(&connections) {
         issues.push(
@@ -109,42 +181,95 @@ pub(super) fn upstream_section(
     let keepalive_timeout = t
         .duration("keepalive_timeout", issues)
         .unwrap_or(Duration::from_secs(20));
-    let api_key = t
-        .string("api_key", issues)
-        .or_else(|| nonempty("TEMPORAL_API_KEY"));
-    // Each PEM: file key, inline key, then Temporal's _PATH / _DATA variables.
-    let mut pem = |file_key: &'static str, pem_key: &'static str, var: &str| -> Option<Pem> {
+    let api_key = match t.string("api_key", issues) {
+        Some(k) => {
+            origins.push(("api key (set)".into(), here(t, "api_key")));
+            Some(k)
+        }
+        None => temporal.api_key.clone().map(|(k, from)| {
+            origins.push(("api key (set)".into(), from.to_string()));
+            k
+        }),
+    };
+    let tls_profile = temporal.tls.clone().unwrap_or_default();
+    // Each PEM: file key, inline key, then Temporal's (profile, variables).
+    let mut pem = |file_key: &'static str,
+                   pem_key: &'static str,
+                   theirs: &Option<(Pem, temporal::Source)>,
+                   what: &str|
+     -> Option<Pem> {
         let file = t.string(file_key, issues).map(|f| base.join(f));
         let inline = t.string(pem_key, issues);
-        match (file, inline) {
+        let (pem, from) = match (file, inline) {
             (Some(_), Some(_)) => {
                 issues.push(
                     &t.path(pem_key),
                     format!("set {file_key} or {pem_key}, not both"),
                 );
-                None
+                return None;
             }
-            (Some(f), None) => Some(Pem::File(f)),
-            (None, Some(p)) => Some(Pem::Inline(p)),
-            (None, None) => nonempty(&format!("{var}_PATH"))
-                .map(|p| Pem::File(PathBuf::from(p)))
-                .or_else(|| nonempty(&format!("{var}_DATA")).map(Pem::Inline)),
-        }
+            (Some(f), None) => (Pem::File(f), here(t, file_key)),
+            (None, Some(p)) => (Pem::Inline(p), here(t, pem_key)),
+            (None, None) => {
+                let (p, from) = theirs.clone()?;
+                (p, from.to_string())
+            }
+        };
+        let shown = match &pem {
+            Pem::File(f) => format!("{what} {}", f.display()),
+            Pem::Inline(_) => format!("{what} (inline PEM)"),
+        };
+        origins.push((shown, from));
+        Some(pem)
     };
-    let ca = pem("ca_file", "ca_pem", "TEMPORAL_TLS_SERVER_CA_CERT");
+    let ca = pem("ca_file", "ca_pem", &tls_profile.ca, "server CA");
     let client_cert = pem(
         "client_cert_file",
         "client_cert_pem",
-        "TEMPORAL_TLS_CLIENT_CERT",
+        &tls_profile.client_cert,
+        "client certificate",
     );
     let client_key = pem(
         "client_key_file",
         "client_key_pem",
-        "TEMPORAL_TLS_CLIENT_KEY",
+        &tls_profile.client_key,
+        "client key",
     );
-    let server_name = t
-        .string("server_name", issues)
-        .or_else(|| nonempty("TEMPORAL_TLS_SERVER_NAME"));
+    let server_name = match t.string("server_name", issues) {
+        Some(n) => {
+            origins.push((format!("server name {n:?}"), here(t, "server_name")));
+            Some(n)
+        }
+        None => tls_profile.server_name.clone().map(|(n, from)| {
+            origins.push((format!("server name {n:?}"), from.to_string()));
+            n
+        }),
+    };
+    // gRPC metadata: the table's own entries, then Temporal's grpc_meta.
+    let mut grpc_meta: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(m) = t.table("grpc_meta", issues) {
+        for (k, v) in m.entries() {
+            match v {
+                toml::Value::String(v) => {
+                    let name = temporal::meta_name(k);
+                    origins.push((format!("metadata {name}"), here(&m, k)));
+                    grpc_meta.insert(name, v.clone());
+                }
+                _ => issues.push(&m.path(k), "expected a string".into()),
+            }
+        }
+    }
+    for (name, (v, from)) in &temporal.grpc_meta {
+        if !grpc_meta.contains_key(name) {
+            origins.push((format!("metadata {name}"), from.to_string()));
+            grpc_meta.insert(name.clone(), v.clone());
+        }
+    }
+    for (name, value) in &grpc_meta {
+        if let Err(e) = check_meta(name, value, api_key.is_some()) {
+            issues.push(&format!("{} {name}", t.path("grpc_meta")), e);
+        }
+    }
     if client_cert.is_some() != client_key.is_some() {
         issues.push(
             &t.path("client_cert_file"),
@@ -197,6 +322,7 @@ pub(super) fn upstream_section(
         keepalive_interval,
         keepalive_timeout,
         api_key,
+        grpc_meta: grpc_meta.into_iter().collect(),
         tls: TlsSettings {
             ca,
             client_cert,
@@ -204,4 +330,29 @@ pub(super) fn upstream_section(
             server_name,
         },
     }
+}
+
+/// A metadata entry sealgate can add to every upstream call: a valid
+/// header, not one the gRPC protocol or sealgate itself sets.
+fn check_meta(name: &str, value: &str, api_key: bool) -> Result<(), String> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err("the value has characters a header cannot carry".into());
+    }
+    let reserved = name.starts_with("grpc-")
+        || matches!(
+            name,
+            "content-type" | "te" | "host" | "user-agent" | "connection"
+        );
+    if reserved {
+        return Err(format!(
+            "{name} is set by the gRPC protocol, not by metadata"
+        ));
+    }
+    if name == "authorization" && api_key {
+        return Err("the API key already sets authorization; set one of the two".into());
+    }
+    Ok(())
 }

@@ -959,3 +959,54 @@ async fn a_call_the_upstream_did_not_take_is_sent_again() {
     assert_eq!(a.status(), 14, "{}", a.grpc_message());
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// The upstream, its API key and gRPC metadata can come from Temporal's
+/// own client config (a temporal.toml profile): every call carries them.
+#[tokio::test]
+async fn a_temporal_toml_profile_is_the_upstream_with_its_key_and_metadata() {
+    let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("temporal-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let profiles = d.join("temporal.toml");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[profile.staging]\naddress = \"{}\"\napi_key = \"profile-api-key\"\n\
+             [profile.staging.tls]\ndisabled = true\n[profile.staging.grpc_meta]\nX_Team = \"payments\"\n",
+            up.addr
+        ),
+    )
+    .unwrap();
+    let (_, key) = sealgate::keys::generate("key").unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\n[upstream_options]\nallow_plaintext_credentials = true\n\
+         [codec]\nactive_key = \"k1\"\n[[codec.keys]]\nid = \"k1\"\nmaterial = \"{}\"\n\
+         [telemetry]\nadmin_listen = \"off\"\n",
+        key.as_str()
+    );
+    let file = profiles.display().to_string();
+    let env = move |k: &str| match k {
+        "TEMPORAL_CONFIG_FILE" => Some(file.clone()),
+        "TEMPORAL_PROFILE" => Some("staging".to_string()),
+        _ => None,
+    };
+    let config =
+        sealgate::config::Config::parse(&text, "t.toml", std::path::Path::new("."), &env).unwrap();
+    let mut g = Gateway::start(config).await;
+    let client = Client::connect(g.addr).await;
+    let a = client
+        .call(
+            "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution",
+            &support::net::start_request("default"),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 0, "{}", a.grpc_message());
+    let seen = up.last();
+    assert_eq!(seen.headers["authorization"], "Bearer profile-api-key");
+    assert_eq!(seen.headers["x-team"], "payments");
+    g.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
+}
