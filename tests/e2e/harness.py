@@ -331,7 +331,9 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-  access_log {workdir}/nginx-access.log;
+  # The request line, and the metadata a client added (grpc_meta).
+  log_format calls '$request team=$http_x_team region=$http_x_region';
+  access_log {workdir}/nginx-access.log calls;
   client_body_temp_path {workdir}/nginx-body;
   proxy_temp_path {workdir}/nginx-proxy;
   fastcgi_temp_path {workdir}/nginx-fastcgi;
