@@ -144,6 +144,7 @@ fn audit_benches(c: &mut Criterion) {
         unknown: true,
         plaintext: true,
         own: b"binary/encrypted",
+        max_payload: usize::MAX,
     };
     let mut group = c.benchmark_group("audit");
     for (label, ty, plain) in [

@@ -50,6 +50,11 @@ pub struct UpstreamOptions {
     pub keepalive_timeout: std::time::Duration,
     /// Sent as `authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// The size guard: a `Payload` or `Payloads` list, and a request,
+    /// larger than these (after encryption) are refused before they reach
+    /// the server (Temporal Cloud: 2 MiB and 4 MiB).
+    pub max_payload_bytes: usize,
+    pub max_request_bytes: usize,
     /// gRPC metadata added to every call (`grpc_meta`, Temporal's
     /// `grpc_meta` / `TEMPORAL_GRPC_META_*`): lower-case name, value.
     pub grpc_meta: Vec<(String, String)>,
@@ -441,6 +446,11 @@ impl Upstream {
     }
 
     /// `http(s)://host:port`.
+    /// The settings this pool was made with.
+    pub fn options(&self) -> &UpstreamOptions {
+        &self.options
+    }
+
     /// How many serving threads this pool has a share for.
     pub fn shards(&self) -> usize {
         self.slots.len() / self.connections

@@ -96,6 +96,7 @@ pub(crate) fn run(data: &[u8]) {
         unknown: false,
         plaintext: true,
         own: b"binary/encrypted",
+        max_payload: usize::MAX,
     };
     let _ = audit(
         &s.schema,

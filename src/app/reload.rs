@@ -228,6 +228,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         keepalive_timeout,
         api_key: _,
         grpc_meta: _,
+        max_payload_bytes,
+        max_request_bytes,
         tls: _,
         allow_plaintext_credentials,
         namespaces,
@@ -255,6 +257,14 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         o.allow_plaintext_credentials != *allow_plaintext_credentials,
     );
     check("upstream_options.namespaces", o.namespaces != *namespaces);
+    check(
+        "upstream_options.max_payload_bytes",
+        o.max_payload_bytes != *max_payload_bytes,
+    );
+    check(
+        "upstream_options.max_request_bytes",
+        o.max_request_bytes != *max_request_bytes,
+    );
     check(
         "upstream_options.forward_authorization",
         o.forward_authorization != *forward_authorization,

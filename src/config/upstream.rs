@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 
 use super::{temporal::TemporalClient, *};
 
+/// Temporal Cloud's (and the server's default) limit on a payload list:
+/// `limit.blobSize.error`, 2 MiB.
+pub(super) const DEFAULT_MAX_PAYLOAD: usize = 2 << 20;
+/// Temporal Cloud's limit on one gRPC request, 4 MiB.
+pub(super) const DEFAULT_MAX_REQUEST: usize = 4 << 20;
+
 /// Names of Temporal's client environment variables for upstream settings.
 pub(super) const TEMPORAL_TLS_VARS: [&str; 7] = [
     "TEMPORAL_TLS_CLIENT_CERT_PATH",
@@ -308,6 +314,18 @@ pub(super) fn upstream_section(
             overrides,
         }
     });
+    let max_payload_bytes = t
+        .integer("max_payload_bytes", issues)
+        .map_or(DEFAULT_MAX_PAYLOAD, |n| n as usize);
+    let max_request_bytes = t
+        .integer("max_request_bytes", issues)
+        .map_or(DEFAULT_MAX_REQUEST, |n| n as usize);
+    if max_payload_bytes > max_request_bytes {
+        issues.push(
+            &t.path("max_payload_bytes"),
+            format!("{max_payload_bytes} is over max_request_bytes ({max_request_bytes})"),
+        );
+    }
     let forward_authorization = t.bool("forward_authorization", issues).unwrap_or(false);
     let allow_plaintext_credentials = t
         .bool("allow_plaintext_credentials", issues)
@@ -322,6 +340,8 @@ pub(super) fn upstream_section(
         keepalive_interval,
         keepalive_timeout,
         api_key,
+        max_payload_bytes,
+        max_request_bytes,
         grpc_meta: grpc_meta.into_iter().collect(),
         tls: TlsSettings {
             ca,

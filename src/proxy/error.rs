@@ -73,6 +73,21 @@ pub enum ProxyError {
         "encoded request is {len} bytes, over the {limit}-byte limit (proxy.max_message_bytes)"
     )]
     EncodedTooLarge { len: usize, limit: usize },
+    #[error(
+        "sealgate did not forward this call: {what} {size} bytes after encryption, over upstream \
+         {upstream}'s limit of {limit} bytes ({setting} in [upstream_options] or [upstreams.NAME]; \
+         Temporal Cloud refuses payloads over 2 MiB and requests over 4 MiB). Nothing was sent, so \
+         the workflow is not failed by the server: make the payload smaller, turn on \
+         [external_storage] to offload large payloads, or raise {setting} if the server accepts more, \
+         then retry"
+    )]
+    OverUpstreamLimit {
+        what: String,
+        size: usize,
+        limit: usize,
+        setting: &'static str,
+        upstream: String,
+    },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("deadline of {deadline:?} (grpc-timeout) passed waiting for upstream {upstream}")]
@@ -140,7 +155,8 @@ impl ProxyError {
             ProxyError::NoMessage => Code::Unknown,
             ProxyError::RequestFrame(FrameError::TooLarge { .. })
             | ProxyError::RequestTooLarge { .. }
-            | ProxyError::EncodedTooLarge { .. } => Code::ResourceExhausted,
+            | ProxyError::EncodedTooLarge { .. }
+            | ProxyError::OverUpstreamLimit { .. } => Code::ResourceExhausted,
             ProxyError::RequestFrame(_)
             | ProxyError::MalformedRequest { .. }
             | ProxyError::NamespaceMismatch { .. } => Code::InvalidArgument,
@@ -182,6 +198,7 @@ impl ProxyError {
             | ProxyError::RequestBody(_)
             | ProxyError::MalformedRequest { .. }
             | ProxyError::EncodedTooLarge { .. }
+            | ProxyError::OverUpstreamLimit { .. }
             | ProxyError::NamespaceMismatch { .. }
             | ProxyError::Deadline { .. } => Side::Downstream,
             ProxyError::Upstream(_) | ProxyError::Response { .. } | ProxyError::NotGrpc { .. } => {

@@ -146,7 +146,7 @@ pub(super) async fn call(
         Some(&mut parts.headers),
         true,
     )?;
-    audit(p, method, &session, &body)?;
+    audit(p, method, &session, &upstream, &body)?;
     // From here the request's bytes count as the one body being sent (the
     // encoded copy existed beside the input only within the encode step).
     held.set_to(body.len()).await?;
@@ -399,7 +399,13 @@ fn translate(
 /// plan): a field or Any type the schema lacks is refused (or, when the
 /// operator chose to forward them, counted and warned about once per
 /// type and field); a payload still plaintext is refused (the tripwire).
-fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(), ProxyError> {
+fn audit(
+    p: &Proxy,
+    method: &Method,
+    session: &Session,
+    upstream: &Upstream,
+    body: &[u8],
+) -> Result<(), ProxyError> {
     use crate::rewrite::audit::{Checks, Finding, audit};
     let Some(sent) = body.get(frame::HEADER..) else {
         return Ok(());
@@ -408,14 +414,30 @@ fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(
         unknown: true,
         plaintext: session.encrypts(),
         own: crate::codec::ENCODING_ENCRYPTED,
+        max_payload: upstream.options().max_payload_bytes,
+    };
+    // The size guard, on the message as it will be sent (payloads first,
+    // in the audit: the more specific cause).
+    let limit = upstream.options().max_request_bytes;
+    let whole = || {
+        if sent.len() > limit {
+            return Err(ProxyError::OverUpstreamLimit {
+                what: "the request".into(),
+                size: sent.len(),
+                limit,
+                setting: "max_request_bytes",
+                upstream: upstream.name().to_string(),
+            });
+        }
+        Ok(())
     };
     let found = match audit(&p.schema, method.input, sent, checks) {
-        Ok(()) => return Ok(()),
+        Ok(()) => return whole(),
         Err(f) => f,
     };
     let (Finding::UnknownField { message, .. } | Finding::UnknownAny { message, .. }) = &found
     else {
-        return Err(finding_error(p, method, found));
+        return Err(finding_error(p, method, upstream, found));
     };
     let forward = p.config.forward_unknown_fields;
     let action = if forward { "forwarded" } else { "refused" };
@@ -446,14 +468,28 @@ fn audit(p: &Proxy, method: &Method, session: &Session, body: &[u8]) -> Result<(
         unknown: false,
         ..checks
     };
-    audit(&p.schema, method.input, sent, checks).map_err(|f| finding_error(p, method, f))
+    audit(&p.schema, method.input, sent, checks)
+        .map_err(|f| finding_error(p, method, upstream, f))?;
+    whole()
 }
 
 /// What the audit found, as the call's error: a request that does not
 /// parse is malformed; a plaintext payload trips the wire (and is counted).
-fn finding_error(p: &Proxy, method: &Method, f: crate::rewrite::audit::Finding) -> ProxyError {
+fn finding_error(
+    p: &Proxy,
+    method: &Method,
+    upstream: &Upstream,
+    f: crate::rewrite::audit::Finding,
+) -> ProxyError {
     use crate::rewrite::audit::Finding;
     match f {
+        Finding::PayloadTooLarge { message, size } => ProxyError::OverUpstreamLimit {
+            what: format!("payloads in {message}"),
+            size,
+            limit: upstream.options().max_payload_bytes,
+            setting: "max_payload_bytes",
+            upstream: upstream.name().to_string(),
+        },
         Finding::Malformed(e) => ProxyError::MalformedRequest {
             message: p.schema.message(method.input).name().to_string(),
             source: e.into(),
@@ -646,6 +682,7 @@ fn count_unknown(p: &Proxy, method: &Method, response: &[u8]) {
         unknown: true,
         plaintext: false,
         own: crate::codec::ENCODING_ENCRYPTED,
+        max_payload: usize::MAX,
     };
     let Err(found) = audit(&p.schema, method.output, response, checks) else {
         return;

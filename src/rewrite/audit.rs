@@ -6,7 +6,10 @@
 //!   know: either may carry a payload sealgate cannot see;
 //! - a `Payload` whose `encoding` is not sealgate's own, outside the paths
 //!   that stay plaintext by design (the tripwire): whatever the plan
-//!   missed, it is refused rather than forwarded.
+//!   missed, it is refused rather than forwarded;
+//! - a `Payload` or `Payloads` list larger than the upstream accepts (the
+//!   size guard): refused here, retryably, rather than by the server, which
+//!   would terminate a workflow whose task completion it refuses.
 //!
 //! It walks by the field types of the descriptor set, independently of the
 //! plan, so a plan bug (a path left out) is caught here. Unknown varint and
@@ -31,6 +34,8 @@ pub enum Finding {
     UnknownAny { message: String, type_url: String },
     #[error("a payload in {message} is still plaintext (encoding {encoding:?}) after encoding")]
     Plaintext { message: String, encoding: String },
+    #[error("payloads in {message} are {size} bytes after encoding")]
+    PayloadTooLarge { message: String, size: usize },
     #[error("malformed protobuf: {0}")]
     Malformed(#[from] WireError),
 }
@@ -45,16 +50,29 @@ pub struct Checks {
     pub plaintext: bool,
     /// The encoding sealgate's own encoded payloads carry.
     pub own: &'static [u8],
+    /// Report a `Payload`, or a `Payloads` list, larger than this (the
+    /// upstream's payload limit); `usize::MAX`: no limit.
+    pub max_payload: usize,
 }
 
 /// Audits message `id` in `bytes`.
 pub fn audit(schema: &Schema, id: MessageId, bytes: &[u8], checks: Checks) -> Result<(), Finding> {
-    Auditor { schema, checks }.message(id, bytes, 0)
+    let payloads = schema.message_id(PAYLOADS);
+    Auditor {
+        schema,
+        checks,
+        payloads,
+    }
+    .message(id, bytes, 0)
 }
+
+/// The list a server checks against its blob size limit as one.
+const PAYLOADS: &str = "temporal.api.common.v1.Payloads";
 
 struct Auditor<'s> {
     schema: &'s Schema,
     checks: Checks,
+    payloads: Option<MessageId>,
 }
 
 impl Auditor<'_> {
@@ -76,12 +94,31 @@ impl Auditor<'_> {
                     });
                 }
                 None | Some(FieldKind::Scalar) | Some(FieldKind::Exempt) => {}
-                Some(FieldKind::Message(child)) => self.message(child, value, depth + 1)?,
-                Some(FieldKind::Payload) => self.payload(id, value, depth)?,
+                Some(FieldKind::Message(child)) => {
+                    if Some(child) == self.payloads {
+                        self.size(id, value)?;
+                    }
+                    self.message(child, value, depth + 1)?
+                }
+                Some(FieldKind::Payload) => {
+                    self.size(id, value)?;
+                    self.payload(id, value, depth)?
+                }
                 Some(FieldKind::Any) => self.any(id, value, depth + 1)?,
             }
         }
         Ok(())
+    }
+
+    /// A payload or payload list over the upstream's limit.
+    fn size(&self, owner: MessageId, bytes: &[u8]) -> Result<(), Finding> {
+        if bytes.len() <= self.checks.max_payload {
+            return Ok(());
+        }
+        Err(Finding::PayloadTooLarge {
+            message: self.schema.message(owner).name().to_string(),
+            size: bytes.len(),
+        })
     }
 
     /// `google.protobuf.Any`: the message its type URL names, a payload,

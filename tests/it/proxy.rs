@@ -1010,3 +1010,80 @@ async fn a_temporal_toml_profile_is_the_upstream_with_its_key_and_metadata() {
     g.shutdown().await;
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The size guard: a payload over the upstream's payload limit (Temporal
+/// Cloud's 2 MiB by default), or a request over its request limit, is
+/// refused by sealgate, retryably (RESOURCE_EXHAUSTED), naming the limit
+/// and the setting; nothing reaches the server.
+#[tokio::test]
+async fn payloads_and_requests_over_the_upstreams_limits_never_leave() {
+    use temporalio_protos::temporal::api::common::v1::{Memo, Payload, Payloads};
+    let up = FakeUpstream::start(|_| Reply::message(Vec::new())).await;
+    let extra = "[upstream_options]\nmax_request_bytes = 2500000\n";
+    let mut g = Gateway::start(parse_config(&config_text(up.addr, extra))).await;
+    let client = Client::connect(g.addr).await;
+    let payload = |n: usize| Payload {
+        metadata: [("encoding".to_string(), b"binary/plain".to_vec())].into(),
+        // Random-looking bytes: snappy cannot shrink them.
+        data: (0..n)
+            .map(|i| (i * 7919 % 251) as u8 ^ (i >> 8) as u8)
+            .collect(),
+        ..Default::default()
+    };
+    let start_with_memo = |sizes: &[usize], memo: Option<usize>| {
+        StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_id: "wf".into(),
+            input: Some(Payloads {
+                payloads: sizes.iter().map(|n| payload(*n)).collect(),
+            }),
+            memo: memo.map(|n| Memo {
+                fields: [("big".to_string(), payload(n))].into(),
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let start = |sizes: &[usize]| start_with_memo(sizes, None);
+    const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
+    let a = client.call(START, &start(&[1 << 20]), &[], false).await;
+    assert_eq!(a.status(), 0, "1 MiB passes: {}", a.grpc_message());
+    let sent = up.requests().len();
+
+    let a = client.call(START, &start(&[3 << 20]), &[], false).await;
+    assert_eq!(a.status(), 8, "{}", a.grpc_message());
+    let m = a.grpc_message();
+    assert!(m.contains("sealgate did not forward"), "{m}");
+    assert!(
+        m.contains("max_payload_bytes") && m.contains("2097152"),
+        "{m}"
+    );
+    assert!(m.contains("[external_storage]"), "says what to do: {m}");
+    // Two payloads of 1.5 MiB: the list is what the server checks.
+    let a = client
+        .call(START, &start(&[3 << 19, 3 << 19]), &[], false)
+        .await;
+    assert_eq!(a.status(), 8, "{}", a.grpc_message());
+    // Every payload list under the payload limit, the request over this
+    // upstream's request limit.
+    let a = client
+        .call(
+            START,
+            &start_with_memo(&[1_300_000], Some(1_300_000)),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(a.status(), 8, "{}", a.grpc_message());
+    assert!(
+        a.grpc_message().contains("max_request_bytes"),
+        "{}",
+        a.grpc_message()
+    );
+    assert_eq!(
+        up.requests().len(),
+        sent,
+        "nothing over a limit reached the server"
+    );
+    g.shutdown().await;
+}

@@ -18,6 +18,7 @@ fn checks() -> Checks {
         unknown: true,
         plaintext: true,
         own: ENCRYPTED,
+        max_payload: usize::MAX,
     }
 }
 
@@ -209,4 +210,41 @@ fn len(bytes: &[u8]) -> Vec<u8> {
     out.push(n as u8);
     out.extend_from_slice(bytes);
     out
+}
+
+#[test]
+fn a_payload_list_over_the_upstream_limit_is_found() {
+    let schema = Schema::embedded().unwrap();
+    let id = schema
+        .message_id("temporal.api.workflowservice.v1.StartWorkflowExecutionRequest")
+        .unwrap();
+    let big = |n: usize| Payload {
+        metadata: [("encoding".to_string(), ENCRYPTED.to_vec())].into(),
+        data: vec![7; n],
+        ..Default::default()
+    };
+    let request = |payloads: Vec<Payload>| {
+        temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            input: Some(temporalio_protos::temporal::api::common::v1::Payloads { payloads }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let limited = Checks {
+        max_payload: 1000,
+        ..checks()
+    };
+    assert_eq!(
+        audit(&schema, id, &request(vec![big(500)]), limited),
+        Ok(())
+    );
+    // Two payloads under the limit each, over it as the list the server
+    // checks as one.
+    let f = audit(&schema, id, &request(vec![big(600), big(600)]), limited).unwrap_err();
+    assert!(
+        matches!(&f, Finding::PayloadTooLarge { message, size }
+            if message.ends_with("StartWorkflowExecutionRequest") && *size > 1200),
+        "{f:?}"
+    );
 }
