@@ -33,6 +33,7 @@ pub mod rewrite;
 pub mod schema;
 pub(crate) mod serve;
 pub(crate) mod shard;
+pub mod storage;
 pub mod telemetry;
 pub(crate) mod tls;
 pub mod translate;
