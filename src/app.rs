@@ -70,7 +70,11 @@ impl App {
         let telemetry = Arc::new(telemetry::Telemetry::new(&config.telemetry)?);
         let descriptors = schema::Descriptors::from_config(config.proxy.descriptor_set.as_deref())?;
         let schema = Arc::new(descriptors.payloads(&config.proxy.plaintext_paths)?);
-        let pipeline = Arc::new(pipeline(&config.codec)?);
+        let store = config
+            .external_storage
+            .clone()
+            .map(|s| Arc::new(crate::storage::Store::new(s)));
+        let pipeline = Arc::new(pipeline(&config.codec)?.with_store(store));
         // Upstream pools get a share per serving thread.
         let shards = match config.proxy.runtime {
             config::Runtime::PerCore => config.proxy.threads,

@@ -158,6 +158,80 @@ pub enum CodecError {
     Random,
     #[error("AES-GCM encryption failed")]
     Seal,
+    /// The external store could not be used: nothing was forwarded.
+    #[error(transparent)]
+    Storage(Box<crate::storage::StorageError>),
+}
+
+impl From<crate::storage::StorageError> for CodecError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        CodecError::Storage(Box::new(e))
+    }
+}
+
+/// One call's external storage: the store, the namespace's offload policy,
+/// the objects this call's encode made (to upload before anything is
+/// forwarded), and the references its decode met and those fetched.
+pub struct Offloads {
+    pub(crate) store: Arc<crate::storage::Store>,
+    pub(crate) policy: Option<crate::storage::Offload>,
+    pub(crate) namespace: Box<str>,
+    pub(crate) pending: std::sync::Mutex<Vec<(crate::storage::Claim, bytes::Bytes)>>,
+    pub(crate) wanted: std::sync::Mutex<Vec<crate::storage::Claim>>,
+    pub(crate) fetched:
+        std::sync::Mutex<std::collections::HashMap<crate::storage::Claim, bytes::Bytes>>,
+    /// Leave references as they are (the Codec Server's
+    /// `?preserveStorageRefs=true`).
+    pub(crate) preserve: bool,
+}
+
+impl Offloads {
+    /// `encoded` (sealgate's own encrypted payload) stored instead, when it
+    /// reaches the threshold: the reference to send; else `encoded` itself.
+    fn offload(&self, encoded: Vec<u8>) -> Vec<u8> {
+        let Some(policy) = &self.policy else {
+            return encoded;
+        };
+        // Only ciphertext ever goes to the bucket.
+        let ours = payload::encoding_of(&encoded).ok().flatten() == Some(ENCODING_ENCRYPTED);
+        if encoded.len() < policy.threshold || !ours {
+            return encoded;
+        }
+        let sha256 = crate::storage::sha256_hex(&encoded);
+        let claim = crate::storage::Claim {
+            bucket: policy.bucket.clone(),
+            key: self.store.key(&self.namespace, &sha256),
+            sha256,
+        };
+        let reference = crate::storage::reference_payload(&claim, encoded.len());
+        if let Ok(mut p) = self.pending.lock() {
+            p.push((claim, bytes::Bytes::from(encoded)));
+        }
+        reference
+    }
+
+    /// The stored payload a reference names, when fetched; otherwise it is
+    /// noted for [`Session::fetch_missing`]. `None` when `payload` is not a
+    /// reference sealgate can resolve (then it stays as it is).
+    fn resolve(&self, payload: &[u8]) -> Option<Result<bytes::Bytes, ()>> {
+        if self.preserve {
+            return None;
+        }
+        let view = PayloadView::parse(payload).ok()?;
+        let claim = crate::storage::parse_reference(
+            view.encoding(),
+            view.metadata("messageType"),
+            view.data,
+        )
+        .ok()??;
+        if let Some(obj) = self.fetched.lock().ok()?.get(&claim) {
+            return Some(Ok(obj.clone()));
+        }
+        if let Ok(mut w) = self.wanted.lock() {
+            w.push(claim);
+        }
+        Some(Err(()))
+    }
 }
 
 /// Wrapped data keys (their KEK and the base64 `encryption-dek`) a decode
@@ -180,6 +254,8 @@ pub struct CallKeys<'a> {
     pub missing: &'a MissingDeks,
     /// Set when a payload needed encrypting and no key was ready.
     pub wanted_key: &'a std::sync::atomic::AtomicBool,
+    /// External storage, when configured.
+    pub offloads: Option<&'a Offloads>,
 }
 
 impl From<KmsError> for CodecError {
@@ -416,7 +492,11 @@ pub struct Encoder<'a> {
 
 impl PayloadVisitor for Encoder<'_> {
     fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        self.chain.encode_payload(payload, &self.keys)
+        let out = self.chain.encode_payload(payload, &self.keys)?;
+        Ok(match (out, self.keys.offloads) {
+            (Some(encoded), Some(o)) => Some(o.offload(encoded)),
+            (out, _) => out,
+        })
     }
 
     fn failure_mode(&self) -> FailureMode {
@@ -436,6 +516,18 @@ pub struct Decoder<'a> {
 
 impl PayloadVisitor for Decoder<'_> {
     fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        if let Some(o) = self.keys.offloads {
+            match o.resolve(payload) {
+                // Inlined: the stored payload, decoded when it is ours.
+                Some(Ok(stored)) => {
+                    let decoded = self.chain.decode_payload(&stored, &self.keys)?;
+                    return Ok(Some(decoded.unwrap_or_else(|| stored.to_vec())));
+                }
+                // Fetched before the next pass.
+                Some(Err(())) => return Ok(None),
+                None => {}
+            }
+        }
         self.chain.decode_payload(payload, &self.keys)
     }
 

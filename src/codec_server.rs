@@ -182,17 +182,18 @@ impl CodecServer {
 
     async fn route(&self, req: Request<Incoming>) -> Resp {
         let path = req.uri().path().trim_end_matches('/').to_string();
-        let (namespace, op) = match parse_path(&path) {
+        let (namespace, op, download) = match parse_path(&path) {
             Some(x) => x,
             None => {
                 return error(
                     StatusCode::NOT_FOUND,
                     format!(
-                        "no route {path:?}: use POST /encode, /decode, /{{namespace}}/encode or /{{namespace}}/decode"
+                        "no route {path:?}: use POST /encode, /decode or /download, or /{{namespace}}/… of each"
                     ),
                 );
             }
         };
+        let preserve = preserve_refs(req.uri().query()) && !download;
         if req.method() != Method::POST {
             let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
             r.headers_mut()
@@ -232,7 +233,7 @@ impl CodecServer {
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
         };
-        let mut session = self.codec.session(&namespace);
+        let mut session = self.codec.session_with(&namespace, preserve);
         let kms_failed = |e: CodecError| {
             tracing::warn!(%namespace, error = %e, "codec server could not get a data key");
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
@@ -247,6 +248,28 @@ impl CodecServer {
                         codec_json::transform(&body, |p| enc.payload(p)).map_err(Failed::Json)
                     })
                     .await
+            }
+            Op::Decode if download => {
+                let mut not_references = false;
+                let out = session
+                    .decode_with(|dec| {
+                        codec_json::transform(&body, |p| {
+                            if !is_reference(p) {
+                                not_references = true;
+                                return Ok(None);
+                            }
+                            dec.payload(p)
+                        })
+                        .map_err(Failed::Json)
+                    })
+                    .await;
+                if not_references {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "all payloads must be storage references: /download fetches offloaded payloads",
+                    );
+                }
+                out
             }
             Op::Decode => {
                 session
@@ -395,20 +418,42 @@ pub struct Reloaded {
     auth: Auth,
 }
 
-/// `/encode`, `/decode`, `/{ns}/encode`, `/{ns}/decode`.
-fn parse_path(path: &str) -> Option<(Option<&str>, Op)> {
+/// `/encode`, `/decode`, `/download`, each also under `/{ns}/`. A
+/// download is a decode (the same rights) of storage references only.
+fn parse_path(path: &str) -> Option<(Option<&str>, Op, bool)> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (ns, last) = match segments.as_slice() {
         [op] => (None, *op),
         [ns, op] if !ns.is_empty() => (Some(*ns), *op),
         _ => return None,
     };
-    let op = match last {
-        "encode" => Op::Encode,
-        "decode" => Op::Decode,
+    let (op, download) = match last {
+        "encode" => (Op::Encode, false),
+        "decode" => (Op::Decode, false),
+        "download" => (Op::Decode, true),
         _ => return None,
     };
-    Some((ns, op))
+    Some((ns, op, download))
+}
+
+/// `?preserveStorageRefs=true` (Temporal's storage-aware codec contract):
+/// storage references come back as they are, for the UI to download on
+/// demand.
+fn preserve_refs(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|kv| {
+            kv.split_once('=')
+                .is_some_and(|(k, v)| k == "preserveStorageRefs" && v.eq_ignore_ascii_case("true"))
+        })
+    })
+}
+
+/// The payload is an external storage reference sealgate can resolve.
+fn is_reference(payload: &[u8]) -> bool {
+    crate::codec::PayloadView::parse(payload).is_ok_and(|v| {
+        crate::storage::parse_reference(v.encoding(), v.metadata("messageType"), v.data)
+            .is_ok_and(|c| c.is_some())
+    })
 }
 
 fn tls_acceptor(

@@ -10,6 +10,7 @@ mod codec_server;
 mod inbound;
 mod proxy;
 mod routing;
+mod storage;
 mod table;
 mod telemetry;
 mod temporal;
@@ -43,6 +44,7 @@ use codec_server::*;
 use inbound::*;
 use proxy::*;
 use routing::*;
+use storage::storage_section;
 use table::{Issues, Table};
 use telemetry::*;
 use temporal::TemporalClient;
@@ -85,6 +87,8 @@ pub struct Config {
     /// TLS/mTLS on the listener and who may use which namespace.
     pub inbound: InboundConfig,
     pub codec: CodecConfig,
+    /// `[external_storage]`: large payloads offloaded to S3; off when absent.
+    pub external_storage: Option<crate::storage::StorageConfig>,
     /// The remote-codec HTTP endpoint for the Web UI and CLI; off when absent.
     pub codec_server: Option<CodecServerConfig>,
     pub telemetry: TelemetryConfig,
@@ -296,6 +300,9 @@ impl Config {
         let codec_server = root
             .table("codec_server", &mut issues)
             .map(|mut t| codec_server_section(&mut t, base, &mut issues));
+        let external_storage = root
+            .table("external_storage", &mut issues)
+            .map(|mut t| storage_section(&mut t, &mut issues));
 
         let mut upstreams = Vec::new();
         for (name, mut t) in root.named_tables("upstreams", &mut issues) {
@@ -408,6 +415,7 @@ impl Config {
                 inbound,
                 codec,
                 codec_server,
+                external_storage,
                 telemetry,
                 reload_check_interval,
                 upstream_origins: origins,

@@ -382,8 +382,12 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 /// Loads a configuration and builds its key policies (exit 64 on failure).
 fn load_codec(path: &std::path::Path) -> Result<(Config, sealgate::codec::Pipeline), ExitCode> {
     let config = load(path)?;
+    let store = config
+        .external_storage
+        .clone()
+        .map(|s| std::sync::Arc::new(sealgate::storage::Store::new(s)));
     match sealgate::pipeline(&config.codec) {
-        Ok(p) => Ok((config, p)),
+        Ok(p) => Ok((config, p.with_store(store))),
         Err(e) => {
             eprintln!("sealgate: {}: [codec]: {e}", path.display());
             Err(ExitCode::from(EXIT_BAD_CONFIG as u8))

@@ -406,6 +406,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         _ => check("[codec_server] (on or off)", true),
     }
     check(
+        "[external_storage]",
+        old.external_storage != new.external_storage,
+    );
+    check(
         "codec.dek_cache_size",
         old.codec.dek_cache_size != new.codec.dek_cache_size,
     );

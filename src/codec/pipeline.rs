@@ -14,7 +14,9 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{CallKeys, Chain, ChainOptions, CodecError, CodecStats, Decoder, Encoder, MissingDeks};
+use super::{
+    CallKeys, Chain, ChainOptions, CodecError, CodecStats, Decoder, Encoder, MissingDeks, Offloads,
+};
 use crate::keys::{
     Key, KeyError, KeyOpsRegistry,
     envelope::{DEFAULT_CACHE_SIZE, DekStore},
@@ -34,6 +36,8 @@ pub struct Pipeline {
     current: watch::Sender<Arc<Setup>>,
     deks: Arc<DekStore>,
     ops: Arc<KeyOpsRegistry>,
+    /// External storage for large payloads, when configured.
+    store: Option<Arc<crate::storage::Store>>,
 }
 
 impl Pipeline {
@@ -42,7 +46,14 @@ impl Pipeline {
             current: watch::Sender::new(Arc::new(setup)),
             deks,
             ops,
+            store: None,
         }
+    }
+
+    /// Offloads large payloads to `store` (and resolves references).
+    pub fn with_store(mut self, store: Option<Arc<crate::storage::Store>>) -> Pipeline {
+        self.store = store;
+        self
     }
 
     /// A pipeline over one static keyring that never reloads (tests,
@@ -90,6 +101,12 @@ impl Pipeline {
     /// The keys for one call in `namespace` (`""` when the call names none:
     /// the default policy).
     pub fn session(&self, namespace: &str) -> Session {
+        self.session_with(namespace, false)
+    }
+
+    /// [`Pipeline::session`]; `preserve_refs` leaves storage references as
+    /// they are when decoding (the Codec Server's `preserveStorageRefs`).
+    pub fn session_with(&self, namespace: &str, preserve_refs: bool) -> Session {
         let setup = self.current();
         let policy = setup.policies.for_namespace(namespace).clone();
         let encrypt = match policy.encrypt() {
@@ -104,6 +121,15 @@ impl Pipeline {
             encrypt,
             missing: MissingDeks::default(),
             wanted_key: AtomicBool::new(false),
+            offloads: self.store.as_ref().map(|store| Offloads {
+                policy: store.policy(namespace),
+                store: store.clone(),
+                namespace: namespace.into(),
+                pending: Default::default(),
+                wanted: Default::default(),
+                fetched: Default::default(),
+                preserve: preserve_refs,
+            }),
         }
     }
 }
@@ -118,6 +144,7 @@ pub struct Session {
     encrypt: Option<Arc<Key>>,
     missing: MissingDeks,
     wanted_key: AtomicBool,
+    pub(crate) offloads: Option<Offloads>,
 }
 
 impl Session {
@@ -166,6 +193,7 @@ impl Session {
             deks: &self.deks,
             missing: &self.missing,
             wanted_key: &self.wanted_key,
+            offloads: self.offloads.as_ref(),
         }
     }
 
@@ -196,12 +224,13 @@ impl Session {
     /// Unwraps the data keys the decodes so far found missing; true when
     /// there were any (decode again to use them).
     pub async fn fetch_missing(&self) -> Result<bool, CodecError> {
+        let objects = self.fetch_objects().await?;
         let missing = match self.missing.lock() {
             Ok(mut m) => std::mem::take(&mut *m),
-            Err(_) => return Ok(false),
+            Err(_) => return Ok(objects),
         };
         if missing.is_empty() {
-            return Ok(false);
+            return Ok(objects);
         }
         let mut seen = HashSet::new();
         for (kek, wrapped) in &missing {
@@ -210,6 +239,73 @@ impl Session {
             }
         }
         Ok(true)
+    }
+
+    /// Fetches the stored payloads the decodes so far met references to;
+    /// true when there were any. A store that fails fails the call.
+    async fn fetch_objects(&self) -> Result<bool, CodecError> {
+        let Some(o) = &self.offloads else {
+            return Ok(false);
+        };
+        let wanted: Vec<crate::storage::Claim> = match o.wanted.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return Ok(false),
+        };
+        if wanted.is_empty() {
+            return Ok(false);
+        }
+        let mut fetches = tokio::task::JoinSet::new();
+        let mut seen = HashSet::new();
+        for claim in wanted {
+            if seen.insert(claim.clone()) {
+                let store = o.store.clone();
+                fetches.spawn(async move {
+                    let got = store.get(&claim).await;
+                    (claim, got)
+                });
+            }
+        }
+        while let Some(done) = fetches.join_next().await {
+            let (claim, got) = done.map_err(|e| {
+                CodecError::from(crate::storage::StorageError::BadReference(e.to_string()))
+            })?;
+            let object = got?;
+            if let Ok(mut f) = o.fetched.lock() {
+                f.insert(claim, object);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Uploads what this call's encode offloaded; any failure fails the
+    /// call (nothing is forwarded with a reference to a missing object).
+    async fn upload_pending(&self) -> Result<(), CodecError> {
+        let Some(o) = &self.offloads else {
+            return Ok(());
+        };
+        let pending = match o.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return Ok(()),
+        };
+        let mut uploads = tokio::task::JoinSet::new();
+        for (claim, object) in pending {
+            let store = o.store.clone();
+            uploads.spawn(async move { store.put(&claim.bucket, &claim.key, object).await });
+        }
+        while let Some(done) = uploads.join_next().await {
+            done.map_err(|e| {
+                CodecError::from(crate::storage::StorageError::BadReference(e.to_string()))
+            })??;
+        }
+        Ok(())
+    }
+
+    fn clear_pending(&self) {
+        if let Some(o) = &self.offloads
+            && let Ok(mut p) = o.pending.lock()
+        {
+            p.clear();
+        }
     }
 
     /// Runs an encode. For an envelope policy the namespace's data key is
@@ -229,9 +325,13 @@ impl Session {
         if let Some((kek, rotation)) = &envelope {
             self.encrypt = self.deks.ready_key(&self.namespace, kek, *rotation);
         }
+        self.clear_pending();
         let first = run(&mut self.encoder());
         if envelope.is_none() || !self.wanted_key.swap(false, Relaxed) {
-            return first;
+            let out = first?;
+            let upload = Box::pin(self.upload_pending());
+            upload.await?;
+            return Ok(out);
         }
         // Boxed: KMS client futures are large, and an unboxed one would
         // grow every call's future (and every held long poll) by its size.
@@ -240,7 +340,11 @@ impl Session {
         // future would still take room in the caller's future.
         let prepare = Box::pin(self.prepare_encode());
         prepare.await?;
-        run(&mut self.encoder())
+        self.clear_pending();
+        let out = run(&mut self.encoder())?;
+        let upload = Box::pin(self.upload_pending());
+        upload.await?;
+        Ok(out)
     }
 
     /// Runs a decode; when it met data keys that were not cached, fetches
@@ -249,15 +353,19 @@ impl Session {
         &self,
         mut run: impl FnMut(&mut Decoder<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let first = run(&mut self.decoder());
-        let fetch = Box::pin(self.fetch_missing());
-        if !fetch.await? {
-            return first;
+        let mut out = run(&mut self.decoder());
+        // At most three passes: stored payloads, then the data keys they
+        // need, are fetched between them.
+        for _ in 0..2 {
+            let fetch = Box::pin(self.fetch_missing());
+            if !fetch.await? {
+                return out;
+            }
+            out = run(&mut self.decoder());
         }
-        let again = run(&mut self.decoder());
         if let Ok(mut m) = self.missing.lock() {
             m.clear();
         }
-        again
+        out
     }
 }

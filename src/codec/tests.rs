@@ -654,3 +654,92 @@ fn failed_query_text_is_encoded_with_or_without_a_failure() {
         std::borrow::Cow::Borrowed(_)
     ));
 }
+
+fn offloading(threshold: usize) -> Pipeline {
+    let opts = ChainOptions {
+        compression: false,
+        encryption: true,
+        encode_failures: false,
+        max_decoded: None,
+    };
+    let keys = vec![Key::new("k1", &K1).unwrap()];
+    let store = crate::storage::Store::new(crate::storage::StorageConfig {
+        enabled: true,
+        bucket: "payloads".into(),
+        endpoint: None,
+        region: None,
+        prefix: String::new(),
+        threshold,
+        path_style: false,
+        max_concurrent: 1,
+        namespaces: vec![],
+    });
+    Pipeline::fixed(&opts, keys, Some("k1"))
+        .unwrap()
+        .with_store(Some(Arc::new(store)))
+}
+
+#[test]
+fn a_payload_over_the_threshold_is_stored_encrypted_and_a_reference_sent() {
+    let pipeline = offloading(1000);
+    let s = pipeline.session("orders");
+    let big = json(&"x".repeat(5000));
+    let small = json("small");
+    let out = s.encoder().payload(&big).unwrap().unwrap();
+    let reference = parse(&out);
+    assert_eq!(reference.metadata["encoding"], b"json/protobuf");
+    assert!(reference.data.len() < 400, "only the reference is sent");
+    // The small one is encrypted inline.
+    let inline = s.encoder().payload(&small).unwrap().unwrap();
+    assert_eq!(parse(&inline).metadata["encoding"], ENCODING_ENCRYPTED);
+    let o = s.offloads.as_ref().unwrap();
+    let pending = o.pending.lock().unwrap();
+    assert_eq!(pending.len(), 1);
+    let (claim, object) = &pending[0];
+    // The object is the encrypted payload: no plaintext in the bucket.
+    assert_eq!(parse(object).metadata["encoding"], ENCODING_ENCRYPTED);
+    assert!(!object.windows(5).any(|w| w == b"xxxxx"));
+    assert_eq!(claim.sha256, crate::storage::sha256_hex(object));
+    assert_eq!(
+        reference.external_payloads[0].size_bytes as usize,
+        object.len()
+    );
+    assert!(claim.key.starts_with("v0/ns/orders/d/sha256/"));
+
+    // On the way back: first noted, then, once fetched, inlined decoded.
+    let back = pipeline.session("orders");
+    let d = back.offloads.as_ref().unwrap();
+    assert_eq!(back.decoder().payload(&out).unwrap(), None);
+    assert_eq!(
+        d.wanted.lock().unwrap().as_slice(),
+        std::slice::from_ref(claim)
+    );
+    d.fetched
+        .lock()
+        .unwrap()
+        .insert(claim.clone(), object.clone());
+    assert_eq!(back.decoder().payload(&out).unwrap(), Some(big));
+}
+
+#[test]
+fn the_codec_server_can_leave_references_as_they_are() {
+    let pipeline = offloading(10);
+    let s = pipeline.session("orders");
+    let out = s
+        .encoder()
+        .payload(&json(&"y".repeat(100)))
+        .unwrap()
+        .unwrap();
+    let preserve = pipeline.session_with("orders", true);
+    assert_eq!(preserve.decoder().payload(&out).unwrap(), None);
+    assert!(
+        preserve
+            .offloads
+            .as_ref()
+            .unwrap()
+            .wanted
+            .lock()
+            .unwrap()
+            .is_empty()
+    );
+}

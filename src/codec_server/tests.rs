@@ -5,12 +5,17 @@ use crate::auth::claim_has;
 
 #[test]
 fn routes() {
-    assert_eq!(parse_path("/decode"), Some((None, Op::Decode)));
-    assert_eq!(parse_path("/encode"), Some((None, Op::Encode)));
+    assert_eq!(parse_path("/decode"), Some((None, Op::Decode, false)));
+    assert_eq!(parse_path("/encode"), Some((None, Op::Encode, false)));
+    assert_eq!(parse_path("/download"), Some((None, Op::Decode, true)));
     assert_eq!(
         parse_path("/my-ns/decode"),
-        Some((Some("my-ns"), Op::Decode))
+        Some((Some("my-ns"), Op::Decode, false))
     );
+    assert!(super::preserve_refs(Some("preserveStorageRefs=true")));
+    assert!(super::preserve_refs(Some("a=1&preserveStorageRefs=TRUE")));
+    assert!(!super::preserve_refs(Some("preserveStorageRefs=false")));
+    assert!(!super::preserve_refs(None));
     assert_eq!(parse_path("/a/b/decode"), None);
     assert_eq!(parse_path("/decrypt"), None);
     assert_eq!(parse_path(""), None);

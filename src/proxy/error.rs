@@ -124,7 +124,7 @@ impl From<CodecError> for ProxyError {
 }
 
 fn is_kms_unavailable(e: &CodecError) -> bool {
-    matches!(e, CodecError::Kms(k) if k.is_unavailable())
+    matches!(e, CodecError::Kms(k) if k.is_unavailable()) || matches!(e, CodecError::Storage(_))
 }
 
 fn http_advice(status: u16) -> &'static str {
