@@ -380,5 +380,38 @@ pub fn parse_reference(
     }))
 }
 
+/// True when `metadata` and `data` are exactly a reference as sealgate
+/// writes one: the two metadata entries, and JSON with only the driver and
+/// the four claim fields, all strings. The outgoing audit lets such a
+/// payload through in clear (it names an object, it carries no data);
+/// anything more could smuggle plaintext, and is refused.
+pub fn is_own_reference(metadata: &[(&[u8], &[u8])], data: &[u8]) -> bool {
+    let mut keys: Vec<&[u8]> = metadata.iter().map(|(k, _)| *k).collect();
+    keys.sort();
+    if keys != [b"encoding".as_slice(), b"messageType".as_slice()] {
+        return false;
+    }
+    let get = |k: &[u8]| metadata.iter().find(|(m, _)| *m == k).map(|(_, v)| *v);
+    if !matches!(
+        parse_reference(get(b"encoding"), get(b"messageType"), data),
+        Ok(Some(_))
+    ) {
+        return false;
+    }
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice(data) else {
+        return false;
+    };
+    let claim_ok = match top.get("claimData") {
+        Some(serde_json::Value::Object(c)) => {
+            c.len() == 4
+                && ["bucket", "hash_algorithm", "hash_value", "key"]
+                    .iter()
+                    .all(|k| c.get(*k).is_some_and(|v| v.is_string()))
+        }
+        _ => false,
+    };
+    top.len() == 2 && claim_ok && top.get("driverName").is_some_and(|v| v == DRIVER)
+}
+
 #[cfg(test)]
 mod tests;

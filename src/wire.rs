@@ -277,6 +277,41 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// `message` with varint field `field` of the message at `path` (a chain
+/// of length-delimited fields, every occurrence followed) set to `value`;
+/// every other byte as it was. `None` when a message on the path is absent
+/// (nothing to change) or the bytes do not parse.
+pub(crate) fn set_varint_at(
+    message: &[u8],
+    path: &[u32],
+    field: u32,
+    value: u64,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(message.len() + 10);
+    let mut found = false;
+    for f in RawFields::new(message, MAX_DEPTH) {
+        let (tag, body, raw) = f.ok()?;
+        match path.split_first() {
+            None if tag.field == field && tag.wire_type == VARINT => {}
+            Some((&first, rest)) if tag.field == first && tag.wire_type == LEN => {
+                if let Some(inner) = set_varint_at(body, rest, field, value) {
+                    write_len_field(first, &inner, &mut out);
+                    found = true;
+                } else {
+                    out.extend_from_slice(raw);
+                }
+            }
+            _ => out.extend_from_slice(raw),
+        }
+    }
+    if path.is_empty() {
+        write_varint(u64::from(field) << 3 | u64::from(VARINT), &mut out);
+        write_varint(value, &mut out);
+        found = true;
+    }
+    found.then_some(out)
+}
+
 /// The last occurrence of top-level string field `number` in `message` (the
 /// value protobuf parsers keep), without parsing anything else; `None` when
 /// absent, not UTF-8, or the bytes before it do not parse.

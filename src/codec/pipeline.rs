@@ -158,6 +158,12 @@ impl Session {
         self.setup.chain.encrypts() && self.policy.encrypt().is_some()
     }
 
+    /// True when this call's namespace offloads large payloads to
+    /// external storage.
+    pub fn offloads(&self) -> bool {
+        self.offloads.as_ref().is_some_and(|o| o.policy.is_some())
+    }
+
     /// The chain's counters.
     pub fn stats(&self) -> &Arc<CodecStats> {
         self.setup.chain.stats()

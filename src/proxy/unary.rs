@@ -655,11 +655,39 @@ async fn decode(
     }
     drop(message);
     let body = translate(p, upstream, method.output, body, None, false)?;
+    let body = raise_blob_limit(p, method, session, body);
     // The decoded answer (snappy may have grown it) is what stays buffered.
     held.set_to(body.len()).await?;
     parts.headers.remove(GRPC_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok((body, trailers, decoded))
+}
+
+/// A namespace whose large payloads sealgate offloads accepts payloads
+/// far larger than the server's own limit (the server sees references):
+/// DescribeNamespace says so, in `namespace_info.limits
+/// .blob_size_limit_error`, which the SDKs enforce on what workers send.
+/// The limit becomes the largest object sealgate stores, within the
+/// largest message it buffers. Every other byte stays as the server sent it.
+fn raise_blob_limit(p: &Proxy, method: &Method, session: &Session, body: Bytes) -> Bytes {
+    if &*method.name != "DescribeNamespace" || !session.offloads() || body.first() != Some(&0) {
+        return body;
+    }
+    let Some(message) = body.get(frame::HEADER..) else {
+        return body;
+    };
+    let limit = crate::storage::MAX_OBJECT.min(p.config.max_message_bytes) as u64;
+    // namespace_info (1) . limits (8) . blob_size_limit_error (1)
+    match crate::wire::set_varint_at(message, &[1, 8], 1, limit) {
+        Some(patched) => {
+            let mut framed = Vec::with_capacity(frame::HEADER + patched.len());
+            framed.push(0);
+            framed.extend_from_slice(&(patched.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&patched);
+            Bytes::from(framed)
+        }
+        None => body,
+    }
 }
 
 /// One response in this many is audited for fields the schema lacks.

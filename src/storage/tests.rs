@@ -112,3 +112,25 @@ fn an_sdk_drivers_reference_is_read_and_others_are_refused() {
         .is_err()
     );
 }
+
+#[test]
+fn only_a_bare_reference_passes_the_audit_in_clear() {
+    let claim = Claim {
+        bucket: "b".into(),
+        key: "v0/d/sha256/ab".into(),
+        sha256: "ab".into(),
+    };
+    let bytes = reference_payload(&claim, 10);
+    let view = crate::codec::PayloadView::parse(&bytes).unwrap();
+    assert!(is_own_reference(view.metadata_entries(), view.data));
+    let meta = view.metadata_entries().to_vec();
+    // Anything more in the JSON could carry plaintext: refused.
+    let extra = br#"{"claimData":{"bucket":"b","hash_algorithm":"sha256","hash_value":"ab","key":"k","note":"SECRET"},"driverName":"aws.s3driver"}"#;
+    assert!(!is_own_reference(&meta, extra));
+    let extra_top = br#"{"claimData":{"bucket":"b","hash_algorithm":"sha256","hash_value":"ab","key":"k"},"driverName":"aws.s3driver","x":"SECRET"}"#;
+    assert!(!is_own_reference(&meta, extra_top));
+    // More metadata: refused.
+    let mut more = meta.clone();
+    more.push((b"secret".as_slice(), b"SECRET".as_slice()));
+    assert!(!is_own_reference(&more, view.data));
+}

@@ -62,3 +62,34 @@ fn groups_are_skipped_and_checked() {
         Err(WireError::TooDeep { limit: 5 })
     );
 }
+
+#[test]
+fn a_nested_varint_is_set_and_nothing_else_moves() {
+    // outer { 1: inner { 8: limits { 1: 2097152, 2: 131072 } }, 2: "keep" }
+    let mut limits = Vec::new();
+    write_varint(1 << 3, &mut limits);
+    write_varint(2_097_152, &mut limits);
+    write_varint(2 << 3, &mut limits);
+    write_varint(131_072, &mut limits);
+    let mut inner = Vec::new();
+    write_len_field(1, b"default", &mut inner);
+    write_len_field(8, &limits, &mut inner);
+    let mut outer = Vec::new();
+    write_len_field(1, &inner, &mut outer);
+    write_len_field(2, b"keep", &mut outer);
+
+    let patched = set_varint_at(&outer, &[1, 8], 1, 52_428_800).unwrap();
+    let inner2 = last_len_field(&patched, 1).unwrap();
+    assert_eq!(last_len_field(inner2, 1), Some(b"default".as_slice()));
+    let limits2 = last_len_field(inner2, 8).unwrap();
+    let mut values = Vec::new();
+    for f in Fields::new(limits2, 1) {
+        let (tag, v) = f.unwrap();
+        let mut pos = 0;
+        values.push((tag.field, read_varint(v, &mut pos).unwrap()));
+    }
+    assert_eq!(values, [(2, 131_072), (1, 52_428_800)]);
+    assert_eq!(last_len_field(&patched, 2), Some(b"keep".as_slice()));
+    // No limits message: nothing to change.
+    assert_eq!(set_varint_at(&outer, &[1, 9], 1, 5), None);
+}
