@@ -17,6 +17,7 @@
 //! a read: it passes through as it is.
 
 mod aead;
+mod compressed;
 pub(crate) mod failure;
 pub mod json;
 pub mod payload;
@@ -150,6 +151,8 @@ pub enum CodecError {
     Truncated { key_id: String, len: usize },
     #[error("binary/snappy payload does not decompress: {0}")]
     Decompress(snap::Error),
+    #[error("binary/compressed payload ({algorithm}) does not decompress: {reason}")]
+    Inflate { algorithm: String, reason: String },
     #[error("payload does not compress: {0}")]
     Compress(snap::Error),
     #[error("decoded payload would be {size} bytes, over the {limit}-byte limit")]
@@ -446,6 +449,17 @@ impl Chain {
                 }
             };
         }
+        if encoding == Some(compressed::ENCODING_COMPRESSED) {
+            // Temporal Proxy's layer without its encryption: nothing
+            // authenticates it, so one that does not open passes through.
+            return match compressed::decompress(&view, self.snappy.max_decoded) {
+                Ok(out) => Ok(Some(out)),
+                Err(_) => {
+                    self.stats.bad_unauthenticated.fetch_add(1, Relaxed);
+                    Ok(None)
+                }
+            };
+        }
         if encoding != Some(ENCODING_ENCRYPTED) {
             return Ok(None);
         }
@@ -454,10 +468,14 @@ impl Chain {
         };
         // Authenticated under one of our keys: the snappy layer directly
         // inside is sealgate's (or a migrated SDK sample's) and must decode.
+        // Likewise Temporal Proxy's compression inside its encryption.
         match PayloadView::parse(&inner) {
             Ok(v) if v.encoding() == Some(ENCODING_SNAPPY) => Ok(Some(
                 self.snappy.decode(&v, &self.stats, keys)?.unwrap_or(inner),
             )),
+            Ok(v) if v.encoding() == Some(compressed::ENCODING_COMPRESSED) => {
+                Ok(Some(compressed::decompress(&v, self.snappy.max_decoded)?))
+            }
             _ => Ok(Some(inner)),
         }
     }

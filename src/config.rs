@@ -48,6 +48,7 @@ use storage::storage_section;
 use table::{Issues, Table};
 use telemetry::*;
 use temporal::TemporalClient;
+pub use temporal::check_profile_text as check_temporal_profile;
 pub use upstream::EffectiveUpstream;
 use upstream::*;
 

@@ -36,6 +36,11 @@ pub use wire::WireError;
 pub use crate::codec::{FailureMode, PayloadVisitor};
 pub use crate::wire::MAX_DEPTH;
 
+/// Sets a nested varint field, every other byte kept (see the wire module).
+pub fn set_varint_at(message: &[u8], path: &[u32], field: u32, value: u64) -> Option<Vec<u8>> {
+    crate::wire::set_varint_at(message, path, field, value)
+}
+
 /// What went wrong, without where.
 #[derive(Debug, Error)]
 pub enum RewriteErrorKind {

@@ -169,7 +169,24 @@ impl TemporalClient {
                 return;
             }
         };
-        let parsed: FileToml = match toml::from_str(&text) {
+        issues.read_file(file.clone());
+        self.apply_profile(&text, &name, chosen.is_some(), &file, issues);
+    }
+
+    /// The profile `name` of temporal.toml text read from `file`; a
+    /// missing profile is an error only when it was asked for (`chosen`).
+    fn apply_profile(
+        &mut self,
+        text: &str,
+        name: &str,
+        chosen: bool,
+        file: &Path,
+        issues: &mut Issues,
+    ) {
+        let path = file.display().to_string();
+        let name = name.to_string();
+        let file = file.to_path_buf();
+        let parsed: FileToml = match toml::from_str(text) {
             Ok(p) => p,
             Err(e) => {
                 issues.push(
@@ -179,9 +196,8 @@ impl TemporalClient {
                 return;
             }
         };
-        issues.read_file(file.clone());
         let Some(p) = parsed.profile.get(&name) else {
-            if chosen.is_some() {
+            if chosen {
                 let known: Vec<&String> = parsed.profile.keys().collect();
                 issues.push(
                     "TEMPORAL_PROFILE",
@@ -346,6 +362,16 @@ impl TemporalClient {
             .and_then(|t| t.disabled.as_ref())
             .is_some_and(|(d, _)| *d)
     }
+}
+
+/// Parses temporal.toml `text` and reads profile `profile` as sealgate
+/// would (no variables): the problems found, as `(where, what)`. For the
+/// fuzz target and `check-config`-like tools.
+pub fn check_profile_text(text: &str, profile: &str) -> Vec<(String, String)> {
+    let mut issues = Issues::default();
+    let mut c = TemporalClient::default();
+    c.apply_profile(text, profile, true, Path::new("temporal.toml"), &mut issues);
+    issues.take_problems()
 }
 
 /// The name under which `env` lists the variables it has, newline-joined

@@ -6,6 +6,8 @@
 
 #[path = "../../fuzz/harness/codec_json.rs"]
 mod h_codec_json;
+#[path = "../../fuzz/harness/compressed.rs"]
+mod h_compressed;
 #[path = "../../fuzz/harness/config.rs"]
 mod h_config;
 #[path = "../../fuzz/harness/frames.rs"]
@@ -14,8 +16,14 @@ mod h_frames;
 mod h_payload;
 #[path = "../../fuzz/harness/status.rs"]
 mod h_status;
+#[path = "../../fuzz/harness/storage_reference.rs"]
+mod h_storage_reference;
+#[path = "../../fuzz/harness/temporal_toml.rs"]
+mod h_temporal_toml;
 #[path = "../../fuzz/harness/timeout.rs"]
 mod h_timeout;
+#[path = "../../fuzz/harness/wire_patch.rs"]
+mod h_wire_patch;
 #[path = "../../fuzz/harness/rewrite.rs"]
 mod harness;
 
@@ -337,4 +345,108 @@ fn corpus_replays_cleanly() {
     for (_, input) in seeds() {
         harness::run(&input);
     }
+}
+
+#[test]
+fn storage_reference_corpus_replays_cleanly() {
+    let claim = sealgate::storage::Claim {
+        bucket: "payloads".into(),
+        key: "v0/ns/default/d/sha256/ab".into(),
+        sha256: "ab".into(),
+    };
+    let ours = sealgate::storage::reference_payload(&claim, 300_000);
+    let sdk = br#"{"claimData":{"bucket":"b","hash_algorithm":"sha256","hash_value":"ABCD","key":"v0/d/sha256/abcd"},"driverName":"aws.s3driver"}"#;
+    let smuggled = br#"{"claimData":{"bucket":"b","hash_algorithm":"sha256","hash_value":"ab","key":"k","x":"SECRET"},"driverName":"aws.s3driver"}"#;
+    replay(
+        "storage_reference",
+        vec![
+            ("ours", ours),
+            ("sdk-json", sdk.to_vec()),
+            ("smuggled-json", smuggled.to_vec()),
+        ],
+        h_storage_reference::run,
+    );
+}
+
+#[test]
+fn compressed_corpus_replays_cleanly() {
+    use std::io::Write;
+    let inner = Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: br#""migrated from Temporal Proxy""#.to_vec(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    lz4.write_all(&inner).unwrap();
+    let seed = |pick: u8, data: Vec<u8>| [vec![pick], data].concat();
+    replay(
+        "compressed",
+        vec![
+            ("lz4", seed(0, lz4.finish().unwrap())),
+            (
+                "zstd",
+                seed(
+                    1,
+                    ruzstd::encoding::compress_to_vec(
+                        inner.as_slice(),
+                        ruzstd::encoding::CompressionLevel::Fastest,
+                    ),
+                ),
+            ),
+            (
+                "snappy",
+                seed(2, snap::raw::Encoder::new().compress_vec(&inner).unwrap()),
+            ),
+        ],
+        h_compressed::run,
+    );
+}
+
+#[test]
+fn temporal_toml_corpus_replays_cleanly() {
+    let full = br#"
+[profile.default]
+address = "localhost:7233"
+namespace = "default"
+
+[profile.prod]
+address = "prod.a1b2c.tmprl.cloud:7233"
+api_key = "k"
+[profile.prod.tls]
+server_name = "prod.example"
+client_cert_path = "c.pem"
+client_cert_data = "both"
+disable_host_verification = true
+[profile.prod.grpc_meta]
+X_Team = "payments"
+"#;
+    replay(
+        "temporal_toml",
+        vec![
+            ("profiles", full.to_vec()),
+            ("wrong-types", b"[profile.default]\naddress = 5\n".to_vec()),
+        ],
+        h_temporal_toml::run,
+    );
+}
+
+#[test]
+fn wire_patch_corpus_replays_cleanly() {
+    // DescribeNamespaceResponse-like: 1 { 1: "default", 8 { 1: 2097152 } }.
+    let limits = [0x08, 0x80, 0x80, 0x80, 0x01];
+    let mut info = vec![0x0a, 7];
+    info.extend_from_slice(b"default");
+    info.extend_from_slice(&[0x42, limits.len() as u8]);
+    info.extend_from_slice(&limits);
+    let mut message = vec![0x0a, info.len() as u8];
+    message.extend_from_slice(&info);
+    replay(
+        "wire_patch",
+        vec![
+            ("describe-namespace", [vec![0, 0], message.clone()].concat()),
+            ("top-level", [vec![2, 3], message].concat()),
+        ],
+        h_wire_patch::run,
+    );
 }
