@@ -333,6 +333,11 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// The largest payload (or sum of fetched objects) one call decodes.
+    pub fn max_decoded(&self) -> usize {
+        self.snappy.max_decoded
+    }
+
     /// A chain: snappy when `compression`, AES-256-GCM when `encryption`.
     /// Decoding always knows both formats, so data written before a setting
     /// changed still decodes. `stats` outlives the chain (reloads).

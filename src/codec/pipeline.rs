@@ -260,6 +260,14 @@ impl Session {
         if wanted.is_empty() {
             return Ok(false);
         }
+        // What one call may hold of fetched objects: the decode limit (a
+        // response larger than that fails anyway, once inlined).
+        let budget = self.setup.chain.max_decoded();
+        let mut held: usize = o
+            .fetched
+            .lock()
+            .map(|f| f.values().map(|b| b.len()).sum())
+            .unwrap_or(0);
         let mut fetches = tokio::task::JoinSet::new();
         let mut seen = HashSet::new();
         for claim in wanted {
@@ -276,6 +284,14 @@ impl Session {
                 CodecError::from(crate::storage::StorageError::BadReference(e.to_string()))
             })?;
             let object = got?;
+            held += object.len();
+            if held > budget {
+                fetches.abort_all();
+                return Err(CodecError::TooLarge {
+                    size: held,
+                    limit: budget,
+                });
+            }
             if let Ok(mut f) = o.fetched.lock() {
                 f.insert(claim, object);
             }
