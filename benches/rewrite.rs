@@ -200,6 +200,72 @@ fn aead_benches(c: &mut Criterion) {
     }
 }
 
+/// A large payload's bytes as workflows send them: JSON records with
+/// repeated keys and varied values (compressible, not trivially).
+fn large_json(size: usize) -> Vec<u8> {
+    let mut out = String::from("[");
+    let mut i = 0u64;
+    while out.len() < size {
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        out.push_str(&format!(
+            r#"{{"order_id":"ord-{i:08}","customer":"cust-{:05}","amount_cents":{},"sku":"SKU-{:04X}","note":"{:016x}"}},"#,
+            h % 50_000,
+            h % 100_000,
+            (h >> 20) % 4096,
+            h
+        ));
+        i += 1;
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
+/// Is zstd worth offering over snappy for large payloads? Compression
+/// ratio and speed of each on the same 1 MiB JSON (issue 19): snappy (what
+/// sealgate writes), zstd at ruzstd's fastest level, LZ4 frame.
+fn compression_benches(c: &mut Criterion) {
+    use std::io::Write;
+    let input = large_json(1 << 20);
+    let snappy_len = snap::raw::Encoder::new().compress_vec(&input).unwrap().len();
+    let zstd_len = ruzstd::encoding::compress_to_vec(
+        input.as_slice(),
+        ruzstd::encoding::CompressionLevel::Fastest,
+    )
+    .len();
+    let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    lz4.write_all(&input).unwrap();
+    let lz4_len = lz4.finish().unwrap().len();
+    eprintln!(
+        "compressed sizes of {} bytes of JSON: snappy {snappy_len} ({:.3}), zstd {zstd_len} ({:.3}), lz4 {lz4_len} ({:.3})",
+        input.len(),
+        snappy_len as f64 / input.len() as f64,
+        zstd_len as f64 / input.len() as f64,
+        lz4_len as f64 / input.len() as f64,
+    );
+    let mut group = c.benchmark_group("compress_1mib_json");
+    group.throughput(Throughput::Bytes(input.len() as u64));
+    group.bench_function("snappy", |b| {
+        let mut enc = snap::raw::Encoder::new();
+        b.iter(|| black_box(enc.compress_vec(black_box(&input)).unwrap()))
+    });
+    group.bench_function("zstd-fastest", |b| {
+        b.iter(|| {
+            black_box(ruzstd::encoding::compress_to_vec(
+                black_box(input.as_slice()),
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ))
+        })
+    });
+    group.bench_function("lz4-frame", |b| {
+        b.iter(|| {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            e.write_all(black_box(&input)).unwrap();
+            black_box(e.finish().unwrap())
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -210,6 +276,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = rewrite_benches, audit_benches, aead_benches
+    targets = rewrite_benches, audit_benches, aead_benches, compression_benches
 }
 criterion_main!(benches);

@@ -176,3 +176,38 @@ def test_without_offload_the_size_guard_refuses_before_the_server(workdir, tempo
             return False
 
     assert not asyncio.run(exists()), "no workflow was created"
+
+
+def test_a_failed_upload_forwards_nothing_and_names_the_store(workdir, temporal, s3):
+    endpoint, _ = s3
+    storage = storage_section(endpoint).replace(f'bucket = "{BUCKET}"', 'bucket = "no-such-bucket"')
+    g = gate(workdir, temporal, "sealgate-offload-broken", storage)
+    wid = f"unstored-{uuid.uuid4().hex[:8]}"
+
+    async def start() -> RPCError:
+        c = await Client.connect(g.address)
+        with pytest.raises(RPCError) as e:
+            await c.start_workflow(
+                # Random hex: compression cannot bring it under the threshold.
+                "Anything", "".join(uuid.uuid4().hex for _ in range(MB // 32)),
+                id=wid, task_queue="nobody-polls",
+                rpc_timeout=__import__("datetime").timedelta(seconds=20),
+            )
+        return e.value
+
+    try:
+        err = asyncio.run(start())
+        assert err.status == RPCStatusCode.UNAVAILABLE, err
+        assert "s3://no-such-bucket/" in err.message and "NoSuchBucket" in err.message, err.message
+    finally:
+        assert g.proc.stop() == 0, g.proc.tail()
+
+    async def exists() -> bool:
+        c = await Client.connect(temporal.address)
+        try:
+            await c.get_workflow_handle(wid).describe()
+            return True
+        except RPCError:
+            return False
+
+    assert not asyncio.run(exists()), "nothing was forwarded"
