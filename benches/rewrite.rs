@@ -226,7 +226,10 @@ fn large_json(size: usize) -> Vec<u8> {
 fn compression_benches(c: &mut Criterion) {
     use std::io::Write;
     let input = large_json(1 << 20);
-    let snappy_len = snap::raw::Encoder::new().compress_vec(&input).unwrap().len();
+    let snappy_len = snap::raw::Encoder::new()
+        .compress_vec(&input)
+        .unwrap()
+        .len();
     let zstd_len = ruzstd::encoding::compress_to_vec(
         input.as_slice(),
         ruzstd::encoding::CompressionLevel::Fastest,

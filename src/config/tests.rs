@@ -612,3 +612,27 @@ fn a_key_whose_id_is_its_material_never_encrypts_and_is_never_shown() {
         assert!(!p.describe().contains(id), "{}", p.describe());
     }
 }
+
+#[test]
+fn an_api_key_file_is_read_and_watched_for_rotation() {
+    let dir = scratch("api-key-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("api-key"), "key-from-a-secret\n").unwrap();
+    let text = format!(
+        "{}\n[upstream_options]\napi_key_file = \"api-key\"\n",
+        minimal(KEY).replace("http://127.0.0.1:7234", "https://127.0.0.1:7234")
+    );
+    let c = Config::parse(&text, "t.toml", &dir, &|_| None).unwrap();
+    assert_eq!(
+        c.upstream_options.api_key.as_deref(),
+        Some("key-from-a-secret")
+    );
+    assert!(c.files.contains(&dir.join("api-key")), "{:?}", c.files);
+    let both = text.replace(
+        "api_key_file = \"api-key\"",
+        "api_key_file = \"api-key\"\napi_key = \"inline\"",
+    );
+    let e = Config::parse(&both, "t.toml", &dir, &|_| None).unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

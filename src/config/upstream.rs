@@ -187,12 +187,47 @@ pub(super) fn upstream_section(
     let keepalive_timeout = t
         .duration("keepalive_timeout", issues)
         .unwrap_or(Duration::from_secs(20));
-    let api_key = match t.string("api_key", issues) {
-        Some(k) => {
+    let from_file = t.string("api_key_file", issues).and_then(|f| {
+        let path = base.join(f);
+        match std::fs::read_to_string(&path) {
+            Ok(k) if !k.trim().is_empty() => {
+                issues.read_file(path.clone());
+                Some((k.trim().to_string(), path))
+            }
+            Ok(_) => {
+                issues.push(
+                    &t.path("api_key_file"),
+                    format!("{} is empty", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                issues.push(
+                    &t.path("api_key_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let inline = t.string("api_key", issues);
+    if inline.is_some() && from_file.is_some() {
+        issues.push(
+            &t.path("api_key_file"),
+            "set api_key or api_key_file, not both".into(),
+        );
+    }
+    let api_key = match (inline, from_file) {
+        (_, Some((k, path))) => {
+            // A file is watched: a rotated key reloads without a restart.
+            origins.push(("api key (set)".into(), format!("file {}", path.display())));
+            Some(k)
+        }
+        (Some(k), None) => {
             origins.push(("api key (set)".into(), here(t, "api_key")));
             Some(k)
         }
-        None => temporal.api_key.clone().map(|(k, from)| {
+        (None, None) => temporal.api_key.clone().map(|(k, from)| {
             origins.push(("api key (set)".into(), from.to_string()));
             k
         }),
