@@ -13,18 +13,17 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# Debug info is stripped from the shipped binary (the image needs no symbols);
-# override with --build-arg CARGO_PROFILE_RELEASE_STRIP=none.
-ARG CARGO_PROFILE_RELEASE_STRIP=debuginfo
+# The binary keeps file:line tables for sealgate's own code, compressed
+# (scripts/build-release), so a panic's backtrace names files.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY proto proto
 # Cargo.toml names the benches: the manifest does not load without them.
 COPY benches benches
+COPY scripts/build-release scripts/build-release
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin sealgate \
- && install -m 0755 target/release/sealgate /sealgate
+    scripts/build-release /sealgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /sealgate /sealgate
