@@ -13,8 +13,8 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# The binary keeps file:line tables for sealgate's own code, compressed
-# (scripts/build-release), so a panic's backtrace names files.
+# The binary's file:line tables go to /sealgate.debug beside it
+# (scripts/build-release): a panic's backtrace names files.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY proto proto
@@ -26,7 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     scripts/build-release /sealgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /sealgate /sealgate
+COPY --from=build /sealgate /sealgate.debug /
 # Listen on every interface of the container's own network namespace.
 # sealgate still refuses a non-loopback gRPC listener unless the config
 # sets [inbound] auth, or allow_unauthenticated = true for a private network.
