@@ -20,6 +20,7 @@
 pub mod admin;
 mod app;
 pub(crate) mod auth;
+pub(crate) mod aws;
 pub mod codec;
 pub mod codec_server;
 pub mod config;

@@ -156,20 +156,9 @@ impl Store {
     async fn client(&self) -> &aws_sdk_s3::Client {
         self.client
             .get_or_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
-                let mut loader =
-                    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-                if let Some(r) = &self.config.region {
-                    loader = loader.region(aws_config::Region::new(r.clone()));
-                }
-                if let Some(e) = &self.config.endpoint {
-                    loader = loader.endpoint_url(e);
-                }
-                let shared = loader.load().await;
+                let c = &self.config;
+                let shared =
+                    crate::aws::sdk_config(c.region.as_deref(), None, c.endpoint.as_deref()).await;
                 let s3 = aws_sdk_s3::config::Builder::from(&shared)
                     .force_path_style(self.config.path_style)
                     .build();

@@ -16,7 +16,7 @@ from urllib import request as http
 import boto3
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -57,6 +57,34 @@ def gate(workdir, temporal, name: str, storage: str, codec_port: int | None = No
     return harness.start_sealgate(
         d, config, env=CREDS, upstream=f"http://{temporal.address}", codec_port=codec_port
     )
+
+
+def refused_start(address: str, wid: str, data: str) -> RPCError:
+    """Starts a workflow through `address` expecting it refused: the error."""
+    from datetime import timedelta
+
+    async def start() -> RPCError:
+        c = await Client.connect(address)
+        with pytest.raises(RPCError) as e:
+            await c.start_workflow(
+                "Anything", data, id=wid, task_queue="nobody-polls", rpc_timeout=timedelta(seconds=20)
+            )
+        return e.value
+
+    return asyncio.run(start())
+
+
+def workflow_exists(address: str, wid: str) -> bool:
+    async def describe() -> bool:
+        c = await Client.connect(address)
+        try:
+            await c.get_workflow_handle(wid).describe()
+            return True
+        except RPCError as e:
+            assert e.status == RPCStatusCode.NOT_FOUND, e
+            return False
+
+    return asyncio.run(describe())
 
 
 def storage_section(endpoint: str) -> str:
@@ -148,34 +176,14 @@ def test_large_payloads_are_offloaded_encrypted_and_inlined_back(workdir, tempor
 def test_without_offload_the_size_guard_refuses_before_the_server(workdir, temporal):
     g = gate(workdir, temporal, "sealgate-no-offload", "")
     wid = f"too-large-{uuid.uuid4().hex[:8]}"
-
-    async def start() -> RPCError:
-        c = await Client.connect(g.address)
-        big = "".join(uuid.uuid4().hex for _ in range(5 * MB // 32))
-        with pytest.raises(RPCError) as e:
-            await c.start_workflow(
-                "Anything", big, id=wid, task_queue="nobody-polls",
-                rpc_timeout=__import__("datetime").timedelta(seconds=20),
-            )
-        return e.value
-
     try:
-        err = asyncio.run(start())
+        big = "".join(uuid.uuid4().hex for _ in range(5 * MB // 32))
+        err = refused_start(g.address, wid, big)
         assert err.status == RPCStatusCode.RESOURCE_EXHAUSTED, err
         assert "sealgate did not forward" in err.message and "max_payload_bytes" in err.message, err.message
     finally:
         assert g.proc.stop() == 0, g.proc.tail()
-
-    async def exists() -> bool:
-        c = await Client.connect(temporal.address)
-        try:
-            await c.get_workflow_handle(wid).describe()
-            return True
-        except RPCError as e:
-            assert e.status == RPCStatusCode.NOT_FOUND, e
-            return False
-
-    assert not asyncio.run(exists()), "no workflow was created"
+    assert not workflow_exists(temporal.address, wid), "no workflow was created"
 
 
 def test_a_failed_upload_forwards_nothing_and_names_the_store(workdir, temporal, s3):
@@ -183,31 +191,11 @@ def test_a_failed_upload_forwards_nothing_and_names_the_store(workdir, temporal,
     storage = storage_section(endpoint).replace(f'bucket = "{BUCKET}"', 'bucket = "no-such-bucket"')
     g = gate(workdir, temporal, "sealgate-offload-broken", storage)
     wid = f"unstored-{uuid.uuid4().hex[:8]}"
-
-    async def start() -> RPCError:
-        c = await Client.connect(g.address)
-        with pytest.raises(RPCError) as e:
-            await c.start_workflow(
-                # Random hex: compression cannot bring it under the threshold.
-                "Anything", "".join(uuid.uuid4().hex for _ in range(MB // 32)),
-                id=wid, task_queue="nobody-polls",
-                rpc_timeout=__import__("datetime").timedelta(seconds=20),
-            )
-        return e.value
-
     try:
-        err = asyncio.run(start())
+        # Random hex: compression cannot bring it under the threshold.
+        err = refused_start(g.address, wid, "".join(uuid.uuid4().hex for _ in range(MB // 32)))
         assert err.status == RPCStatusCode.UNAVAILABLE, err
         assert "s3://no-such-bucket/" in err.message and "NoSuchBucket" in err.message, err.message
     finally:
         assert g.proc.stop() == 0, g.proc.tail()
-
-    async def exists() -> bool:
-        c = await Client.connect(temporal.address)
-        try:
-            await c.get_workflow_handle(wid).describe()
-            return True
-        except RPCError:
-            return False
-
-    assert not asyncio.run(exists()), "nothing was forwarded"
+    assert not workflow_exists(temporal.address, wid), "nothing was forwarded"

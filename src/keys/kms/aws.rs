@@ -55,23 +55,14 @@ impl AwsKms {
     async fn client(&self) -> &aws_sdk_kms::Client {
         self.client
             .get_or_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
-                let mut loader =
-                    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-                if let Some(r) = &self.settings.region {
-                    loader = loader.region(aws_config::Region::new(r.clone()));
-                }
-                if let Some(p) = &self.settings.profile {
-                    loader = loader.profile_name(p);
-                }
-                if let Some(e) = &self.settings.endpoint {
-                    loader = loader.endpoint_url(e);
-                }
-                aws_sdk_kms::Client::new(&loader.load().await)
+                let s = &self.settings;
+                let shared = crate::aws::sdk_config(
+                    s.region.as_deref(),
+                    s.profile.as_deref(),
+                    s.endpoint.as_deref(),
+                )
+                .await;
+                aws_sdk_kms::Client::new(&shared)
             })
             .await
     }
