@@ -195,9 +195,11 @@ impl Offloads {
         let Some(policy) = &self.policy else {
             return encoded;
         };
+        if encoded.len() < policy.threshold {
+            return encoded;
+        }
         // Only ciphertext ever goes to the bucket.
-        let ours = payload::encoding_of(&encoded).ok().flatten() == Some(ENCODING_ENCRYPTED);
-        if encoded.len() < policy.threshold || !ours {
+        if payload::encoding_of(&encoded).ok().flatten() != Some(ENCODING_ENCRYPTED) {
             return encoded;
         }
         let sha256 = crate::storage::sha256_hex(&encoded);

@@ -221,6 +221,8 @@ impl Descriptors {
 
 /// Full name of the payload message every codec works on.
 pub const PAYLOAD: &str = "temporal.api.common.v1.Payload";
+/// The list of payloads (inputs, results, details).
+pub const PAYLOADS: &str = "temporal.api.common.v1.Payloads";
 /// Full name of the search attributes message (always plaintext).
 pub const SEARCH_ATTRIBUTES: &str = "temporal.api.common.v1.SearchAttributes";
 /// Full name of `google.protobuf.Any`, resolved by type URL at run time.
@@ -369,6 +371,9 @@ pub struct Schema {
     /// `Payload` itself, in the codec's plan (an `Any` holding one is a
     /// payload); `None` in the namespace plan.
     payload_leaf: Option<MessageId>,
+    /// `temporal.api.common.v1.Payloads`, the list a server's blob size
+    /// limit applies to as one.
+    payload_list: Option<MessageId>,
     /// Every field of every message, sorted by number (codec's plan only).
     kinds: Vec<Box<[(u32, FieldKind)]>>,
     /// `google.protobuf.Any`, when the set defines it.
@@ -494,6 +499,11 @@ impl Schema {
     /// The `Payload` message, when this plan's leaves are payloads.
     pub fn payload_leaf(&self) -> Option<MessageId> {
         self.payload_leaf
+    }
+
+    /// `temporal.api.common.v1.Payloads`, when the set defines it.
+    pub fn payload_list(&self) -> Option<MessageId> {
+        self.payload_list
     }
 
     /// True when `service` is defined in this descriptor set.

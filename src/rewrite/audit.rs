@@ -57,21 +57,18 @@ pub struct Checks {
 
 /// Audits message `id` in `bytes`.
 pub fn audit(schema: &Schema, id: MessageId, bytes: &[u8], checks: Checks) -> Result<(), Finding> {
-    let payloads = schema.message_id(PAYLOADS);
     Auditor {
         schema,
         checks,
-        payloads,
+        payloads: schema.payload_list(),
     }
     .message(id, bytes, 0)
 }
 
-/// The list a server checks against its blob size limit as one.
-const PAYLOADS: &str = "temporal.api.common.v1.Payloads";
-
 struct Auditor<'s> {
     schema: &'s Schema,
     checks: Checks,
+    /// The list a server checks against its blob size limit as one.
     payloads: Option<MessageId>,
 }
 

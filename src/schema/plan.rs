@@ -457,8 +457,10 @@ pub(super) fn build(
         }
     }
 
+    let payload_list = by_name.get(super::PAYLOADS).copied();
     Ok(Schema {
         messages,
+        payload_list,
         by_name,
         methods,
         payload_leaf: (leaves == Leaves::Payloads).then_some(payload),
