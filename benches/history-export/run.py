@@ -41,7 +41,6 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -269,23 +268,6 @@ def grpc_calls(admin_port: int) -> dict[str, float]:
     return out
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
-
-
-def cli_version() -> str:
-    r = subprocess.run([harness.temporal_cli(), "--version"], capture_output=True, text=True, timeout=30)
-    return r.stdout.strip()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each way (default 5)")
@@ -313,7 +295,7 @@ def main() -> int:
     work.mkdir(parents=True)
     server = gate = proxy = None
     try:
-        log(f"sealgate: {os.environ['SEALGATE_BIN']}\ntemporal: {harness.temporal_cli()} ({cli_version()})")
+        log(f"sealgate: {os.environ['SEALGATE_BIN']}\ntemporal: {harness.temporal_cli()} ({harness.cli_version()})")
         server = harness.start_temporal(work / "temporal")
         codec_port, admin_port = harness.free_port(), harness.free_port()
         config = harness.sealgate_config(work / "sealgate", "[codec_server]\n" + harness.generated_codec_section())
@@ -401,8 +383,8 @@ def main() -> int:
         }
         report = {
             "date": datetime.date.today().isoformat(),
-            "machine": machine(),
-            "temporal": cli_version(),
+            "machine": harness.machine(),
+            "temporal": harness.cli_version(),
             "sealgate_bin": os.environ["SEALGATE_BIN"],
             "workflow_id": wid,
             "steps": opts.steps,

@@ -48,7 +48,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -364,23 +363,6 @@ async def bench(opts, gate_address: str, server_address: str, s3, captured: Capt
 # --- reporting --------------------------------------------------------------------------
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
-
-
-def cli_version() -> str:
-    r = subprocess.run([harness.temporal_cli(), "--version"], capture_output=True, text=True, timeout=30)
-    return r.stdout.strip()
-
-
 def server_size_warnings(log_path: Path) -> dict[str, list[str]]:
     """The dev server's own log lines about sizes and limits, by way (from
     the workflow id in the line)."""
@@ -439,13 +421,7 @@ def main() -> int:
     try:
         import boto3
 
-        moto_port = harness.free_port()
-        moto = harness.start(
-            "moto-s3", [str(harness.VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
-            work / "moto-s3",
-        )
-        harness.wait_for_port(moto_port, moto, timeout=60)
-        endpoint = f"http://127.0.0.1:{moto_port}"
+        moto, endpoint = harness.start_moto(work / "moto-s3")
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         s3.create_bucket(Bucket=BUCKET)
@@ -456,7 +432,7 @@ def main() -> int:
         )
         gate = harness.start_sealgate(work / "sealgate", config, env=CREDS, upstream=f"http://{server.address}")
         log(f"moto S3 {endpoint} (bucket {BUCKET}), dev server {server.address}, sealgate {gate.address}; "
-            f"{cli_version()}")
+            f"{harness.cli_version()}")
 
         load_before = os.getloadavg()
         cells = asyncio.run(bench(opts, gate.address, server.address, s3, captured, deadline))
@@ -468,8 +444,8 @@ def main() -> int:
 
         report = {
             "date": datetime.date.today().isoformat(),
-            "machine": machine(),
-            "temporal": cli_version(),
+            "machine": harness.machine(),
+            "temporal": harness.cli_version(),
             "temporalio": temporalio.__version__,
             "sealgate": binary,
             "sizes_mb": opts.sizes,

@@ -137,6 +137,35 @@ def start_temporal(
     return TemporalServer(proc, port)
 
 
+def start_moto(workdir: Path) -> tuple["Proc", str]:
+    """A moto_server (AWS KMS and S3 emulator) on a free loopback port:
+    the process and its endpoint URL."""
+    port = free_port()
+    proc = start("moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], workdir)
+    wait_for_port(port, proc, timeout=60)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def machine() -> str:
+    """This machine, for benchmark reports: cores, CPU model, kernel."""
+    import platform
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+
+
+def cli_version() -> str:
+    r = subprocess.run([temporal_cli(), "--version"], capture_output=True, text=True, timeout=30)
+    return r.stdout.strip()
+
+
 def sealgate_bin() -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     return Path(os.environ.get("SEALGATE_BIN", target / "debug" / "sealgate"))

@@ -33,13 +33,7 @@ CREDS = {
 
 @pytest.fixture(scope="module")
 def kms(workdir):
-    port = harness.free_port()
-    proc = harness.start(
-        "moto", [str(harness.VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        workdir / "moto",
-    )
-    harness.wait_for_port(port, proc, timeout=60)
-    endpoint = f"http://127.0.0.1:{port}"
+    proc, endpoint = harness.start_moto(workdir / "moto")
     client = boto3.client(
         "kms", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",

@@ -32,13 +32,7 @@ MB = 1000 * 1000
 
 @pytest.fixture(scope="module")
 def s3(workdir):
-    port = harness.free_port()
-    proc = harness.start(
-        "moto-s3", [str(harness.VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        workdir / "moto-s3",
-    )
-    harness.wait_for_port(port, proc, timeout=60)
-    endpoint = f"http://127.0.0.1:{port}"
+    proc, endpoint = harness.start_moto(workdir / "moto-s3")
     client = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
