@@ -997,7 +997,7 @@ async fn a_temporal_toml_profile_is_the_upstream_with_its_key_and_metadata() {
     let client = Client::connect(g.addr).await;
     let a = client
         .call(
-            "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution",
+            &format!("{WS}StartWorkflowExecution"),
             &support::net::start_request("default"),
             &[],
             false,
@@ -1045,12 +1045,17 @@ async fn payloads_and_requests_over_the_upstreams_limits_never_leave() {
         .encode_to_vec()
     };
     let start = |sizes: &[usize]| start_with_memo(sizes, None);
-    const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
-    let a = client.call(START, &start(&[1 << 20]), &[], false).await;
+    let start_path = format!("{WS}StartWorkflowExecution");
+    let start_path = start_path.as_str();
+    let a = client
+        .call(start_path, &start(&[1 << 20]), &[], false)
+        .await;
     assert_eq!(a.status(), 0, "1 MiB passes: {}", a.grpc_message());
     let sent = up.requests().len();
 
-    let a = client.call(START, &start(&[3 << 20]), &[], false).await;
+    let a = client
+        .call(start_path, &start(&[3 << 20]), &[], false)
+        .await;
     assert_eq!(a.status(), 8, "{}", a.grpc_message());
     let m = a.grpc_message();
     assert!(m.contains("sealgate did not forward"), "{m}");
@@ -1061,14 +1066,14 @@ async fn payloads_and_requests_over_the_upstreams_limits_never_leave() {
     assert!(m.contains("[external_storage]"), "says what to do: {m}");
     // Two payloads of 1.5 MiB: the list is what the server checks.
     let a = client
-        .call(START, &start(&[3 << 19, 3 << 19]), &[], false)
+        .call(start_path, &start(&[3 << 19, 3 << 19]), &[], false)
         .await;
     assert_eq!(a.status(), 8, "{}", a.grpc_message());
     // Every payload list under the payload limit, the request over this
     // upstream's request limit.
     let a = client
         .call(
-            START,
+            start_path,
             &start_with_memo(&[1_300_000], Some(1_300_000)),
             &[],
             false,
