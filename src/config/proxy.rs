@@ -106,22 +106,13 @@ pub(super) fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConf
     let request_body_timeout = t
         .duration("request_body_timeout", issues)
         .unwrap_or(Duration::from_secs(30));
-    let max_concurrent_streams = t.integer("max_concurrent_streams", issues).unwrap_or(1000);
-    if !(1..=100_000).contains(&max_concurrent_streams) {
-        issues.push(
-            &t.path("max_concurrent_streams"),
-            format!("{max_concurrent_streams} is out of range: 1 to 100000"),
-        );
-    }
-    let max_header_list_bytes = t
-        .integer("max_header_list_bytes", issues)
-        .unwrap_or(DEFAULT_MAX_HEADER_LIST as u64);
-    if !(16 << 10..=16 << 20).contains(&max_header_list_bytes) {
-        issues.push(
-            &t.path("max_header_list_bytes"),
-            format!("{max_header_list_bytes} is out of range: 16384 to 16777216"),
-        );
-    }
+    let max_concurrent_streams = t.integer_in("max_concurrent_streams", 1000, 1..=100_000, issues);
+    let max_header_list_bytes = t.integer_in(
+        "max_header_list_bytes",
+        DEFAULT_MAX_HEADER_LIST as u64,
+        16 << 10..=16 << 20,
+        issues,
+    );
     t.finish(issues);
     ProxyConfig {
         max_message_bytes: max.min(u32::MAX as u64) as usize,
@@ -135,8 +126,8 @@ pub(super) fn proxy_section(t: &mut Table<'_>, issues: &mut Issues) -> ProxyConf
         opaque_services,
         memory_budget_bytes: memory_budget_bytes.min(usize::MAX as u64) as usize,
         request_body_timeout,
-        max_concurrent_streams: max_concurrent_streams.clamp(1, 100_000) as u32,
-        max_header_list_bytes: max_header_list_bytes.clamp(16 << 10, 16 << 20) as u32,
+        max_concurrent_streams: max_concurrent_streams as u32,
+        max_header_list_bytes: max_header_list_bytes as u32,
         forward_unknown_fields: false,
         descriptor_set: None,
         plaintext_paths: crate::schema::DEFAULT_PLAINTEXT_PATHS

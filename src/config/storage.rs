@@ -38,13 +38,7 @@ pub(super) fn storage_section(t: &mut Table<'_>, issues: &mut Issues) -> Storage
         issues.push(&t.path("threshold"), "must be over 0 bytes".into());
     }
     let path_style = t.bool("path_style", issues).unwrap_or(false);
-    let max_concurrent = t.integer("max_concurrent", issues).unwrap_or(16) as usize;
-    if !(1..=256).contains(&max_concurrent) {
-        issues.push(
-            &t.path("max_concurrent"),
-            format!("{max_concurrent} is out of range: 1 to 256"),
-        );
-    }
+    let max_concurrent = t.integer_in("max_concurrent", 16, 1..=256, issues) as usize;
     let mut namespaces = Vec::new();
     for (i, mut n) in t
         .array_of_tables("namespaces", issues)
@@ -83,7 +77,7 @@ pub(super) fn storage_section(t: &mut Table<'_>, issues: &mut Issues) -> Storage
         prefix,
         threshold,
         path_style,
-        max_concurrent: max_concurrent.clamp(1, 256),
+        max_concurrent,
         namespaces,
     }
 }

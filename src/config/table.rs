@@ -152,6 +152,26 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// The integer at `key` (`default` when absent), within `range`: one
+    /// outside is reported and the nearest bound used, so later checks
+    /// still see a usable value.
+    pub(super) fn integer_in(
+        &mut self,
+        key: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        issues: &mut Issues,
+    ) -> u64 {
+        let v = self.integer(key, issues).unwrap_or(default);
+        if !range.contains(&v) {
+            issues.push(
+                &self.path(key),
+                format!("{v} is out of range: {} to {}", range.start(), range.end()),
+            );
+        }
+        v.clamp(*range.start(), *range.end())
+    }
+
     /// A number (integers accepted).
     pub(super) fn float(&mut self, key: &'static str, issues: &mut Issues) -> Option<f64> {
         match self.get(key)? {

@@ -164,13 +164,7 @@ pub(super) fn upstream_section(
     issues: &mut Issues,
 ) -> UpstreamOptions {
     let here = |t: &Table<'_>, key: &str| format!("sealgate.toml: {}", t.path(key));
-    let connections = t.integer("connections", issues).unwrap_or(4);
-    if !(1..=64).contains(&connections) {
-        issues.push(
-            &t.path("connections"),
-            format!("{connections} is out of range: 1 to 64"),
-        );
-    }
+    let connections = t.integer_in("connections", 4, 1..=64, issues);
     let connect_timeout = t
         .duration("connect_timeout", issues)
         .unwrap_or(Duration::from_secs(10));
@@ -370,7 +364,7 @@ pub(super) fn upstream_section(
         allow_plaintext_credentials,
         forward_authorization,
         namespaces,
-        connections: connections.clamp(1, 64) as usize,
+        connections: connections as usize,
         connect_timeout,
         keepalive_interval,
         keepalive_timeout,
