@@ -8,7 +8,12 @@
 //!   long poll, then answers empty.
 //! - Everything else gets an empty response message.
 //!
+//! With `--tls-listen ADDR --tls-cert PEM --tls-key PEM` it also serves the
+//! same answers over TLS (rustls, ALPN h2) on a second port, as the upstream
+//! of the harness's TLS paths.
+//!
 //! Usage: fake_upstream --listen 127.0.0.1:7234 [--config sealgate.toml] [--events 50] [--hold 60]
+//!        [--tls-listen 127.0.0.1:7235 --tls-cert server.pem --tls-key server-key.pem]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench tool: fail loudly
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
@@ -101,17 +106,59 @@ async fn main() {
         "fake upstream on {listen}: poll response {} bytes",
         poll.len()
     );
+    if let Some(tls_listen) = arg(&args, "--tls-listen") {
+        let cert = arg(&args, "--tls-cert").expect("--tls-listen needs --tls-cert");
+        let key = arg(&args, "--tls-key").expect("--tls-listen needs --tls-key");
+        let acceptor = tls_acceptor(&cert, &key);
+        let listener = tokio::net::TcpListener::bind(&tls_listen).await.unwrap();
+        eprintln!("fake upstream (TLS) on {tls_listen}");
+        let canned = canned.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (acceptor, canned) = (acceptor.clone(), canned.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve(tls, canned).await;
+                    }
+                });
+            }
+        });
+    }
     loop {
         let (stream, _) = listener.accept().await.unwrap();
         stream.set_nodelay(true).unwrap();
-        let canned = canned.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| answer(req, canned.clone()));
-            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(100_000)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        tokio::spawn(serve(stream, canned.clone()));
     }
+}
+
+async fn serve<S>(stream: S, canned: Arc<Canned>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| answer(req, canned.clone()));
+    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100_000)
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
+fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }

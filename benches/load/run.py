@@ -1,19 +1,26 @@
-"""The load harness: one machine, one workload, four paths, one run.
+"""The load harness: one machine, one workload, every path twice (h2c, then
+TLS on both legs), one run.
 
 Paths: direct to a fast fake WorkflowService (examples/fake_upstream.rs);
 through nginx grpc_pass; through sealgate with the codec off; through
-sealgate with snappy + AES-256-GCM. Workload: StartWorkflowExecution with a
-1 KiB input, RespondActivityTaskCompleted with 1 KiB and 64 KiB results, and
-PollWorkflowTaskQueue answered with a 50-event history (encrypted, as
+sealgate with snappy + AES-256-GCM. Each path is measured in clear (h2c on
+both legs) and with TLS on both legs: h2load over TLS, nginx terminating TLS
+and proxying with grpcs://, sealgate with rustls on its listener and to its
+upstream, and the fake upstream serving TLS (rustls) on a second port. Keys
+and certificates are made at run time. Workload: StartWorkflowExecution with
+a 1 KiB input, RespondActivityTaskCompleted with 1 KiB and 64 KiB results,
+and PollWorkflowTaskQueue answered with a 50-event history (encrypted, as
 Temporal would store it). For each path and message: h2load throughput
 (closed loop), CPU seconds per 1,000 requests of the proxy process (from
 /proc), then an open-loop run at half that rate (h2load --rps, per-request
 log) for p50/p99/p999, and the proxy's peak RSS; then RSS with 2,000 long
-polls held open. With SEALGATE_BEFORE=<path to an earlier sealgate
-binary>, that build runs as a fifth path (codec on, same config), for a
-before/after comparison in one run. Usage: benches/load/run [--quick]. Results: a Markdown
-table on stdout and in .work/load/results.md; the request messages are left
-in .work/load as .bin (gRPC-framed, for h2load), .pb and .json (for ghz)."""
+polls held open on a fresh sealgate, in clear and over TLS. With
+SEALGATE_BEFORE=<path to an earlier sealgate binary>, that build runs as
+one more path (codec on, same config, h2c), for a before/after comparison
+in one run. Usage: benches/load/run [--quick]. Results: a Markdown table and
+a sizing table on stdout and in .work/load/results.md; the request messages
+are left in .work/load as .bin (gRPC-framed, for h2load), .pb and .json
+(for ghz)."""
 
 from __future__ import annotations
 
@@ -113,9 +120,10 @@ def rss_kib(pids: list[int], field: str) -> int:
     return total
 
 
-def h2load(port: int, method: str, data: Path, extra: list[str]) -> str:
+def h2load(port: int, method: str, data: Path, extra: list[str], tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
     cmd = [
-        "h2load", f"http://127.0.0.1:{port}{WS}{method}", "--data", str(data),
+        "h2load", f"{scheme}://127.0.0.1:{port}{WS}{method}", "--data", str(data),
         "-H", "content-type: application/grpc", "-H", "te: trailers", *extra,
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -124,25 +132,80 @@ def h2load(port: int, method: str, data: Path, extra: list[str]) -> str:
     return r.stdout
 
 
-def throughput(port: int, method: str, data: Path) -> tuple[float, int]:
-    out = h2load(port, method, data, ["-n", str(N), "-c", "4", "-m", "16", "-t", "1"])
+def throughput(port: int, method: str, data: Path, tls: bool) -> tuple[float, int, str]:
+    out = h2load(port, method, data, ["-n", str(N), "-c", "4", "-m", "16", "-t", "1"], tls)
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     ok = int(re.search(r"(\d+) succeeded", out).group(1))
-    return rps, ok
+    cipher = "—"
+    if tls:
+        proto = re.search(r"TLS Protocol: (\S+)", out)
+        suite = re.search(r"Cipher: (\S+)", out)
+        if proto is None or suite is None:
+            raise RuntimeError(f"h2load did not report TLS on a TLS path:\n{out}")
+        cipher = f"{proto.group(1)} {suite.group(1)}"
+    return rps, ok, cipher
 
 
-def latency(port: int, method: str, data: Path, rate: int) -> list[float]:
+def latency(port: int, method: str, data: Path, rate: int, tls: bool) -> list[float]:
     log = WORK / "latency.log"
     log.unlink(missing_ok=True)
     clients = 4
     h2load(port, method, data, [
         "-c", str(clients), "-t", "1", "--rps", str(max(1, rate // clients)),
         "-D", str(LATENCY_SECONDS), "--log-file", str(log),
-    ])
+    ], tls)
     micros = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
     def q(p: float) -> float:
         return micros[min(len(micros) - 1, int(p * len(micros)))] / 1000.0
     return [q(0.5), q(0.99), q(0.999)]
+
+
+def held_polls(gate, data: Path, tls: bool) -> tuple[float, float]:
+    """RSS (MiB) of a fresh sealgate before and with 2,000 long polls held
+    open (20 connections, 100 streams each)."""
+    pid = gate.proc.popen.pid
+    time.sleep(1)
+    idle = rss_kib([pid], "VmRSS") / 1024
+    scheme = "https" if tls else "http"
+    held = subprocess.Popen(
+        ["h2load", f"{scheme}://127.0.0.1:{gate.port}{WS}PollActivityTaskQueue", "--data", str(data),
+         "-H", "content-type: application/grpc", "-H", "te: trailers", "-n", "2000", "-c", "20", "-m", "100", "-t", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    rss = rss_kib([pid], "VmRSS") / 1024
+    held.send_signal(signal.SIGINT)
+    held.wait(timeout=60)
+    return idle, rss
+
+
+def nginx_config(work: Path, pki, port: int, tls_port: int, fake_port: int, fake_tls_port: int) -> str:
+    f = pki.files
+    return f"""
+daemon off; worker_processes auto; pid {work}/nginx.pid; error_log {work}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off; client_body_temp_path {work}/nb; proxy_temp_path {work}/np; fastcgi_temp_path {work}/nf;
+  uwsgi_temp_path {work}/nu; scgi_temp_path {work}/ns; client_max_body_size 0; grpc_read_timeout 120s;
+  # keepalive_requests: nginx closes a connection after 1,000 requests by
+  # default, which fails the rest of a long closed-loop run.
+  keepalive_requests 100000000; http2_max_concurrent_streams 10000;
+  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 16; }}
+  upstream fake_tls {{ server 127.0.0.1:{fake_tls_port}; keepalive 16; }}
+  server {{ listen 127.0.0.1:{port} http2; location / {{ grpc_pass grpc://fake; }} }}
+  # TLS on both legs: clients in, and grpcs:// to the upstream, verified.
+  server {{
+    listen 127.0.0.1:{tls_port} ssl http2;
+    # TLS 1.3 on both legs, as rustls negotiates (older nginx defaults stop at 1.2).
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate {f['server.pem']}; ssl_certificate_key {f['server-key.pem']};
+    location / {{
+      grpc_pass grpcs://fake_tls; grpc_ssl_protocols TLSv1.2 TLSv1.3;
+      grpc_ssl_verify on; grpc_ssl_trusted_certificate {f['ca.pem']};
+      grpc_ssl_name localhost; grpc_ssl_server_name on; grpc_ssl_session_reuse on;
+    }}
+  }}
+}}
+"""
 
 
 def main() -> int:
@@ -154,73 +217,87 @@ def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     os.environ["SEALGATE_BIN"] = str(ROOT / "target" / "release" / "sealgate")
+    pki = harness.generate_pki(WORK / "pki", ["localhost", "127.0.0.1"])
+    f = pki.files
+    tls_section = (
+        f'[inbound]\ntls_cert_file = "{f["server.pem"]}"\ntls_key_file = "{f["server-key.pem"]}"\n'
+        f'[upstream_options]\nca_file = "{f["ca.pem"]}"\nserver_name = "localhost"\n'
+    )
     # The upstream is given to each process on its command line / env.
     codec = 'upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
-    on = harness.sealgate_config(WORK / "on", codec + "[telemetry]\nadmin_listen = \"off\"\n")
-    off = harness.sealgate_config(WORK / "off", codec.replace("compression = true", "compression = false")
-                                  .replace("encryption = true", "encryption = false") + "[telemetry]\nadmin_listen = \"off\"\n")
+    plain = codec.replace("compression = true", "compression = false").replace("encryption = true", "encryption = false")
+    quiet = "[telemetry]\nadmin_listen = \"off\"\n"
+    on = harness.sealgate_config(WORK / "on", codec + quiet)
+    off = harness.sealgate_config(WORK / "off", plain + quiet)
+    on_tls = harness.sealgate_config(WORK / "on-tls", codec + quiet + tls_section)
+    off_tls = harness.sealgate_config(WORK / "off-tls", plain + quiet + tls_section)
     msgs = workload()
     procs = []
     try:
-        fake_port = harness.free_port()
+        fake_port, fake_tls_port = harness.free_port(), harness.free_port()
         fake = harness.start("fake", [str(ROOT / "target" / "release" / "examples" / "fake_upstream"),
                                       "--listen", f"127.0.0.1:{fake_port}", "--config", str(on),
-                                      "--events", "50", "--hold", "30"], WORK / "fake")
+                                      "--events", "50", "--hold", "30",
+                                      "--tls-listen", f"127.0.0.1:{fake_tls_port}",
+                                      "--tls-cert", str(f["server.pem"]), "--tls-key", str(f["server-key.pem"])],
+                             WORK / "fake")
         procs.append(fake)
         harness.wait_for_port(fake_port, fake)
-        nginx_port = harness.free_port()
+        harness.wait_for_port(fake_tls_port, fake)
+        nginx_port, nginx_tls_port = harness.free_port(), harness.free_port()
         conf = WORK / "nginx.conf"
-        conf.write_text(f"""
-daemon off; worker_processes auto; pid {WORK}/nginx.pid; error_log {WORK}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off; client_body_temp_path {WORK}/nb; proxy_temp_path {WORK}/np; fastcgi_temp_path {WORK}/nf;
-  uwsgi_temp_path {WORK}/nu; scgi_temp_path {WORK}/ns; client_max_body_size 0; grpc_read_timeout 120s;
-  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 16; }}
-  # keepalive_requests: nginx closes a connection after 1,000 requests by
-  # default, which fails the rest of a long closed-loop run.
-  server {{ listen 127.0.0.1:{nginx_port} http2; http2_max_concurrent_streams 10000; keepalive_requests 100000000;
-           location / {{ grpc_pass grpc://fake; }} }}
-}}
-""")
+        conf.write_text(nginx_config(WORK, pki, nginx_port, nginx_tls_port, fake_port, fake_tls_port))
         nginx = harness.start("nginx", [harness.nginx_bin(), "-c", str(conf), "-p", str(WORK)], WORK)
         procs.append(nginx)
         harness.wait_for_port(nginx_port, nginx)
-        gate_off = harness.start_sealgate(WORK / "off", off, upstream=f"http://127.0.0.1:{fake_port}")
-        gate_on = harness.start_sealgate(WORK / "on", on, upstream=f"http://127.0.0.1:{fake_port}")
-        procs += [gate_off, gate_on]
+        harness.wait_for_port(nginx_tls_port, nginx)
+        up, up_tls = f"http://127.0.0.1:{fake_port}", f"https://127.0.0.1:{fake_tls_port}"
+        gate_off = harness.start_sealgate(WORK / "off", off, upstream=up)
+        gate_on = harness.start_sealgate(WORK / "on", on, upstream=up)
+        gate_off_tls = harness.start_sealgate(WORK / "off-tls", off_tls, upstream=up_tls)
+        gate_on_tls = harness.start_sealgate(WORK / "on-tls", on_tls, upstream=up_tls)
+        procs += [gate_off, gate_on, gate_off_tls, gate_on_tls]
         before = None
         if os.environ.get("SEALGATE_BEFORE"):
             current = os.environ["SEALGATE_BIN"]
             os.environ["SEALGATE_BIN"] = os.environ["SEALGATE_BEFORE"]
             try:
-                before = harness.start_sealgate(WORK / "before", on, upstream=f"http://127.0.0.1:{fake_port}")
+                before = harness.start_sealgate(WORK / "before", on, upstream=up)
             finally:
                 os.environ["SEALGATE_BIN"] = current
             procs.append(before)
 
+        # (legs, label, port, process): the direct path of each kind of legs
+        # comes first, as the latency baseline of the paths after it.
         paths = [
-            ("direct", fake_port, None),
-            ("nginx grpc_pass", nginx_port, nginx),
-            ("sealgate, codec off", gate_off.port, gate_off.proc),
-            ("sealgate, snappy+AES", gate_on.port, gate_on.proc),
+            ("h2c", "direct", fake_port, None),
+            ("h2c", "nginx grpc_pass", nginx_port, nginx),
+            ("h2c", "sealgate, codec off", gate_off.port, gate_off.proc),
+            ("h2c", "sealgate, snappy+AES", gate_on.port, gate_on.proc),
         ]
         if before is not None:
-            paths.append(("sealgate before, snappy+AES", before.port, before.proc))
+            paths.append(("h2c", "sealgate before, snappy+AES", before.port, before.proc))
+        paths += [
+            ("TLS", "direct", fake_tls_port, None),
+            ("TLS", "nginx grpc_pass", nginx_tls_port, nginx),
+            ("TLS", "sealgate, codec off", gate_off_tls.port, gate_off_tls.proc),
+            ("TLS", "sealgate, snappy+AES", gate_on_tls.port, gate_on_tls.proc),
+        ]
         rows = []
         direct_latency = {}
         for name, (method, data) in msgs.items():
-            for label, port, proc in paths:
+            for legs, label, port, proc in paths:
+                tls = legs == "TLS"
                 pids = tree(proc.popen.pid) if proc else []
                 cpu0 = cpu_seconds(pids)
-                rps, ok = throughput(port, method, data)
+                rps, ok, cipher = throughput(port, method, data, tls)
                 cpu = cpu_seconds(pids) - cpu0
-                lat = latency(port, method, data, int(rps / 2))
+                lat = latency(port, method, data, int(rps / 2), tls)
                 if label == "direct":
-                    direct_latency[name] = lat
-                d = direct_latency[name]
+                    direct_latency[(name, legs)] = lat
+                d = direct_latency[(name, legs)]
                 rows.append({
-                    "message": name, "path": label, "rps": rps, "ok": ok,
+                    "message": name, "legs": legs, "path": label, "rps": rps, "ok": ok, "cipher": cipher,
                     "cpu_per_1k": (cpu / ok * 1000) if proc else None,
                     "p50": lat[0], "p99": lat[1], "p999": lat[2],
                     "add_p50": lat[0] - d[0], "add_p99": lat[1] - d[1],
@@ -230,30 +307,43 @@ http {{
 
         # 2,000 long polls held open through a fresh sealgate (codec on), so
         # heap kept from the load above does not count.
-        gate_held = harness.start_sealgate(WORK / "held", on, upstream=f"http://127.0.0.1:{fake_port}")
+        poll = msgs["poll_50_events"][1]
+        gate_held = harness.start_sealgate(WORK / "held", on, upstream=up)
         procs.append(gate_held)
-        held = subprocess.Popen(
-            ["h2load", f"http://127.0.0.1:{gate_held.port}{WS}PollActivityTaskQueue", "--data", str(msgs["poll_50_events"][1]),
-             "-H", "content-type: application/grpc", "-H", "te: trailers", "-n", "2000", "-c", "20", "-m", "100", "-t", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(5)
-        held_rss = rss_kib([gate_held.proc.popen.pid], "VmRSS") / 1024
-        held.send_signal(signal.SIGINT)
-        held.wait(timeout=60)
+        held = held_polls(gate_held, poll, tls=False)
+        gate_held_tls = harness.start_sealgate(WORK / "held-tls", on_tls, upstream=up_tls)
+        procs.append(gate_held_tls)
+        held_tls = held_polls(gate_held_tls, poll, tls=True)
 
         lines = [
-            "| message | path | req/s | CPU s per 1k req | p50 ms | p99 ms | p999 ms | added p50 ms | added p99 ms | peak RSS MiB |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| message | legs | path | req/s | CPU s per 1k req | ÷ nginx | p50 ms | p99 ms | p999 ms | added p50 ms | added p99 ms | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        nginx_cpu = {(r["message"], r["legs"]): r["cpu_per_1k"] for r in rows if r["path"] == "nginx grpc_pass"}
         for r in rows:
-            cpu = f"{r['cpu_per_1k']:.3f}" if r["cpu_per_1k"] is not None else "—"
+            cpu = f"{r['cpu_per_1k']:.4f}" if r["cpu_per_1k"] is not None else "—"
+            base = nginx_cpu.get((r["message"], r["legs"]))
+            ratio = f"{r['cpu_per_1k'] / base:.2f}" if r["cpu_per_1k"] is not None and base else "—"
             rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] is not None else "—"
             lines.append(
-                f"| {r['message']} | {r['path']} | {r['rps']:.0f} | {cpu} | {r['p50']:.3f} | {r['p99']:.3f} | "
-                f"{r['p999']:.3f} | {r['add_p50']:+.3f} | {r['add_p99']:+.3f} | {rss} |"
+                f"| {r['message']} | {r['legs']} | {r['path']} | {r['rps']:.0f} | {cpu} | {ratio} | {r['p50']:.3f} | "
+                f"{r['p99']:.3f} | {r['p999']:.3f} | {r['add_p50']:+.3f} | {r['add_p99']:+.3f} | {rss} |"
             )
         lines.append("")
-        lines.append(f"RSS of sealgate (snappy+AES) with 2,000 long polls held open: {held_rss:.1f} MiB")
+        suites = sorted({(r["path"], r["cipher"]) for r in rows if r["legs"] == "TLS"})
+        lines.append("TLS between h2load and each TLS path, as h2load reported it: "
+                     + "; ".join(f"{path}: {cipher}" for path, cipher in suites) + ".")
+        lines.append("")
+        for legs, (idle, rss) in (("h2c", held), ("TLS", held_tls)):
+            lines.append(
+                f"RSS of a fresh sealgate (snappy+AES, {legs}) with 2,000 long polls held open: {rss:.1f} MiB "
+                f"({idle:.1f} MiB before them: {(rss - idle) * 1024 / 2000:.1f} KiB per held poll)"
+            )
+        lines += ["", "Sizing (sealgate, snappy+AES; cores per 1k calls/s = CPU s per 1k calls):", "",
+                  "| message | cores per 1k calls/s, h2c | cores per 1k calls/s, TLS |", "|---|---|---|"]
+        ours = {(r["message"], r["legs"]): r["cpu_per_1k"] for r in rows if r["path"] == "sealgate, snappy+AES"}
+        for name in msgs:
+            lines.append(f"| {name} | {ours[(name, 'h2c')]:.3f} | {ours[(name, 'TLS')]:.3f} |")
         text = "\n".join(lines)
         (WORK / "results.md").write_text(text + "\n")
         print(text)
