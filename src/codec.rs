@@ -17,6 +17,7 @@
 //! a read: it passes through as it is.
 
 mod aead;
+pub mod arena;
 mod compressed;
 pub(crate) mod failure;
 pub mod json;
@@ -29,6 +30,7 @@ mod tests;
 use std::{
     borrow::Cow,
     fmt,
+    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -38,6 +40,7 @@ use std::{
 use thiserror::Error;
 
 pub use aead::{BOUND, DEK, ENCODING_ENCRYPTED, KEY_ID, NONCE_LEN, TAG_LEN};
+pub use arena::Arena;
 pub use payload::PayloadView;
 pub use pipeline::{Pipeline, Session, Setup};
 pub use snappy::{ENCODING_SNAPPY, SNAPPY_MARK};
@@ -108,11 +111,37 @@ pub enum FailureMode {
     Decode,
 }
 
+/// What a visitor made of one payload.
+#[derive(Debug)]
+pub enum Replacement {
+    /// Keep it as it is.
+    Kept,
+    /// These bytes instead.
+    Owned(Vec<u8>),
+    /// The bytes in this range of the arena instead.
+    InArena(Range<usize>),
+}
+
 /// Receives each marshaled `Payload` the rewriter (`crate::rewrite`) finds:
 /// the codec's encoder and decoder, and namespace translation.
 pub trait PayloadVisitor {
     /// Returns the replacement payload, or `None` to keep it as it is.
     fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError>;
+
+    /// [`Self::payload`], free to write the replacement into `arena` (the
+    /// buffer the rewriter writes the message out from) rather than into a
+    /// buffer of its own. The decoder does: no allocation per payload.
+    fn payload_into(
+        &mut self,
+        payload: &[u8],
+        arena: &mut Arena,
+    ) -> Result<Replacement, CodecError> {
+        let _ = arena;
+        Ok(match self.payload(payload)? {
+            Some(new) => Replacement::Owned(new),
+            None => Replacement::Kept,
+        })
+    }
 
     /// How `temporal.api.failure.v1.Failure` messages are treated.
     fn failure_mode(&self) -> FailureMode {
@@ -123,6 +152,14 @@ pub trait PayloadVisitor {
 impl<V: PayloadVisitor + ?Sized> PayloadVisitor for &mut V {
     fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
         (**self).payload(payload)
+    }
+
+    fn payload_into(
+        &mut self,
+        payload: &[u8],
+        arena: &mut Arena,
+    ) -> Result<Replacement, CodecError> {
+        (**self).payload_into(payload, arena)
     }
 
     fn failure_mode(&self) -> FailureMode {
@@ -281,15 +318,6 @@ pub trait Codec: Send + Sync + fmt::Debug {
         view: &PayloadView<'_>,
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError>;
-
-    /// Unwraps a payload that carries this codec's encoding; `None` leaves it
-    /// as it is (e.g. a key this policy does not have).
-    fn decode(
-        &self,
-        view: &PayloadView<'_>,
-        stats: &CodecStats,
-        keys: &CallKeys<'_>,
-    ) -> Result<Option<Vec<u8>>, CodecError>;
 }
 
 /// Counters shared by every use of a chain.
@@ -404,8 +432,11 @@ impl Chain {
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let mut cur = Cow::Borrowed(payload);
         for codec in &self.encoders {
-            let view = PayloadView::parse(&cur).map_err(CodecError::MalformedPayload)?;
-            if let Some(next) = codec.encode(&cur, &view, keys)? {
+            let next = {
+                let view = PayloadView::parse(&cur).map_err(CodecError::MalformedPayload)?;
+                codec.encode(&cur, &view, keys)?
+            };
+            if let Some(next) = next {
                 cur = Cow::Owned(next);
             }
         }
@@ -419,15 +450,40 @@ impl Chain {
         payload: &[u8],
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let res = self.decode_inner(payload, keys);
-        self.count(&res, &self.stats.decoded, &self.stats.decode_passed_through);
-        if let Ok(Some(out)) = &res {
-            self.stats
-                .decode_bytes_in
-                .fetch_add(payload.len() as u64, Relaxed);
-            self.stats
-                .decode_bytes_out
-                .fetch_add(out.len() as u64, Relaxed);
+        let mut arena = Arena::default();
+        Ok(self
+            .decode_into(payload, keys, &mut arena)?
+            .map(|r| arena.into_vec(r)))
+    }
+
+    /// [`Self::decode_payload`] into `arena`: the range of the decoded
+    /// payload there.
+    pub fn decode_into(
+        &self,
+        payload: &[u8],
+        keys: &CallKeys<'_>,
+        arena: &mut Arena,
+    ) -> Result<Option<Range<usize>>, CodecError> {
+        let mark = arena.used();
+        let res = self.decode_inner(payload, keys, arena);
+        match &res {
+            Ok(Some(r)) => {
+                self.stats.decoded.fetch_add(1, Relaxed);
+                self.stats
+                    .decode_bytes_in
+                    .fetch_add(payload.len() as u64, Relaxed);
+                self.stats
+                    .decode_bytes_out
+                    .fetch_add(r.len() as u64, Relaxed);
+            }
+            Ok(None) => {
+                self.stats.decode_passed_through.fetch_add(1, Relaxed);
+                arena.truncate(mark);
+            }
+            Err(_) => {
+                self.stats.failed.fetch_add(1, Relaxed);
+                arena.truncate(mark);
+            }
         }
         res
     }
@@ -436,7 +492,8 @@ impl Chain {
         &self,
         payload: &[u8],
         keys: &CallKeys<'_>,
-    ) -> Result<Option<Vec<u8>>, CodecError> {
+        arena: &mut Arena,
+    ) -> Result<Option<Range<usize>>, CodecError> {
         // Something that is not a Payload is not ours to decode.
         let Ok(view) = PayloadView::parse(payload) else {
             return Ok(None);
@@ -448,8 +505,8 @@ impl Chain {
             }
             // Marked, but nothing authenticates the mark: a layer that does
             // not decompress passes through rather than failing the read.
-            return match self.snappy.decode(&view, &self.stats, keys) {
-                Ok(out) => Ok(out),
+            return match self.snappy.decode_into(view.data, arena) {
+                Ok(out) => Ok(Some(out)),
                 Err(_) => {
                     self.stats.bad_unauthenticated.fetch_add(1, Relaxed);
                     Ok(None)
@@ -460,7 +517,7 @@ impl Chain {
             // Temporal Proxy's layer without its encryption: nothing
             // authenticates it, so one that does not open passes through.
             return match compressed::decompress(&view, self.snappy.max_decoded) {
-                Ok(out) => Ok(Some(out)),
+                Ok(out) => Ok(Some(arena.push(&out))),
                 Err(_) => {
                     self.stats.bad_unauthenticated.fetch_add(1, Relaxed);
                     Ok(None)
@@ -470,20 +527,32 @@ impl Chain {
         if encoding != Some(ENCODING_ENCRYPTED) {
             return Ok(None);
         }
-        let Some(inner) = self.aead.decode(&view, &self.stats, keys)? else {
+        let Some(inner) = self.aead.decode_into(&view, &self.stats, keys, arena)? else {
             return Ok(None);
         };
         // Authenticated under one of our keys: the snappy layer directly
         // inside is sealgate's (or a migrated SDK sample's) and must decode.
         // Likewise Temporal Proxy's compression inside its encryption.
-        match PayloadView::parse(&inner) {
-            Ok(v) if v.encoding() == Some(ENCODING_SNAPPY) => Ok(Some(
-                self.snappy.decode(&v, &self.stats, keys)?.unwrap_or(inner),
-            )),
-            Ok(v) if v.encoding() == Some(compressed::ENCODING_COMPRESSED) => {
-                Ok(Some(compressed::decompress(&v, self.snappy.max_decoded)?))
+        enum Inside {
+            Snappy(Range<usize>),
+            Decompressed(Vec<u8>),
+            Plain,
+        }
+        let inside = match PayloadView::parse(arena.get(inner.clone())) {
+            // An empty `data` is not in the arena: an empty range, which
+            // fails to decompress like any truncated snappy block.
+            Ok(v) if v.encoding() == Some(ENCODING_SNAPPY) => {
+                Inside::Snappy(arena.range_of(v.data).unwrap_or(inner.end..inner.end))
             }
-            _ => Ok(Some(inner)),
+            Ok(v) if v.encoding() == Some(compressed::ENCODING_COMPRESSED) => {
+                Inside::Decompressed(compressed::decompress(&v, self.snappy.max_decoded)?)
+            }
+            _ => Inside::Plain,
+        };
+        match inside {
+            Inside::Snappy(data) => Ok(Some(self.snappy.decode_within(data, arena)?)),
+            Inside::Decompressed(out) => Ok(Some(arena.push(&out))),
+            Inside::Plain => Ok(Some(inner)),
         }
     }
 
@@ -554,6 +623,24 @@ impl PayloadVisitor for Decoder<'_> {
             }
         }
         self.chain.decode_payload(payload, &self.keys)
+    }
+
+    fn payload_into(
+        &mut self,
+        payload: &[u8],
+        arena: &mut Arena,
+    ) -> Result<Replacement, CodecError> {
+        if self.keys.offloads.is_some() {
+            // References to stored payloads take the owned path.
+            return Ok(match self.payload(payload)? {
+                Some(new) => Replacement::Owned(new),
+                None => Replacement::Kept,
+            });
+        }
+        Ok(match self.chain.decode_into(payload, &self.keys, arena)? {
+            Some(r) => Replacement::InArena(r),
+            None => Replacement::Kept,
+        })
     }
 
     fn failure_mode(&self) -> FailureMode {

@@ -28,7 +28,7 @@ use bytes::BufMut;
 use thiserror::Error;
 
 use crate::{
-    codec::CodecError,
+    codec::{Arena, CodecError, Replacement},
     schema::{self, Action, MessageId, MessageKind, Schema},
 };
 pub use wire::WireError;
@@ -164,35 +164,94 @@ pub fn rewrite_patched<'a, V: PayloadVisitor>(
         schema,
         visitor,
         failures: FailureMode::Off,
-        patches: Vec::new(),
+        patches: spare_patches(),
+        arena: Arena::take(),
     };
     walker.failures = walker.visitor.failure_mode();
-    let delta = walker.message(message, bytes, 0, 0)?.unwrap_or(0);
-    Ok(Rewritten::new(bytes, walker.patches, delta))
+    let delta = match walker.message(message, bytes, 0, 0) {
+        Ok(delta) => delta,
+        Err(e) => {
+            walker.arena.give_back();
+            give_back_patches(walker.patches);
+            return Err(e);
+        }
+    };
+    Ok(Rewritten {
+        len: new_len(bytes, delta.unwrap_or(0)),
+        input: bytes,
+        patches: walker.patches,
+        arena: walker.arena,
+    })
 }
 
-/// A rewritten message: its input and the patches that turn it into the
-/// output, in input order.
+/// The most patches a thread keeps room for between messages.
+const KEEP_PATCHES: usize = 4096;
+
+thread_local! {
+    static SPARE_PATCHES: std::cell::RefCell<Vec<Patch>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The thread's spare patch list (empty, with room from earlier messages).
+fn spare_patches() -> Vec<Patch> {
+    SPARE_PATCHES.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+/// Keeps `patches`' room for the thread's next message.
+fn give_back_patches(mut patches: Vec<Patch>) {
+    if patches.capacity() == 0 || patches.capacity() > KEEP_PATCHES {
+        return;
+    }
+    patches.clear();
+    SPARE_PATCHES.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.capacity() < patches.capacity() {
+            *spare = patches;
+        }
+    });
+}
+
+/// The length of `input` grown by `delta`.
+fn new_len(input: &[u8], delta: isize) -> usize {
+    input.len().checked_add_signed(delta).unwrap_or(0)
+}
+
+/// Writes `input` with `patches` applied (values in `arena`) to `out`.
+fn write_patched(input: &[u8], patches: &[Patch], arena: &Arena, out: &mut impl BufMut) {
+    let mut copied = 0;
+    for p in patches {
+        out.put_slice(&input[copied..p.start]);
+        p.fill.write(arena, out);
+        copied = p.end;
+    }
+    out.put_slice(&input[copied..]);
+}
+
+/// A rewritten message: its input, the patches that turn it into the
+/// output (in input order), and the arena that holds their new payloads.
 #[derive(Debug)]
 pub struct Rewritten<'a> {
     input: &'a [u8],
     patches: Vec<Patch>,
     len: usize,
+    arena: Arena,
+}
+
+impl Drop for Rewritten<'_> {
+    fn drop(&mut self) {
+        self.arena.give_back();
+        give_back_patches(std::mem::take(&mut self.patches));
+    }
 }
 
 impl<'a> Rewritten<'a> {
-    fn new(input: &'a [u8], patches: Vec<Patch>, delta: isize) -> Self {
-        let len = input.len().checked_add_signed(delta).unwrap_or(0);
-        Rewritten {
-            input,
-            patches,
-            len,
-        }
-    }
-
     /// `input` as it is.
     pub fn unchanged(input: &'a [u8]) -> Self {
-        Rewritten::new(input, Vec::new(), 0)
+        Rewritten {
+            input,
+            patches: Vec::new(),
+            len: input.len(),
+            arena: Arena::default(),
+        }
     }
 
     /// The output's length in bytes.
@@ -212,13 +271,7 @@ impl<'a> Rewritten<'a> {
 
     /// Appends the output to `out` (exactly [`Self::len`] bytes).
     pub fn write_to(&self, out: &mut impl BufMut) {
-        let mut copied = 0;
-        for p in &self.patches {
-            out.put_slice(&self.input[copied..p.start]);
-            p.fill.write(out);
-            copied = p.end;
-        }
-        out.put_slice(&self.input[copied..]);
+        write_patched(self.input, &self.patches, &self.arena, out);
     }
 
     /// The output: the input itself when nothing changed.
@@ -248,6 +301,8 @@ enum Fill {
     Varint(u64),
     /// A length-delimited value: its length prefix, then the bytes.
     Value(Vec<u8>),
+    /// The same, with the bytes in the walk's arena.
+    InArena(std::ops::Range<usize>),
     /// A whole message body (a rewritten `Failure`).
     Raw(Vec<u8>),
     /// Nothing: a dropped field.
@@ -259,17 +314,22 @@ impl Fill {
         match self {
             Fill::Varint(v) => wire::varint_len(*v),
             Fill::Value(b) => wire::varint_len(b.len() as u64) + b.len(),
+            Fill::InArena(r) => wire::varint_len(r.len() as u64) + r.len(),
             Fill::Raw(b) => b.len(),
             Fill::Nothing => 0,
         }
     }
 
-    fn write(&self, out: &mut impl BufMut) {
+    fn write(&self, arena: &Arena, out: &mut impl BufMut) {
         match self {
             Fill::Varint(v) => wire::write_varint(*v, out),
             Fill::Value(b) => {
                 wire::write_varint(b.len() as u64, out);
                 out.put_slice(b);
+            }
+            Fill::InArena(r) => {
+                wire::write_varint(r.len() as u64, out);
+                out.put_slice(arena.get(r.clone()));
             }
             Fill::Raw(b) => out.put_slice(b),
             Fill::Nothing => {}
@@ -297,6 +357,9 @@ struct Walker<'s, 'v, V> {
     /// Changes so far, in input order; offsets are into the message the
     /// current walk started from.
     patches: Vec<Patch>,
+    /// The new payloads the visitor wrote here instead of into buffers of
+    /// their own.
+    arena: Arena,
 }
 
 impl<V: PayloadVisitor> Walker<'_, '_, V> {
@@ -396,7 +459,7 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         let outer = std::mem::take(&mut self.patches);
         let walked = self.message(id, bytes, 0, depth);
         let patches = std::mem::replace(&mut self.patches, outer);
-        Ok(walked?.map(|d| Rewritten::new(bytes, patches, d).into_cow().into_owned()))
+        Ok(walked?.map(|d| self.written(bytes, &patches, d)))
     }
 
     /// [`Self::splice`] on a patch list of its own, written out.
@@ -411,7 +474,15 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         let outer = std::mem::take(&mut self.patches);
         let walked = self.splice(bytes, 0, depth, edits, owner, lookup);
         let patches = std::mem::replace(&mut self.patches, outer);
-        Ok(walked?.map(|d| Rewritten::new(bytes, patches, d).into_cow().into_owned()))
+        Ok(walked?.map(|d| self.written(bytes, &patches, d)))
+    }
+
+    /// `bytes` with `patches` applied, grown by `delta`, in a buffer of
+    /// their own.
+    fn written(&self, bytes: &[u8], patches: &[Patch], delta: isize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(new_len(bytes, delta));
+        write_patched(bytes, patches, &self.arena, &mut out);
+        out
     }
 
     /// `google.protobuf.Any`: descend into `value` (2) when `type_url` (1)
@@ -539,47 +610,62 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 .map_err(|e| RewriteError::from(e).within(owner, field))?;
             let value_start = pos - body.len();
             let mark = self.patches.len();
+            if !matches!(action, Action::Payload) {
+                // The child's new length prefix goes before its own patches
+                // (the list stays in input order): its slot is taken now, so
+                // nothing has to be inserted (and moved) later.
+                self.patches.push(Patch {
+                    start: base + key_end,
+                    end: base + value_start,
+                    fill: Fill::Nothing,
+                });
+            }
             let child = match action {
                 Action::Payload if let Some(target) = self.system_envelope(body) => {
+                    self.patches.push(Patch {
+                        start: base + key_end,
+                        end: base + value_start,
+                        fill: Fill::Nothing,
+                    });
                     self.system(target, body, base + value_start, depth + 1)
                 }
                 Action::Payload => {
                     let new = self
                         .visitor
-                        .payload(body)
+                        .payload_into(body, &mut self.arena)
                         .map_err(|e| RewriteError::from(e).within(owner, field))?;
-                    if let Some(new) = new {
-                        // The field's key bytes stay; length and value are new.
-                        let fill = Fill::Value(new);
-                        delta += growth(fill.len(), pos - key_end);
-                        self.patches.push(Patch {
-                            start: base + key_end,
-                            end: base + pos,
-                            fill,
-                        });
-                        changed = true;
-                    }
+                    // The field's key bytes stay; length and value are new.
+                    let fill = match new {
+                        Replacement::Kept => continue,
+                        Replacement::Owned(new) => Fill::Value(new),
+                        Replacement::InArena(r) => Fill::InArena(r),
+                    };
+                    delta += growth(fill.len(), pos - key_end);
+                    self.patches.push(Patch {
+                        start: base + key_end,
+                        end: base + pos,
+                        fill,
+                    });
+                    changed = true;
                     continue;
                 }
                 Action::Message(child) => self.message(child, body, base + value_start, depth + 1),
                 Action::Any => self.any(body, base + value_start, depth + 1),
             }
             .map_err(|e| e.within(owner, field))?;
-            let Some(d) = child else { continue };
+            let Some(d) = child else {
+                self.patches.truncate(mark);
+                continue;
+            };
             changed = true;
+            let slot = &mut self.patches[mark];
             if d != 0 {
                 let new_len = body.len().checked_add_signed(d).unwrap_or(0) as u64;
-                let fill = Fill::Varint(new_len);
-                delta += d + growth(fill.len(), value_start - key_end);
-                // Before the child's own patches: the list stays in input order.
-                self.patches.insert(
-                    mark,
-                    Patch {
-                        start: base + key_end,
-                        end: base + value_start,
-                        fill,
-                    },
-                );
+                slot.fill = Fill::Varint(new_len);
+                delta += d + growth(slot.fill.len(), value_start - key_end);
+            } else {
+                // Same length: the prefix stays as it is (an empty patch).
+                slot.end = slot.start;
             }
         }
         Ok(changed.then_some(delta))

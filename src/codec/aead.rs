@@ -11,14 +11,14 @@
 //! only in the namespace it was written in. That variant is sealgate's own;
 //! the SDK samples and Temporal Proxy read only the default.
 
-use std::{cell::RefCell, sync::atomic::Ordering::Relaxed};
+use std::{cell::RefCell, ops::Range, sync::atomic::Ordering::Relaxed};
 
 use ring::{
     aead::{Aad, NONCE_LEN as RING_NONCE_LEN, Nonce},
     rand::{SecureRandom, SystemRandom},
 };
 
-use super::{CallKeys, Codec, CodecError, CodecStats, PayloadView, payload};
+use super::{Arena, CallKeys, Codec, CodecError, CodecStats, PayloadView, payload};
 
 pub const ENCODING_ENCRYPTED: &[u8] = b"binary/encrypted";
 /// Metadata key naming the key a payload was encrypted with (the KEK in the
@@ -128,13 +128,20 @@ impl Codec for Aead {
         key.count_encrypt();
         Ok(Some(out))
     }
+}
 
-    fn decode(
+impl Aead {
+    /// Opens a `binary/encrypted` payload into `arena` (decrypted in place
+    /// there): the range of the marshaled payload it held. `None` leaves it
+    /// as it is (a key this policy does not have, or a data key not yet
+    /// unwrapped: noted in `keys.missing`).
+    pub(super) fn decode_into(
         &self,
         view: &PayloadView<'_>,
         stats: &CodecStats,
         keys: &CallKeys<'_>,
-    ) -> Result<Option<Vec<u8>>, CodecError> {
+        arena: &mut Arena,
+    ) -> Result<Option<Range<usize>>, CodecError> {
         let id = view.metadata(KEY_ID).unwrap_or_default();
         let found = match view.metadata(DEK) {
             None => keys.policy.static_key(id).cloned(),
@@ -178,16 +185,23 @@ impl Codec for Aead {
                 });
             }
         };
-        let mut buf = sealed.to_vec();
-        let plain_len = key
+        let r = arena.push(sealed);
+        let opened = key
             .aead()
-            .open_in_place(Nonce::assume_unique_for_key(nonce_bytes), aad, &mut buf)
-            .map_err(|_| CodecError::Authentication {
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                aad,
+                arena.get_mut(r.clone()),
+            )
+            .map(|plain| plain.len());
+        let Ok(plain_len) = opened else {
+            arena.truncate(r.start);
+            return Err(CodecError::Authentication {
                 key_id: key.shown_id().to_string(),
-            })?
-            .len();
-        buf.truncate(plain_len);
+            });
+        };
+        arena.truncate(r.start + plain_len);
         key.count_decrypt();
-        Ok(Some(buf))
+        Ok(Some(r.start..r.start + plain_len))
     }
 }

@@ -8,6 +8,8 @@
 //! }
 //! ```
 
+use smallvec::SmallVec;
+
 use crate::wire::{self, WireError};
 
 const METADATA: u32 = 1;
@@ -20,7 +22,8 @@ pub const ENCODING: &str = "encoding";
 /// The parts of one marshaled payload the codecs look at.
 #[derive(Debug, Default)]
 pub struct PayloadView<'a> {
-    metadata: Vec<(&'a [u8], &'a [u8])>,
+    /// Inline for the few entries a payload has: parsing allocates nothing.
+    metadata: SmallVec<[(&'a [u8], &'a [u8]); 4]>,
     /// Value of the `data` field (last occurrence).
     pub data: &'a [u8],
     /// Bodies of the `external_payloads` entries, in order.

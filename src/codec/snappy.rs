@@ -1,8 +1,8 @@
 //! `binary/snappy`: snappy block format of the whole marshaled payload.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, ops::Range};
 
-use super::{CallKeys, Codec, CodecError, CodecStats, PayloadView, payload};
+use super::{Arena, CallKeys, Codec, CodecError, PayloadView, payload};
 
 thread_local! {
     // The encoder keeps its hash table between calls; making one per payload
@@ -49,23 +49,62 @@ impl Codec for Snappy {
         }
         Ok(Some(out))
     }
+}
 
-    fn decode(
+impl Snappy {
+    /// Decompresses `data` into `arena`, straight into its free bytes (no
+    /// zero-fill, no buffer of its own): the range of the result.
+    pub(super) fn decode_into(
         &self,
-        view: &PayloadView<'_>,
-        _: &CodecStats,
-        _: &CallKeys<'_>,
-    ) -> Result<Option<Vec<u8>>, CodecError> {
-        let size = snap::raw::decompress_len(view.data).map_err(CodecError::Decompress)?;
+        data: &[u8],
+        arena: &mut Arena,
+    ) -> Result<Range<usize>, CodecError> {
+        let size = self.checked_len(data)?;
+        let out = arena.grow(size);
+        let written = snap::raw::Decoder::new().decompress(data, arena.get_mut(out.clone()));
+        self.finish(written, out, arena)
+    }
+
+    /// [`Self::decode_into`] for data that is itself in the arena, at `from`
+    /// (a layer just decrypted there).
+    pub(super) fn decode_within(
+        &self,
+        from: Range<usize>,
+        arena: &mut Arena,
+    ) -> Result<Range<usize>, CodecError> {
+        let size = self.checked_len(arena.get(from.clone()))?;
+        let out = arena.grow(size);
+        let (data, to) = arena.split(from, out.clone());
+        let written = snap::raw::Decoder::new().decompress(data, to);
+        self.finish(written, out, arena)
+    }
+
+    fn checked_len(&self, data: &[u8]) -> Result<usize, CodecError> {
+        let size = snap::raw::decompress_len(data).map_err(CodecError::Decompress)?;
         if size > self.max_decoded {
             return Err(CodecError::TooLarge {
                 size,
                 limit: self.max_decoded,
             });
         }
-        snap::raw::Decoder::new()
-            .decompress_vec(view.data)
-            .map(Some)
-            .map_err(CodecError::Decompress)
+        Ok(size)
+    }
+
+    fn finish(
+        &self,
+        written: Result<usize, snap::Error>,
+        out: Range<usize>,
+        arena: &mut Arena,
+    ) -> Result<Range<usize>, CodecError> {
+        match written {
+            Ok(n) => {
+                arena.truncate(out.start + n);
+                Ok(out.start..out.start + n)
+            }
+            Err(e) => {
+                arena.truncate(out.start);
+                Err(CodecError::Decompress(e))
+            }
+        }
     }
 }

@@ -40,6 +40,16 @@ impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
         Ok(r)
     }
 
+    fn payload_into(
+        &mut self,
+        payload: &[u8],
+        arena: &mut crate::codec::Arena,
+    ) -> Result<crate::codec::Replacement, CodecError> {
+        let r = self.inner.payload_into(payload, arena)?;
+        self.changed += u64::from(!matches!(r, crate::codec::Replacement::Kept));
+        Ok(r)
+    }
+
     fn failure_mode(&self) -> FailureMode {
         self.inner.failure_mode()
     }
