@@ -189,8 +189,13 @@ http {{
   # keepalive_requests: nginx closes a connection after 1,000 requests by
   # default, which fails the rest of a long closed-loop run.
   keepalive_requests 100000000; http2_max_concurrent_streams 10000;
-  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 16; }}
-  upstream fake_tls {{ server 127.0.0.1:{fake_tls_port}; keepalive 16; }}
+  # nginx sends one call per upstream connection at a time (no HTTP/2
+  # multiplexing upstream): the harness keeps 64 calls in flight, so up to
+  # 64 connections per worker are kept open and reused, never closed after
+  # a count; with fewer, nginx would reconnect (and handshake, over TLS)
+  # for calls beyond them, which is a configuration cost, not nginx's.
+  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 128; keepalive_requests 100000000; }}
+  upstream fake_tls {{ server 127.0.0.1:{fake_tls_port}; keepalive 128; keepalive_requests 100000000; }}
   server {{ listen 127.0.0.1:{port} http2; location / {{ grpc_pass grpc://fake; }} }}
   # TLS on both legs: clients in, and grpcs:// to the upstream, verified.
   server {{
