@@ -320,7 +320,15 @@ def main() -> int:
         procs.append(gate_held_tls)
         held_tls = held_polls(gate_held_tls, poll, tls=True)
 
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         lines = [
+            f"Run {when} on {harness.machine()}; sealgate {commit}{' (uncommitted changes)' if dirty else ''}, "
+            f"release build; {N} closed-loop calls per cell, {LATENCY_SECONDS} s open-loop latency runs.",
+            "",
             "| message | legs | path | req/s | CPU s per 1k req | ÷ nginx | p50 ms | p99 ms | p999 ms | added p50 ms | added p99 ms | peak RSS MiB |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
