@@ -322,8 +322,10 @@ def main() -> int:
 
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        # Changes to what the measured binaries are built from.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "src", "examples", "benches/support", "Cargo.toml", "Cargo.lock", "build.rs"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         lines = [
             f"Run {when} on {harness.machine()}; sealgate {commit}{' (uncommitted changes)' if dirty else ''}, "
