@@ -413,15 +413,18 @@ impl Chain {
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.encode_inner(payload, keys);
-        self.count(&res, &self.stats.encoded, &self.stats.encode_passed_through);
-        if let Ok(Some(out)) = &res {
-            self.stats
-                .encode_bytes_in
-                .fetch_add(payload.len() as u64, Relaxed);
-            self.stats
-                .encode_bytes_out
-                .fetch_add(out.len() as u64, Relaxed);
-        }
+        let s = &self.stats;
+        let counters = [
+            &s.encoded,
+            &s.encode_passed_through,
+            &s.encode_bytes_in,
+            &s.encode_bytes_out,
+        ];
+        self.count(
+            res.as_ref().map(|o| o.as_ref().map(Vec::len)),
+            payload.len(),
+            counters,
+        );
         res
     }
 
@@ -466,25 +469,21 @@ impl Chain {
     ) -> Result<Option<Range<usize>>, CodecError> {
         let mark = arena.used();
         let res = self.decode_inner(payload, keys, arena);
-        match &res {
-            Ok(Some(r)) => {
-                self.stats.decoded.fetch_add(1, Relaxed);
-                self.stats
-                    .decode_bytes_in
-                    .fetch_add(payload.len() as u64, Relaxed);
-                self.stats
-                    .decode_bytes_out
-                    .fetch_add(r.len() as u64, Relaxed);
-            }
-            Ok(None) => {
-                self.stats.decode_passed_through.fetch_add(1, Relaxed);
-                arena.truncate(mark);
-            }
-            Err(_) => {
-                self.stats.failed.fetch_add(1, Relaxed);
-                arena.truncate(mark);
-            }
+        if !matches!(res, Ok(Some(_))) {
+            arena.truncate(mark);
         }
+        let s = &self.stats;
+        let counters = [
+            &s.decoded,
+            &s.decode_passed_through,
+            &s.decode_bytes_in,
+            &s.decode_bytes_out,
+        ];
+        self.count(
+            res.as_ref().map(|o| o.as_ref().map(Range::len)),
+            payload.len(),
+            counters,
+        );
         res
     }
 
@@ -556,17 +555,28 @@ impl Chain {
         }
     }
 
+    /// Counts one payload: changed (with its bytes in and out), passed
+    /// through, or failed. `counters`: changed, passed through, bytes in,
+    /// bytes out.
     fn count(
         &self,
-        res: &Result<Option<Vec<u8>>, CodecError>,
-        changed: &AtomicU64,
-        passed: &AtomicU64,
+        out: Result<Option<usize>, &CodecError>,
+        len_in: usize,
+        [changed, passed, bytes_in, bytes_out]: [&AtomicU64; 4],
     ) {
-        match res {
-            Ok(Some(_)) => changed.fetch_add(1, Relaxed),
-            Ok(None) => passed.fetch_add(1, Relaxed),
-            Err(_) => self.stats.failed.fetch_add(1, Relaxed),
-        };
+        match out {
+            Ok(Some(len_out)) => {
+                changed.fetch_add(1, Relaxed);
+                bytes_in.fetch_add(len_in as u64, Relaxed);
+                bytes_out.fetch_add(len_out as u64, Relaxed);
+            }
+            Ok(None) => {
+                passed.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                self.stats.failed.fetch_add(1, Relaxed);
+            }
+        }
     }
 }
 

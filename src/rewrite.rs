@@ -477,6 +477,14 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         Ok(walked?.map(|d| self.written(bytes, &patches, d)))
     }
 
+    /// Records that input bytes `start..end` become `fill`; returns how much
+    /// that grows the message.
+    fn patch(&mut self, start: usize, end: usize, fill: Fill) -> isize {
+        let d = growth(fill.len(), end - start);
+        self.patches.push(Patch { start, end, fill });
+        d
+    }
+
     /// `bytes` with `patches` applied, grown by `delta`, in a buffer of
     /// their own.
     fn written(&self, bytes: &[u8], patches: &[Patch], delta: isize) -> Vec<u8> {
@@ -584,12 +592,7 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                     Edit::Drop => (start, Fill::Nothing),
                     Edit::Replace(value) => (key_end, Fill::Value(value.to_vec())),
                 };
-                delta += growth(fill.len(), pos - from);
-                self.patches.push(Patch {
-                    start: base + from,
-                    end: base + pos,
-                    fill,
-                });
+                delta += self.patch(base + from, base + pos, fill);
                 changed = true;
                 continue;
             }
@@ -640,12 +643,7 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                         Replacement::Owned(new) => Fill::Value(new),
                         Replacement::InArena(r) => Fill::InArena(r),
                     };
-                    delta += growth(fill.len(), pos - key_end);
-                    self.patches.push(Patch {
-                        start: base + key_end,
-                        end: base + pos,
-                        fill,
-                    });
+                    delta += self.patch(base + key_end, base + pos, fill);
                     changed = true;
                     continue;
                 }
