@@ -122,6 +122,13 @@ pub enum Replacement {
     InArena(Range<usize>),
 }
 
+impl From<Option<Vec<u8>>> for Replacement {
+    /// What [`PayloadVisitor::payload`] answered.
+    fn from(new: Option<Vec<u8>>) -> Self {
+        new.map_or(Replacement::Kept, Replacement::Owned)
+    }
+}
+
 /// Receives each marshaled `Payload` the rewriter (`crate::rewrite`) finds:
 /// the codec's encoder and decoder, and namespace translation.
 pub trait PayloadVisitor {
@@ -137,10 +144,7 @@ pub trait PayloadVisitor {
         arena: &mut Arena,
     ) -> Result<Replacement, CodecError> {
         let _ = arena;
-        Ok(match self.payload(payload)? {
-            Some(new) => Replacement::Owned(new),
-            None => Replacement::Kept,
-        })
+        Ok(self.payload(payload)?.into())
     }
 
     /// How `temporal.api.failure.v1.Failure` messages are treated.
@@ -642,10 +646,7 @@ impl PayloadVisitor for Decoder<'_> {
     ) -> Result<Replacement, CodecError> {
         if self.keys.offloads.is_some() {
             // References to stored payloads take the owned path.
-            return Ok(match self.payload(payload)? {
-                Some(new) => Replacement::Owned(new),
-                None => Replacement::Kept,
-            });
+            return Ok(self.payload(payload)?.into());
         }
         Ok(match self.chain.decode_into(payload, &self.keys, arena)? {
             Some(r) => Replacement::InArena(r),

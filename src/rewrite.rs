@@ -19,7 +19,7 @@ pub mod query;
 #[cfg(test)]
 mod tests;
 pub(crate) use crate::wire;
-pub use crate::wire::{last_len_field, top_level_string};
+pub use crate::wire::{last_len_field, set_varint_at, top_level_string};
 
 use std::{borrow::Cow, fmt};
 
@@ -28,18 +28,16 @@ use bytes::BufMut;
 use thiserror::Error;
 
 use crate::{
-    codec::{Arena, CodecError, Replacement},
+    codec::{
+        Arena, CodecError, Replacement,
+        arena::{keep_spare, take_spare},
+    },
     schema::{self, Action, MessageId, MessageKind, Schema},
 };
 pub use wire::WireError;
 
 pub use crate::codec::{FailureMode, PayloadVisitor};
 pub use crate::wire::MAX_DEPTH;
-
-/// Sets a nested varint field, every other byte kept (see the wire module).
-pub fn set_varint_at(message: &[u8], path: &[u32], field: u32, value: u64) -> Option<Vec<u8>> {
-    crate::wire::set_varint_at(message, path, field, value)
-}
 
 /// What went wrong, without where.
 #[derive(Debug, Error)]
@@ -164,24 +162,21 @@ pub fn rewrite_patched<'a, V: PayloadVisitor>(
         schema,
         visitor,
         failures: FailureMode::Off,
-        patches: spare_patches(),
+        patches: take_spare(&SPARE_PATCHES),
         arena: Arena::take(),
     };
     walker.failures = walker.visitor.failure_mode();
-    let delta = match walker.message(message, bytes, 0, 0) {
-        Ok(delta) => delta,
-        Err(e) => {
-            walker.arena.give_back();
-            give_back_patches(walker.patches);
-            return Err(e);
-        }
-    };
-    Ok(Rewritten {
-        len: new_len(bytes, delta.unwrap_or(0)),
+    let delta = walker.message(message, bytes, 0, 0);
+    // The result owns the patches and the arena from here, and hands their
+    // room back to the thread when dropped, on failure too.
+    let mut out = Rewritten {
+        len: 0,
         input: bytes,
         patches: walker.patches,
         arena: walker.arena,
-    })
+    };
+    out.len = new_len(bytes, delta?.unwrap_or(0));
+    Ok(out)
 }
 
 /// The most patches a thread keeps room for between messages.
@@ -189,25 +184,6 @@ const KEEP_PATCHES: usize = 4096;
 
 thread_local! {
     static SPARE_PATCHES: std::cell::RefCell<Vec<Patch>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The thread's spare patch list (empty, with room from earlier messages).
-fn spare_patches() -> Vec<Patch> {
-    SPARE_PATCHES.with(|s| std::mem::take(&mut *s.borrow_mut()))
-}
-
-/// Keeps `patches`' room for the thread's next message.
-fn give_back_patches(mut patches: Vec<Patch>) {
-    if patches.capacity() == 0 || patches.capacity() > KEEP_PATCHES {
-        return;
-    }
-    patches.clear();
-    SPARE_PATCHES.with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.capacity() < patches.capacity() {
-            *spare = patches;
-        }
-    });
 }
 
 /// The length of `input` grown by `delta`.
@@ -239,7 +215,9 @@ pub struct Rewritten<'a> {
 impl Drop for Rewritten<'_> {
     fn drop(&mut self) {
         self.arena.give_back();
-        give_back_patches(std::mem::take(&mut self.patches));
+        let mut patches = std::mem::take(&mut self.patches);
+        patches.clear();
+        keep_spare(&SPARE_PATCHES, patches, KEEP_PATCHES);
     }
 }
 
@@ -485,6 +463,19 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
         d
     }
 
+    /// Takes the slot of a child message's length prefix (input bytes
+    /// `start..end`) before walking it: the new prefix goes before the
+    /// child's own patches (the list stays in input order), and taking the
+    /// slot now means nothing is inserted (and moved) later. Filled, or
+    /// given back, once the child is walked.
+    fn reserve_prefix(&mut self, start: usize, end: usize) {
+        self.patches.push(Patch {
+            start,
+            end,
+            fill: Fill::Nothing,
+        });
+    }
+
     /// `bytes` with `patches` applied, grown by `delta`, in a buffer of
     /// their own.
     fn written(&self, bytes: &[u8], patches: &[Patch], delta: isize) -> Vec<u8> {
@@ -613,23 +604,9 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 .map_err(|e| RewriteError::from(e).within(owner, field))?;
             let value_start = pos - body.len();
             let mark = self.patches.len();
-            if !matches!(action, Action::Payload) {
-                // The child's new length prefix goes before its own patches
-                // (the list stays in input order): its slot is taken now, so
-                // nothing has to be inserted (and moved) later.
-                self.patches.push(Patch {
-                    start: base + key_end,
-                    end: base + value_start,
-                    fill: Fill::Nothing,
-                });
-            }
             let child = match action {
                 Action::Payload if let Some(target) = self.system_envelope(body) => {
-                    self.patches.push(Patch {
-                        start: base + key_end,
-                        end: base + value_start,
-                        fill: Fill::Nothing,
-                    });
+                    self.reserve_prefix(base + key_end, base + value_start);
                     self.system(target, body, base + value_start, depth + 1)
                 }
                 Action::Payload => {
@@ -647,8 +624,14 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                     changed = true;
                     continue;
                 }
-                Action::Message(child) => self.message(child, body, base + value_start, depth + 1),
-                Action::Any => self.any(body, base + value_start, depth + 1),
+                Action::Message(child) => {
+                    self.reserve_prefix(base + key_end, base + value_start);
+                    self.message(child, body, base + value_start, depth + 1)
+                }
+                Action::Any => {
+                    self.reserve_prefix(base + key_end, base + value_start);
+                    self.any(body, base + value_start, depth + 1)
+                }
             }
             .map_err(|e| e.within(owner, field))?;
             let Some(d) = child else {

@@ -281,12 +281,7 @@ impl<'a> Iterator for Fields<'a> {
 /// of length-delimited fields, every occurrence followed) set to `value`;
 /// every other byte as it was. `None` when a message on the path is absent
 /// (nothing to change) or the bytes do not parse.
-pub(crate) fn set_varint_at(
-    message: &[u8],
-    path: &[u32],
-    field: u32,
-    value: u64,
-) -> Option<Vec<u8>> {
+pub fn set_varint_at(message: &[u8], path: &[u32], field: u32, value: u64) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(message.len() + 10);
     let mut found = false;
     for f in RawFields::new(message, MAX_DEPTH) {

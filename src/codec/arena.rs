@@ -11,13 +11,37 @@
 //! where a buffer grows past anything it held before. A thread keeps one
 //! buffer of up to [`KEEP`] bytes for its next message.
 
-use std::{cell::RefCell, ops::Range};
+use std::{cell::RefCell, ops::Range, thread::LocalKey};
 
 /// The largest buffer a thread keeps between messages.
 const KEEP: usize = 1 << 20;
 
 thread_local! {
     static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's spare vector, kept between messages so its room is reused
+/// (this arena's buffer, the rewriter's patch list).
+pub(crate) type Spare<T> = LocalKey<RefCell<Vec<T>>>;
+
+/// The thread's spare vector (empty when it has none).
+pub(crate) fn take_spare<T>(spare: &'static Spare<T>) -> Vec<T> {
+    spare.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+/// Keeps `v`, contents as they are, as the thread's spare when it has room
+/// for at most `max` elements and more room than the spare there is;
+/// otherwise it is freed.
+pub(crate) fn keep_spare<T>(spare: &'static Spare<T>, v: Vec<T>, max: usize) {
+    if v.capacity() == 0 || v.capacity() > max {
+        return;
+    }
+    spare.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.capacity() < v.capacity() {
+            *s = v;
+        }
+    });
 }
 
 /// Decoded bytes, addressed by range.
@@ -30,24 +54,18 @@ pub struct Arena {
 impl Arena {
     /// The thread's spare buffer (or a new, empty one).
     pub fn take() -> Arena {
-        let buf = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        Arena { buf, used: 0 }
+        Arena {
+            buf: take_spare(&SPARE),
+            used: 0,
+        }
     }
 
     /// Hands the buffer back for the thread's next message, unless it grew
     /// past [`KEEP`] (then it is freed).
     pub fn give_back(&mut self) {
-        if self.buf.capacity() == 0 || self.buf.capacity() > KEEP {
-            return;
-        }
-        let buf = std::mem::take(&mut self.buf);
+        // Its bytes stay initialised: the next user need not zero them.
+        keep_spare(&SPARE, std::mem::take(&mut self.buf), KEEP);
         self.used = 0;
-        SPARE.with(|s| {
-            let mut spare = s.borrow_mut();
-            if spare.capacity() < buf.capacity() {
-                *spare = buf;
-            }
-        });
     }
 
     /// Bytes in use.
