@@ -1,6 +1,7 @@
 //! Reading a unary call's body, bounded three ways: at most one frame of at
 //! most `max_message_bytes` (counted again while inflating), every byte
-//! taken from the memory budget as it arrives, and (for requests) a time
+//! taken from the memory budget as it arrives (once a body spans several
+//! chunks, the room its frame header announces), and (for requests) a time
 //! limit for the body to arrive. Inflating yields to the runtime every
 //! [`INFLATE_SLICE`] bytes, so a gzip bomb costs its own call's time, not
 //! its neighbours'.
@@ -76,8 +77,11 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let max = limit.saturating_add(frame::HEADER);
-    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut got = Got::Nothing;
     let mut len = 0usize;
+    // Bytes taken from `held` so far: what has come, or more once the
+    // buffer is sized for the whole frame.
+    let mut taken = 0usize;
     let mut trailers = None;
     while let Some(f) = body.frame().await {
         let f = f.map_err(|e| BodyError::Read(crate::errors::error_chain(&e)))?;
@@ -86,9 +90,38 @@ where
                 if len + data.len() > max {
                     return Err(BodyError::TooLarge { limit });
                 }
-                held.reserve(data.len()).await?;
                 len += data.len();
-                chunks.push(data);
+                got = match got {
+                    // One chunk (small messages) is used as it is.
+                    Got::Nothing => {
+                        held.reserve(data.len()).await?;
+                        taken = len;
+                        Got::One(data)
+                    }
+                    // From the second on, chunks are copied as they come
+                    // into one buffer sized for the frame the header
+                    // announces (taken from the budget now), instead of
+                    // being kept: a chunk is a slice of the connection's
+                    // receive buffer and would keep all of it alive,
+                    // other calls' bytes included, while this body arrives.
+                    Got::One(first) => {
+                        let size = announced(&first).map_or(len, |n| n.clamp(len, max));
+                        held.reserve(size - taken).await?;
+                        taken = size;
+                        let mut buf = BytesMut::with_capacity(size);
+                        buf.extend_from_slice(&first);
+                        buf.extend_from_slice(&data);
+                        Got::Copied(buf)
+                    }
+                    Got::Copied(mut buf) => {
+                        if len > taken {
+                            held.reserve(len - taken).await?;
+                            taken = len;
+                        }
+                        buf.extend_from_slice(&data);
+                        Got::Copied(buf)
+                    }
+                };
                 continue;
             }
             Err(f) => f,
@@ -97,22 +130,27 @@ where
             trailers = Some(t);
         }
     }
-    // One chunk (small messages) is used as it is; several are copied once
-    // into a buffer of the exact size. (The chunks and the copy coexist only
-    // within this step, which does not wait: the budget counts the bytes a
-    // call keeps, so the copy takes their place.)
-    let bytes = match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut joined = BytesMut::with_capacity(len);
-            for c in chunks.drain(..) {
-                joined.extend_from_slice(&c);
-            }
-            joined.freeze()
-        }
+    let bytes = match got {
+        Got::Nothing => Bytes::new(),
+        Got::One(b) => b,
+        Got::Copied(b) => b.freeze(),
     };
     Ok(Whole { bytes, trailers })
+}
+
+/// What of a body has come so far.
+enum Got {
+    Nothing,
+    One(Bytes),
+    Copied(BytesMut),
+}
+
+/// The length of the framed message `body` starts with, header included,
+/// once its header has come.
+fn announced(body: &[u8]) -> Option<usize> {
+    let h = body.get(..frame::HEADER)?;
+    let n = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+    Some(frame::HEADER.saturating_add(n))
 }
 
 /// The one message of a unary body; `None` for an empty body. A second
@@ -208,6 +246,46 @@ mod tests {
         let small = Budget::new(8);
         let mut held = small.hold();
         let e = read(Full::new(framed(&[b"hello"])), 100, &mut held, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, BodyError::Budget(_)), "{e}");
+    }
+
+    /// `chunks` as a body, one DATA frame each.
+    fn chunked(chunks: Vec<Bytes>) -> impl Body<Data = Bytes, Error = std::io::Error> + Unpin {
+        http_body_util::StreamBody::new(tokio_stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(http_body::Frame::data(c))),
+        ))
+    }
+
+    #[tokio::test]
+    async fn chunks_are_copied_into_one_buffer_sized_by_the_header() {
+        let budget = Budget::new(1 << 20);
+        let whole = framed(&[&[7; 1000]]);
+        let parts = vec![whole.slice(..3), whole.slice(3..400), whole.slice(400..)];
+        let mut held = budget.hold();
+        let w = read(chunked(parts), 1000, &mut held, None).await.unwrap();
+        assert_eq!(w.bytes, whole);
+        assert_eq!(held.bytes(), whole.len());
+        // The copy owns its bytes: it does not share the chunks' buffer.
+        let (a, b) = (w.bytes.as_ptr() as usize, whole.as_ptr() as usize);
+        assert!(a + w.bytes.len() <= b || b + whole.len() <= a);
+
+        // A header that announces more than comes: the room it asked for
+        // is taken from the budget as soon as the chunks are copied.
+        let parts = vec![whole.slice(..10), whole.slice(10..20)];
+        let mut held = budget.hold();
+        let w = read(chunked(parts), 1000, &mut held, None).await.unwrap();
+        assert_eq!(w.bytes, whole.slice(..20));
+        assert_eq!(held.bytes(), whole.len());
+        // ... and that room counts against the budget like bytes that came.
+        let small = Budget::new(500);
+        let mut held = small.hold();
+        let parts = vec![whole.slice(..10), whole.slice(10..20)];
+        let e = read(chunked(parts), 1000, &mut held, None)
             .await
             .err()
             .unwrap();

@@ -149,12 +149,15 @@ admin_listen = "off"
     assert!(ok > 0, "some calls fit in the budget");
     // The budget, plus the baseline, plus what the budget cannot see: data
     // HTTP/2 flow control lets each connection send before sealgate reads
-    // it (8 MiB a connection), and the allocator's slack.
+    // it (8 MiB a connection), and the allocator's slack. (Peaks were
+    // 452-505 MiB while an arriving body kept its chunks, each pinning a
+    // receive buffer shared with other calls; 362-368 MiB since it copies
+    // them out as they come.)
     let windows = (CONNECTIONS as u64) * (8 << 10);
-    let bound = (BUDGET as u64 >> 10) + baseline + windows + (128 << 10);
+    let bound = (BUDGET as u64 >> 10) + baseline + windows + (64 << 10);
     assert!(
         peak < bound,
-        "peak RSS {} MiB is over budget {} MiB + baseline {} MiB + windows {} MiB + 128 MiB",
+        "peak RSS {} MiB is over budget {} MiB + baseline {} MiB + windows {} MiB + 64 MiB",
         peak / 1024,
         BUDGET >> 20,
         baseline / 1024,
