@@ -9,7 +9,7 @@ use std::fmt;
 
 use base64::{Engine, engine::general_purpose};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 /// `grpc-status` codes (the ones sealgate produces or inspects).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +53,13 @@ impl fmt::Display for Code {
     }
 }
 
-pub const GRPC_STATUS: &str = "grpc-status";
-pub const GRPC_MESSAGE: &str = "grpc-message";
-pub const GRPC_ENCODING: &str = "grpc-encoding";
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
-pub const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+// Header names as `HeaderName`s: a `&str` name is parsed and checked on
+// every lookup and insert.
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+pub const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 
 /// A trailers-only gRPC response carrying `code` and `message`.
 pub fn status_response<B: Default>(code: Code, message: &str) -> Response<B> {

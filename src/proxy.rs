@@ -29,6 +29,7 @@ use std::{convert::Infallible, sync::Arc};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use opentelemetry::StringValue;
 use tracing::Instrument;
 
 pub use error::{ProxyError, Side};
@@ -287,10 +288,15 @@ impl Proxy {
             s if s == reflection::V1 || s == reflection::V1ALPHA => s,
             _ => "other",
         };
-        // Looked up once: the label here, the lane in `call`.
+        // Looked up once: the labels here, the lane in `call`.
         let found = self.schema.method(path);
-        // Bounded labels: method names come from the schema, others are "other".
-        let method = found.map_or_else(|| "other".to_string(), |m| m.name.to_string());
+        // Bounded labels: method names come from the schema, others are
+        // "other". The schema's names are shared, not copied per call.
+        let (service_label, method) = match found {
+            Some(m) if *m.service == *service => (m.service.clone().into(), m.name.clone().into()),
+            Some(m) => (label(service), m.name.clone().into()),
+            None => (label(service), StringValue::from("other")),
+        };
         let span = if !self.trace_calls {
             tracing::Span::none()
         } else {
@@ -310,8 +316,13 @@ impl Proxy {
             telemetry::extract_parent(&span, req.headers());
             span
         };
-        let mut guard =
-            metrics::CallGuard::start(&self.metrics, span.clone(), service, method, &self.upstream);
+        let mut guard = metrics::CallGuard::start(
+            &self.metrics,
+            span.clone(),
+            service_label,
+            method,
+            &self.upstream,
+        );
         let path = path.to_string();
         // Boxed: the call future is ~10 KB, and an unboxed one is copied each
         // time hyper and tokio move the stream task (memmove was the top
@@ -409,3 +420,13 @@ impl Proxy {
 
 #[cfg(test)]
 mod tests;
+
+/// A service's metric label: the static names as they are, others copied.
+fn label(service: &str) -> StringValue {
+    match service {
+        "other" => "other".into(),
+        reflection::V1 => reflection::V1.into(),
+        reflection::V1ALPHA => reflection::V1ALPHA.into(),
+        s => s.to_string().into(),
+    }
+}

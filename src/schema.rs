@@ -268,10 +268,11 @@ pub struct MessageId(pub(crate) u32);
 pub struct Method {
     /// gRPC path, `/package.Service/Method`.
     pub path: Box<str>,
-    /// Fully-qualified service name.
-    pub service: Box<str>,
-    /// Method name.
-    pub name: Box<str>,
+    /// Fully-qualified service name (shared: it labels every call's
+    /// metrics).
+    pub service: std::sync::Arc<str>,
+    /// Method name (shared, likewise).
+    pub name: std::sync::Arc<str>,
     pub input: MessageId,
     pub output: MessageId,
     /// Number of the request's top-level `namespace` string field, if any.

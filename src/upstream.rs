@@ -313,7 +313,7 @@ pub struct Upstream {
     uri_authority: http::uri::Authority,
     options: UpstreamOptions,
     /// `http://authority` or `https://authority`, for messages.
-    display: String,
+    display: Arc<str>,
     scheme: Scheme,
     /// TLS material and API key; swapped on reload (new connections and
     /// requests use the new ones, open connections keep theirs).
@@ -402,7 +402,7 @@ impl Upstream {
             Scheme::HTTP
         };
         let credentials = Credentials::load(address, options)?;
-        let display = format!("{scheme}://{authority}");
+        let display: Arc<str> = format!("{scheme}://{authority}").into();
         let connections = options.connections.max(1);
         let slots = (0..connections * shards.max(1))
             .map(|_| Mutex::new(None))
@@ -427,7 +427,7 @@ impl Upstream {
     /// True when this pool was made for `address` with `options` as far as
     /// anything but credentials goes (those are reloaded on their own).
     pub fn same_setup(&self, address: &Address, options: &UpstreamOptions) -> bool {
-        self.display == address.to_string()
+        *self.display == *address.to_string()
             && format!("{:?}", self.options) == format!("{options:?}")
     }
 
@@ -460,6 +460,11 @@ impl Upstream {
         &self.display
     }
 
+    /// The name as a metric label (shared, not copied per call).
+    pub fn label(&self) -> opentelemetry::StringValue {
+        self.display.clone().into()
+    }
+
     pub fn stats(&self) -> &UpstreamStats {
         &self.stats
     }
@@ -480,7 +485,7 @@ impl Upstream {
         match tokio::time::timeout(within, self.sender()).await {
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(UpstreamError::ConnectTimeout {
-                upstream: self.display.clone(),
+                upstream: self.display.to_string(),
                 timeout: within,
             }),
         }
@@ -547,7 +552,7 @@ impl Upstream {
                 None => (error_chain(&e), self.kind_of(&e)),
             };
             let err = UpstreamError::Request {
-                upstream: self.display.clone(),
+                upstream: self.display.to_string(),
                 reason,
                 kind,
                 advice: self.advice(kind),
@@ -644,7 +649,7 @@ impl Upstream {
     }
 
     async fn connect(&self) -> Result<Conn, UpstreamError> {
-        let upstream = || self.display.clone();
+        let upstream = || self.display.to_string();
         let timeout = self.options.connect_timeout;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(&self.authority))
             .await
@@ -708,7 +713,7 @@ impl Upstream {
             .map_err(|e| {
                 let kind = self.kind_of(&e);
                 UpstreamError::Handshake {
-                    upstream: self.display.clone(),
+                    upstream: self.display.to_string(),
                     reason: error_chain(&e),
                     kind,
                     advice: self.advice(kind),

@@ -8,7 +8,10 @@ use super::ProxyError;
 use crate::grpc::GRPC_ENCODING;
 
 /// The header Temporal clients name their namespace in.
-pub const NAMESPACE: &str = "temporal-namespace";
+pub const NAMESPACE: http::HeaderName = http::HeaderName::from_static("temporal-namespace");
+
+/// `grpc-accept-encoding`.
+const ACCEPT_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-accept-encoding");
 
 /// The namespace a request's `temporal-namespace` header names, when it is
 /// set, not empty and text.
@@ -83,16 +86,12 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Head
             ct.get_or_insert(value);
         } else if name == header::TE {
             tes += 1;
-        } else {
-            match name.as_str() {
-                GRPC_ENCODING => encodings += 1,
-                NAMESPACE => {
-                    namespaces += 1;
-                    if value.to_str().is_err() {
-                        return Err(HeadError::Namespace);
-                    }
-                }
-                _ => {}
+        } else if name == GRPC_ENCODING {
+            encodings += 1;
+        } else if name == NAMESPACE {
+            namespaces += 1;
+            if value.to_str().is_err() {
+                return Err(HeadError::Namespace);
             }
         }
     }
@@ -109,8 +108,8 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Head
     }
     for (name, n) in [
         ("te", tes),
-        (GRPC_ENCODING, encodings),
-        (NAMESPACE, namespaces),
+        ("grpc-encoding", encodings),
+        ("temporal-namespace", namespaces),
     ] {
         if n > 1 {
             return Err(HeadError::Duplicated(name, n));
@@ -172,7 +171,7 @@ pub fn clean_request(headers: &mut HeaderMap, forward_authorization: bool, crede
 /// Keeps in `grpc-accept-encoding` only the encodings sealgate can read, so
 /// an upstream never answers in one it cannot decode (after it acted).
 pub fn accept_readable(headers: &mut HeaderMap) {
-    let Some(v) = headers.get("grpc-accept-encoding") else {
+    let Some(v) = headers.get(ACCEPT_ENCODING) else {
         return;
     };
     let kept: Vec<&str> = v
@@ -184,10 +183,10 @@ pub fn accept_readable(headers: &mut HeaderMap) {
         .collect();
     match http::HeaderValue::from_str(&kept.join(",")) {
         Ok(v) if !kept.is_empty() => {
-            headers.insert("grpc-accept-encoding", v);
+            headers.insert(ACCEPT_ENCODING, v);
         }
         _ => {
-            headers.remove("grpc-accept-encoding");
+            headers.remove(ACCEPT_ENCODING);
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue};
 
 use crate::{telemetry::Metrics, upstream::Upstream};
 
@@ -17,7 +17,7 @@ pub(super) struct CallGuard<'a> {
     span: tracing::Span,
     started: Instant,
     service: KeyValue,
-    method: String,
+    method: StringValue,
     /// Set when the call answered; `None` at drop means cancelled.
     code: Option<&'static str>,
     upstream: Option<Arc<Upstream>>,
@@ -28,11 +28,11 @@ impl<'a> CallGuard<'a> {
     pub(super) fn start(
         metrics: &'a Metrics,
         span: tracing::Span,
-        service: &str,
-        method: String,
+        service: StringValue,
+        method: StringValue,
         default_upstream: &'a Upstream,
     ) -> CallGuard<'a> {
-        let service = KeyValue::new("service", service.to_string());
+        let service = KeyValue::new("service", service);
         metrics.in_flight.add(1, std::slice::from_ref(&service));
         CallGuard {
             metrics,
@@ -62,11 +62,10 @@ impl Drop for CallGuard<'_> {
             .upstream
             .as_deref()
             .unwrap_or(self.default_upstream)
-            .name()
-            .to_string();
+            .label();
         let labels = [
             self.service.clone(),
-            KeyValue::new("method", std::mem::take(&mut self.method)),
+            KeyValue::new("method", self.method.clone()),
             KeyValue::new("code", code),
             KeyValue::new("upstream", upstream),
         ];

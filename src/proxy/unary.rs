@@ -596,7 +596,7 @@ async fn send(
     };
     p.metrics.upstream_duration.record(
         sent.elapsed().as_secs_f64(),
-        &[KeyValue::new("method", method.name.to_string())],
+        &[KeyValue::new("method", method.name.clone())],
     );
     Ok(answer)
 }

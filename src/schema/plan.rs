@@ -447,7 +447,7 @@ pub(super) fn build(
                     namespace_id_field,
                     output: resolve(m.output_type())?,
                     path: path.clone().into_boxed_str(),
-                    service: service.clone().into_boxed_str(),
+                    service: service.as_str().into(),
                     name: m.name().into(),
                     client_streaming: m.client_streaming(),
                     server_streaming: m.server_streaming(),
