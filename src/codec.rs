@@ -302,6 +302,24 @@ pub struct CallKeys<'a> {
     pub wanted_key: &'a std::sync::atomic::AtomicBool,
     /// External storage, when configured.
     pub offloads: Option<&'a Offloads>,
+    /// The static key the last payload named (the payloads of a message
+    /// mostly share one): the next with the same id skips the policy's
+    /// map.
+    pub last_static: std::cell::Cell<Option<&'a Arc<Key>>>,
+}
+
+impl<'a> CallKeys<'a> {
+    /// The policy's static key named `id`, if it allows one.
+    pub fn static_key(&self, id: &[u8]) -> Option<&'a Arc<Key>> {
+        if let Some(k) = self.last_static.get()
+            && k.id().as_bytes() == id
+        {
+            return Some(k);
+        }
+        let k = self.policy.static_key(id)?;
+        self.last_static.set(Some(k));
+        Some(k)
+    }
 }
 
 impl From<KmsError> for CodecError {

@@ -143,12 +143,16 @@ impl Aead {
         arena: &mut Arena,
     ) -> Result<Option<Range<usize>>, CodecError> {
         let id = view.metadata(KEY_ID).unwrap_or_default();
+        let dek;
         let found = match view.metadata(DEK) {
-            None => keys.policy.static_key(id).cloned(),
+            None => keys.static_key(id),
             Some(wrapped) => match keys.policy.kek(id) {
                 None => None,
                 Some(kek) => match keys.deks.cached(keys.namespace, kek.id(), wrapped) {
-                    Some(k) => Some(k),
+                    Some(k) => {
+                        dek = k;
+                        Some(&dek)
+                    }
                     None => {
                         // Fetched by the caller, who then decodes again.
                         if let Ok(mut m) = keys.missing.lock() {

@@ -200,6 +200,7 @@ impl Session {
             missing: &self.missing,
             wanted_key: &self.wanted_key,
             offloads: self.offloads.as_ref(),
+            last_static: Default::default(),
         }
     }
 

@@ -95,6 +95,56 @@ fn payloads_encrypted_elsewhere_decrypt_with_any_keyring_key() {
     assert_eq!(chain(true, true).decode_payload(&enc).unwrap(), Some(input));
 }
 
+/// `input` sealed under `key` as `id`, the SDK samples' format.
+fn sealed(key: &[u8; 32], id: &str, input: &[u8]) -> Vec<u8> {
+    let nonce = [7u8; NONCE_LEN];
+    let mut data = nonce.to_vec();
+    data.extend(
+        Aes256Gcm::new(key.into())
+            .encrypt(&nonce.into(), input)
+            .unwrap(),
+    );
+    payload::marshal(
+        &[
+            ("encoding", b"binary/encrypted"),
+            ("encryption-key-id", id.as_bytes()),
+        ],
+        &data,
+        &[],
+    )
+}
+
+#[test]
+fn one_decoder_finds_each_payloads_own_key() {
+    // The decoder remembers the last key it looked up: payloads that
+    // alternate keys, or name one the keyring lacks, still get their own.
+    let c = chain(false, true);
+    let mut d = c.decoder();
+    let (a, b) = (json("\"a\""), json("\"b\""));
+    let cases = [
+        (sealed(&K2, "k2", &a), Some(a.clone())),
+        (sealed(&K2, "k2", &b), Some(b.clone())),
+        (sealed(&K1, "k1", &a), Some(a.clone())),
+        // Sealed under k1 but named k2: k2 is tried, and fails.
+        (sealed(&K1, "k2", &a), None),
+        (sealed(&K1, "other", &a), None),
+        (sealed(&K2, "k2", &b), Some(b.clone())),
+    ];
+    for (i, (enc, want)) in cases.into_iter().enumerate() {
+        let mut arena = Arena::take();
+        match (d.payload_into(&enc, &mut arena), want) {
+            (Ok(Replacement::InArena(r)), Some(w)) => assert_eq!(arena.get(r), &w[..], "case {i}"),
+            (Err(CodecError::Authentication { key_id }), None) => {
+                assert_eq!(key_id, "k2", "case {i}")
+            }
+            (Ok(Replacement::Kept), None) => {}
+            (other, want) => panic!("case {i}: {:?}, wanted {want:?}", other.map(|_| ())),
+        }
+        arena.give_back();
+    }
+    assert_eq!(c.stats().unknown_key.load(Relaxed), 1);
+}
+
 #[test]
 fn unknown_key_ids_pass_through_and_are_counted() {
     let c = chain(false, true);
