@@ -515,7 +515,7 @@ impl Upstream {
 
     /// Sends a request on the next connection, dialling it when needed.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        self.try_send(req).await.map_err(|(e, _)| e)
+        self.try_send(|| req).await.map_err(|(e, _)| e)
     }
 
     /// Sends a unary call made by `make`; when the upstream did not take it
@@ -528,22 +528,28 @@ impl Upstream {
         &self,
         make: impl Fn() -> Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        match self.try_send(make()).await {
+        match self.try_send(&make).await {
             Err((_, true)) => {
                 self.stats.retries.fetch_add(1, Relaxed);
-                self.send(make()).await
+                // Boxed: rare, and inline it would add a second send's
+                // state to the future every call holds while it waits.
+                let again = Box::pin(self.try_send(&make));
+                again.await.map_err(|(e, _)| e)
             }
             other => other.map_err(|(e, _)| e),
         }
     }
 
-    /// The error, and whether the upstream cannot have acted on the request.
+    /// Sends the request `make` gives once a connection is ready: the
+    /// error, and whether the upstream cannot have acted on the request.
+    /// (The request is made after the wait for a connection, so the
+    /// future does not carry it across that wait as well.)
     async fn try_send(
         &self,
-        req: Request<Body>,
+        make: impl FnOnce() -> Request<Body>,
     ) -> Result<Response<Incoming>, (UpstreamError, bool)> {
         let mut conn = self.sender().await.map_err(|e| (e, false))?;
-        conn.sender.send_request(req).await.map_err(|e| {
+        conn.sender.send_request(make()).await.map_err(|e| {
             let untaken = Self::not_taken(&e);
             // "connection closed" alone hides why: a TLS alert (no client
             // certificate) arrives only once the connection is in use.

@@ -56,10 +56,12 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let reading = read_all(body, limit, held);
+    // Pinned first, so each await below holds a reference to it rather
+    // than a second copy of the whole reading state.
+    tokio::pin!(reading);
     let Some(t) = timeout else {
         return reading.await;
     };
-    tokio::pin!(reading);
     // A body that has already arrived (most unary requests) is read
     // without arming a timer.
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(reading.as_mut().poll(cx))).await;
@@ -71,7 +73,10 @@ where
         .map_err(|_| BodyError::Timeout(t))?
 }
 
-async fn read_all<B>(mut body: B, limit: usize, held: &mut Held) -> Result<Whole, BodyError>
+/// [`read`] with no time limit. Its future is a fraction of `read`'s (no
+/// timer, no second copy of the reading state), and an upstream's answer
+/// is read inside the future a long poll holds for minutes.
+pub async fn read_all<B>(mut body: B, limit: usize, held: &mut Held) -> Result<Whole, BodyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,

@@ -566,10 +566,15 @@ async fn send(
             // hand the upstream's credentials to the caller and the logs.
             // Only its media type (a short token) and size are said.
             let mut scratch = p.budget.hold();
-            let size = body::read(body, 64 << 10, &mut scratch, Some(NOT_GRPC_BODY_WAIT))
-                .await
-                .map(|w| w.bytes.len())
-                .ok();
+            // Boxed: rare, and the timed read would size the future every
+            // call holds while it waits for its answer.
+            let reading = Box::pin(body::read(
+                body,
+                64 << 10,
+                &mut scratch,
+                Some(NOT_GRPC_BODY_WAIT),
+            ));
+            let size = reading.await.map(|w| w.bytes.len()).ok();
             return Err(ProxyError::NotGrpc {
                 upstream: upstream.name().to_string(),
                 status: parts.status.as_u16(),
@@ -578,7 +583,7 @@ async fn send(
         }
         // The request is sent: its bytes go back before the answer's come.
         held.release();
-        let whole = body::read(body, limit, held, None)
+        let whole = body::read_all(body, limit, held)
             .await
             .map_err(|e| response_error(upstream, e))?;
         Ok::<_, ProxyError>((parts, whole))
