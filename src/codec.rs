@@ -435,18 +435,8 @@ impl Chain {
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.encode_inner(payload, keys);
-        let s = &self.stats;
-        let counters = [
-            &s.encoded,
-            &s.encode_passed_through,
-            &s.encode_bytes_in,
-            &s.encode_bytes_out,
-        ];
-        self.count(
-            res.as_ref().map(|o| o.as_ref().map(Vec::len)),
-            payload.len(),
-            counters,
-        );
+        let out = res.as_ref().map(|o| o.as_ref().map(Vec::len));
+        self.count(Way::Encode, out, payload.len());
         res
     }
 
@@ -494,18 +484,8 @@ impl Chain {
         if !matches!(res, Ok(Some(_))) {
             arena.truncate(mark);
         }
-        let s = &self.stats;
-        let counters = [
-            &s.decoded,
-            &s.decode_passed_through,
-            &s.decode_bytes_in,
-            &s.decode_bytes_out,
-        ];
-        self.count(
-            res.as_ref().map(|o| o.as_ref().map(Range::len)),
-            payload.len(),
-            counters,
-        );
+        let out = res.as_ref().map(|o| o.as_ref().map(Range::len));
+        self.count(Way::Decode, out, payload.len());
         res
     }
 
@@ -577,15 +557,24 @@ impl Chain {
         }
     }
 
-    /// Counts one payload: changed (with its bytes in and out), passed
-    /// through, or failed. `counters`: changed, passed through, bytes in,
-    /// bytes out.
-    fn count(
-        &self,
-        out: Result<Option<usize>, &CodecError>,
-        len_in: usize,
-        [changed, passed, bytes_in, bytes_out]: [&AtomicU64; 4],
-    ) {
+    /// Counts one payload `way`: changed (`len_in` bytes in, the output's
+    /// length out), passed through, or failed.
+    fn count(&self, way: Way, out: Result<Option<usize>, &CodecError>, len_in: usize) {
+        let s = &self.stats;
+        let [changed, passed, bytes_in, bytes_out] = match way {
+            Way::Encode => [
+                &s.encoded,
+                &s.encode_passed_through,
+                &s.encode_bytes_in,
+                &s.encode_bytes_out,
+            ],
+            Way::Decode => [
+                &s.decoded,
+                &s.decode_passed_through,
+                &s.decode_bytes_in,
+                &s.decode_bytes_out,
+            ],
+        };
         match out {
             Ok(Some(len_out)) => {
                 changed.fetch_add(1, Relaxed);
@@ -600,6 +589,13 @@ impl Chain {
             }
         }
     }
+}
+
+/// Which of a chain's counters a payload goes to.
+#[derive(Clone, Copy)]
+enum Way {
+    Encode,
+    Decode,
 }
 
 /// The new bytes if any codec produced some, `None` if the input stands.
