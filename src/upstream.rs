@@ -4,8 +4,9 @@
 
 use std::{
     fmt,
+    future::poll_fn,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
@@ -13,18 +14,21 @@ use std::{
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, uri::Scheme};
+use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::{body::Incoming, client::conn::http2::SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use thiserror::Error;
 use tokio::{
     net::TcpStream,
-    sync::{Mutex, watch},
+    sync::{Mutex, MutexGuard, watch},
 };
 
 use crate::errors::error_chain;
 
 pub use crate::tls::{Pem, TlsError, TlsSettings};
+use conn::Conn;
+pub use conn::Incoming;
+
+mod conn;
 
 /// An error inside a body (hyper's, or a locally served service's status).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -475,14 +479,14 @@ impl Upstream {
             .iter()
             .filter(|s| {
                 s.try_lock()
-                    .is_ok_and(|g| g.as_ref().is_some_and(|c| !c.sender.is_closed()))
+                    .is_ok_and(|g| g.as_ref().is_some_and(|c| !c.state.is_closed()))
             })
             .count()
     }
 
     /// True when a connection to the upstream is open or can be opened now.
     pub async fn reachable(&self, within: Duration) -> Result<(), UpstreamError> {
-        match tokio::time::timeout(within, self.sender()).await {
+        match tokio::time::timeout(within, self.ready_slot()).await {
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(UpstreamError::ConnectTimeout {
                 upstream: self.display.to_string(),
@@ -513,9 +517,21 @@ impl Upstream {
         }
     }
 
-    /// Sends a request on the next connection, dialling it when needed.
+    /// Sends a request on the next connection, dialling it when needed; its
+    /// body is sent as it comes, by a task of its own.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        self.try_send(|| req).await.map_err(|(e, _)| e)
+        let (head, body) = req.into_parts();
+        let end = body.is_end_stream();
+        let head = Request::from_parts(head, ());
+        let (answer, state) = self
+            .open(|| head, |send, head| send.send_request(head, end))
+            .await
+            .map_err(|(e, _)| e)?;
+        let (answer, tx) = answer;
+        if !end {
+            tokio::spawn(conn::pump(body, tx));
+        }
+        self.answer(answer, &state).await.map_err(|(e, _)| e)
     }
 
     /// Sends a unary call made by `make`; when the upstream did not take it
@@ -526,7 +542,7 @@ impl Upstream {
     /// an error the caller sees.
     pub async fn send_unary(
         &self,
-        make: impl Fn() -> Request<Body>,
+        make: impl Fn() -> Request<Bytes>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         match self.try_send(&make).await {
             Err((_, true)) => {
@@ -540,49 +556,94 @@ impl Upstream {
         }
     }
 
-    /// Sends the request `make` gives once a connection is ready: the
-    /// error, and whether the upstream cannot have acted on the request.
-    /// (The request is made after the wait for a connection, so the
-    /// future does not carry it across that wait as well.)
+    /// Sends the request `make` gives once a connection is ready, its body
+    /// queued whole: the error, and whether the upstream cannot have acted
+    /// on the request. (The request is made after the wait for a
+    /// connection, so the future does not carry it across that wait.)
     async fn try_send(
         &self,
-        make: impl FnOnce() -> Request<Body>,
+        make: impl FnOnce() -> Request<Bytes>,
     ) -> Result<Response<Incoming>, (UpstreamError, bool)> {
-        let mut conn = self.sender().await.map_err(|e| (e, false))?;
-        conn.sender.send_request(make()).await.map_err(|e| {
-            let untaken = Self::not_taken(&e);
-            // "connection closed" alone hides why: a TLS alert (no client
-            // certificate) arrives only once the connection is in use.
-            let (reason, kind) = match conn.ended.get() {
-                Some((why, kind)) => (format!("{}: {why}", error_chain(&e)), *kind),
-                None => (error_chain(&e), self.kind_of(&e)),
-            };
-            let err = UpstreamError::Request {
-                upstream: self.display.to_string(),
-                reason,
-                kind,
-                advice: self.advice(kind),
-            };
-            (err, untaken)
-        })
+        let (answer, state) = self
+            .open(make, |send, req| {
+                let (head, body) = req.into_parts();
+                let end = body.is_empty();
+                let (answer, mut tx) = send.send_request(Request::from_parts(head, ()), end)?;
+                if !end {
+                    // Queued whole: h2 sends it as the window allows.
+                    tx.send_data(body, true)?;
+                }
+                Ok(answer)
+            })
+            .await?;
+        self.answer(answer, &state).await
     }
 
-    /// True when the upstream cannot have acted on the request: hyper never
-    /// sent it (the connection closed first), the server refused the stream,
-    /// or its GOAWAY named a last stream before this one.
-    fn not_taken(e: &hyper::Error) -> bool {
-        if e.is_canceled() {
-            return true;
-        }
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            if let Some(h2) = s.downcast_ref::<h2::Error>() {
-                return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                    || (h2.is_go_away() && h2.is_remote());
+    /// Opens a stream with `open` on the next connection once it can take
+    /// one. An error here means the request never went out: it is always
+    /// safe to send again, unless h2 refused the request itself.
+    async fn open<R, T>(
+        &self,
+        make: impl FnOnce() -> R,
+        open: impl FnOnce(&mut h2::client::SendRequest<Bytes>, R) -> Result<T, h2::Error>,
+    ) -> Result<(T, Arc<conn::State>), (UpstreamError, bool)> {
+        let mut slot = self.ready_slot().await.map_err(|e| (e, false))?;
+        let Some(c) = slot.as_mut() else {
+            unreachable!("ready_slot fills the slot");
+        };
+        match open(&mut c.send, make()) {
+            Ok(t) => Ok((t, c.state.clone())),
+            Err(e) => {
+                // A connection-level error (GOAWAY, a closed connection):
+                // later calls dial afresh. A request h2 finds malformed is
+                // refused alike on any connection, so it is not retried.
+                let untaken = e.is_go_away() || e.is_io() || e.reason().is_some();
+                if untaken {
+                    c.state.retire();
+                }
+                Err((self.request_error(&e, &c.state), untaken))
             }
-            source = s.source();
         }
-        false
+    }
+
+    /// Waits for the answer's head on a stream opened on the connection
+    /// `state` belongs to.
+    async fn answer(
+        &self,
+        answer: h2::client::ResponseFuture,
+        state: &conn::State,
+    ) -> Result<Response<Incoming>, (UpstreamError, bool)> {
+        match answer.await {
+            Ok(resp) => Ok(resp.map(Incoming::new)),
+            Err(e) => {
+                let untaken = Self::not_taken(&e);
+                if e.is_go_away() {
+                    state.retire();
+                }
+                Err((self.request_error(&e, state), untaken))
+            }
+        }
+    }
+
+    fn request_error(&self, e: &h2::Error, state: &conn::State) -> UpstreamError {
+        // "connection closed" alone hides why: a TLS alert (no client
+        // certificate) arrives only once the connection is in use.
+        let (reason, kind) = match state.ended() {
+            Some((why, kind)) => (format!("{}: {why}", error_chain(e)), *kind),
+            None => (error_chain(e), self.kind_of(e)),
+        };
+        UpstreamError::Request {
+            upstream: self.display.to_string(),
+            reason,
+            kind,
+            advice: self.advice(kind),
+        }
+    }
+
+    /// True when the upstream cannot have acted on the request: the server
+    /// refused the stream, or its GOAWAY named a last stream before this one.
+    fn not_taken(e: &h2::Error) -> bool {
+        e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
     }
 
     fn kind_of(&self, e: &(dyn std::error::Error + 'static)) -> FailureKind {
@@ -629,14 +690,18 @@ impl Upstream {
         }
     }
 
-    async fn sender(&self) -> Result<Conn, UpstreamError> {
+    /// The next slot of this thread's share, holding a connection that can
+    /// take another stream (dialled when there is none or it has ended).
+    /// The slot stays locked while the caller opens its stream.
+    async fn ready_slot(&self) -> Result<MutexGuard<'_, Option<Conn>>, UpstreamError> {
         let group = crate::shard::index() % (self.slots.len() / self.connections);
         let i = group * self.connections + self.next.fetch_add(1, Relaxed) % self.connections;
         let mut slot = self.slots[i].lock().await;
-        if let Some(s) = slot.as_mut() {
-            // A live connection that can take another stream.
-            if !s.sender.is_closed() && s.sender.ready().await.is_ok() {
-                return Ok(s.clone());
+        if let Some(c) = slot.as_mut() {
+            // A live connection that can take another stream (it waits
+            // while the server's stream limit is reached).
+            if !c.state.is_closed() && poll_fn(|cx| c.send.poll_ready(cx)).await.is_ok() {
+                return Ok(slot);
             }
             *slot = None;
         }
@@ -646,12 +711,12 @@ impl Upstream {
         // (The box is made in a statement of its own: see
         // `Session::encode_with`.)
         let connect = Box::pin(self.connect());
-        let s = connect.await.inspect_err(|_| {
+        let c = connect.await.inspect_err(|_| {
             self.stats.connect_failures.fetch_add(1, Relaxed);
         })?;
         self.stats.connects.fetch_add(1, Relaxed);
-        *slot = Some(s.clone());
-        Ok(s)
+        *slot = Some(c);
+        Ok(slot)
     }
 
     async fn connect(&self) -> Result<Conn, UpstreamError> {
@@ -708,49 +773,22 @@ impl Upstream {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(self.options.keepalive_interval)
-            .keep_alive_timeout(self.options.keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(MAX_FRAME)
-            // Trailers carry status details (a failed query's failure): as
-            // large as the listener accepts.
-            .max_header_list_size(DEFAULT_MAX_HEADER_LIST)
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| {
-                let kind = self.kind_of(&e);
-                UpstreamError::Handshake {
-                    upstream: self.display.to_string(),
-                    reason: error_chain(&e),
-                    kind,
-                    advice: self.advice(kind),
-                }
-            })?;
-        let name = self.display.clone();
-        let ended = Arc::new(OnceLock::new());
-        let why = ended.clone();
-        let tls = self.scheme == Scheme::HTTPS;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                let kind = FailureKind::of(&e, tls);
-                let e = error_chain(&e);
-                tracing::info!(upstream = %name, error = %e, ?kind, "upstream connection closed");
-                let _ = why.set((e, kind));
+        let settings = conn::Settings {
+            keepalive_interval: self.options.keepalive_interval,
+            keepalive_timeout: self.options.keepalive_timeout,
+            tls: self.scheme == Scheme::HTTPS,
+            name: self.display.clone(),
+        };
+        conn::handshake(io, settings).await.map_err(|e| {
+            let kind = self.kind_of(&e);
+            UpstreamError::Handshake {
+                upstream: self.display.to_string(),
+                reason: error_chain(&e),
+                kind,
+                advice: self.advice(kind),
             }
-        });
-        Ok(Conn { sender, ended })
+        })
     }
-}
-
-/// One HTTP/2 connection: its sender, and why it ended once it has.
-#[derive(Clone)]
-struct Conn {
-    sender: SendRequest<Body>,
-    ended: Arc<OnceLock<(String, FailureKind)>>,
 }
 
 /// HTTP/2 flow control, both sides (docs/design.md#fixed-http2-windows).

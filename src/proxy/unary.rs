@@ -540,10 +540,7 @@ async fn send(
     // Made again for a transparent retry (the upstream had not taken it):
     // the body is one buffered message, so a copy costs a reference count.
     let make = || {
-        let body = http_body_util::Full::new(body.clone())
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let mut up = Request::new(body);
+        let mut up = Request::new(body.clone());
         *up.method_mut() = parts.method.clone();
         *up.uri_mut() = parts.uri.clone();
         *up.version_mut() = parts.version;

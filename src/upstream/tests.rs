@@ -61,3 +61,157 @@ fn a_tls_server_answering_plaintext_http2_is_the_wrong_scheme() {
     assert_eq!(kind(&e, false), FailureKind::WrongScheme);
     assert_eq!(kind(&e, true), FailureKind::Protocol);
 }
+
+fn options(keepalive_interval: Duration, keepalive_timeout: Duration) -> UpstreamOptions {
+    UpstreamOptions {
+        connections: 1,
+        connect_timeout: Duration::from_secs(5),
+        keepalive_interval,
+        keepalive_timeout,
+        api_key: None,
+        max_payload_bytes: 2 << 20,
+        max_request_bytes: 4 << 20,
+        grpc_meta: Vec::new(),
+        tls: TlsSettings::default(),
+        allow_plaintext_credentials: false,
+        namespaces: None,
+        forward_authorization: false,
+    }
+}
+
+fn call() -> Request<Bytes> {
+    let mut req = Request::new(Bytes::from_static(b"\0\0\0\0\0"));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() =
+        Uri::from_static("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo");
+    req
+}
+
+/// A peer that accepts TCP connections, reads what comes and never writes:
+/// a frontend that hung, or a connection cut by a firewall without a reset.
+async fn silent_peer() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            held.push(tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            }));
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_answering_is_dropped_after_an_unanswered_ping() {
+    let (addr, _peer) = silent_peer().await;
+    let address = Address::parse(&format!("http://{addr}")).unwrap();
+    let upstream = Upstream::new(
+        &address,
+        &options(Duration::from_millis(200), Duration::from_millis(300)),
+        1,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(Duration::from_secs(10), upstream.send_unary(call)).await;
+    let err = sent
+        .expect("the keepalive ends the call well within 10 s")
+        .expect_err("a silent peer never answers");
+    assert!(started.elapsed() >= Duration::from_millis(500), "{err}");
+    assert_eq!(err.kind(), FailureKind::Timeout, "{err}");
+    assert!(
+        err.to_string()
+            .contains("no answer to a keepalive PING within 300ms"),
+        "{err}"
+    );
+    assert_eq!(upstream.open_connections(), 0);
+    // The call was taken (the peer read it): it is not sent again.
+    assert_eq!(upstream.stats().retries.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_unary_call_and_a_streamed_call_reach_an_h2_server_whole() {
+    // A plain h2 server that echoes each request's body and sends trailers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(tcp).await.unwrap();
+        while let Some(Ok((req, mut respond))) = conn.accept().await {
+            tokio::spawn(async move {
+                let mut body = req.into_body();
+                let mut got = Vec::new();
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    got.extend_from_slice(&chunk);
+                }
+                let mut send = respond
+                    .send_response(http::Response::new(()), false)
+                    .unwrap();
+                send.send_data(Bytes::from(got), false).unwrap();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                send.send_trailers(trailers).unwrap();
+            });
+        }
+    });
+    let address = Address::parse(&format!("http://{addr}")).unwrap();
+    let upstream = Upstream::new(
+        &address,
+        &options(Duration::from_secs(30), Duration::from_secs(10)),
+        1,
+    )
+    .unwrap();
+    // Larger than the 64 KiB initial window h2 servers start with, so the
+    // body goes out as the window opens.
+    let big = Bytes::from(vec![7u8; 300 << 10]);
+    let mut unary = call();
+    *unary.body_mut() = big.clone();
+    upstream.prepare(&mut unary);
+    let resp = upstream.send_unary(|| clone(&unary)).await.unwrap();
+    let whole = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    assert_eq!(whole.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(whole.to_bytes(), big);
+
+    let body = http_body_util::BodyExt::boxed_unsync(Chunks(vec![
+        big.slice(100 << 10..),
+        big.slice(..100 << 10),
+    ]));
+    let mut streamed = Request::new(body);
+    *streamed.method_mut() = http::Method::POST;
+    *streamed.uri_mut() = unary.uri().clone();
+    let resp = upstream.send(streamed).await.unwrap();
+    let whole = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    assert_eq!(whole.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(whole.to_bytes(), big);
+    assert_eq!(upstream.stats().connects.load(Relaxed), 1);
+}
+
+fn clone(req: &Request<Bytes>) -> Request<Bytes> {
+    let mut up = Request::new(req.body().clone());
+    *up.method_mut() = req.method().clone();
+    *up.uri_mut() = req.uri().clone();
+    up
+}
+
+/// A body that yields its chunks (last first) one poll at a time.
+struct Chunks(Vec<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(self.0.pop().map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
