@@ -5,11 +5,17 @@
 
 mod propagation;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use opentelemetry::{
-    KeyValue,
-    metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter},
+    KeyValue, StringValue,
+    metrics::{
+        BoundHistogram, BoundUpDownCounter, Counter, Histogram, Meter, MeterProvider as _,
+        UpDownCounter,
+    },
 };
 use opentelemetry_sdk::{
     Resource,
@@ -52,16 +58,65 @@ pub struct Metrics {
     pub call_duration: Histogram<f64>,
     /// Upstream part of a call (seconds) by method.
     pub upstream_duration: Histogram<f64>,
-    /// Codec part of a call (seconds) by direction.
-    pub codec_duration: Histogram<f64>,
+    /// Codec part of a call (seconds), bound to each direction: the
+    /// attribute lookup a measurement otherwise makes is done once here.
+    codec_duration: [BoundHistogram<f64>; 2],
     /// Calls being served now, by service.
-    pub in_flight: UpDownCounter<i64>,
+    in_flight: UpDownCounter<i64>,
+    /// `in_flight` bound to each service seen so far (a handful).
+    in_flight_by_service: Arc<RwLock<Vec<ByService>>>,
     /// Requests carrying fields or Any types the schema lacks, by message
     /// type and action (`refused`/`forwarded`).
     pub unknown_fields: Counter<u64>,
     /// Requests the tripwire refused: a payload still plaintext after
     /// encoding, by message type.
     pub plaintext_refused: Counter<u64>,
+}
+
+impl Metrics {
+    /// The codec-duration histogram of `direction` (`encode` or `decode`).
+    pub fn codec_duration(&self, direction: Direction) -> &BoundHistogram<f64> {
+        &self.codec_duration[direction as usize]
+    }
+
+    /// The in-flight gauge of `service`, bound once per service.
+    pub fn in_flight(&self, service: &StringValue) -> BoundUpDownCounter<i64> {
+        let known = |v: &[ByService]| {
+            v.iter()
+                .find(|(s, _)| s.as_str() == service.as_str())
+                .map(|(_, c)| c.clone())
+        };
+        if let Some(c) = known(
+            &self
+                .in_flight_by_service
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        ) {
+            return c;
+        }
+        let mut all = self
+            .in_flight_by_service
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = known(&all) {
+            return c;
+        }
+        let c = self
+            .in_flight
+            .bind(&[KeyValue::new("service", service.clone())]);
+        all.push((service.clone(), c.clone()));
+        c
+    }
+}
+
+/// A service's name and its bound in-flight gauge.
+type ByService = (StringValue, BoundUpDownCounter<i64>);
+
+/// Which way a message's payloads are rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Encode = 0,
+    Decode = 1,
 }
 
 /// Latency buckets in seconds: sub-millisecond codec work up to 75 s long polls.
@@ -141,16 +196,20 @@ impl Telemetry {
                 .with_description("Time waiting for the upstream (request sent to response read)")
                 .with_boundaries(BUCKETS.to_vec())
                 .build(),
-            codec_duration: meter
-                .f64_histogram("sealgate.codec.duration")
-                .with_unit("s")
-                .with_description("Time spent rewriting payloads in one message")
-                .with_boundaries(BUCKETS.to_vec())
-                .build(),
+            codec_duration: {
+                let h = meter
+                    .f64_histogram("sealgate.codec.duration")
+                    .with_unit("s")
+                    .with_description("Time spent rewriting payloads in one message")
+                    .with_boundaries(BUCKETS.to_vec())
+                    .build();
+                ["encode", "decode"].map(|d| h.bind(&[KeyValue::new("direction", d)]))
+            },
             in_flight: meter
                 .i64_up_down_counter("sealgate.calls.in_flight")
                 .with_description("Calls being served now")
                 .build(),
+            in_flight_by_service: Arc::default(),
             unknown_fields: meter
                 .u64_counter("sealgate.unknown_fields")
                 .with_description(

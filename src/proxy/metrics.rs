@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use opentelemetry::{KeyValue, StringValue};
+use opentelemetry::{KeyValue, StringValue, metrics::BoundUpDownCounter};
 
 use crate::{telemetry::Metrics, upstream::Upstream};
 
@@ -16,7 +16,8 @@ pub(super) struct CallGuard<'a> {
     metrics: &'a Metrics,
     span: tracing::Span,
     started: Instant,
-    service: KeyValue,
+    service: StringValue,
+    in_flight: BoundUpDownCounter<i64>,
     method: StringValue,
     /// Set when the call answered; `None` at drop means cancelled.
     code: Option<&'static str>,
@@ -32,13 +33,14 @@ impl<'a> CallGuard<'a> {
         method: StringValue,
         default_upstream: &'a Upstream,
     ) -> CallGuard<'a> {
-        let service = KeyValue::new("service", service);
-        metrics.in_flight.add(1, std::slice::from_ref(&service));
+        let in_flight = metrics.in_flight(&service);
+        in_flight.add(1);
         CallGuard {
             metrics,
             span,
             started: Instant::now(),
             service,
+            in_flight,
             method,
             code: None,
             upstream: None,
@@ -64,7 +66,7 @@ impl Drop for CallGuard<'_> {
             .unwrap_or(self.default_upstream)
             .label();
         let labels = [
-            self.service.clone(),
+            KeyValue::new("service", self.service.clone()),
             KeyValue::new("method", self.method.clone()),
             KeyValue::new("code", code),
             KeyValue::new("upstream", upstream),
@@ -73,8 +75,6 @@ impl Drop for CallGuard<'_> {
         self.metrics
             .call_duration
             .record(self.started.elapsed().as_secs_f64(), &labels[..3]);
-        self.metrics
-            .in_flight
-            .add(-1, std::slice::from_ref(&self.service));
+        self.in_flight.add(-1);
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     inbound::Caller,
     rewrite::{FailureMode, PayloadVisitor, Rewritten, rewrite, rewrite_patched},
     schema::{MessageId, Method, RPC_STATUS},
-    telemetry,
+    telemetry::{self, Direction},
     upstream::Upstream,
 };
 
@@ -301,7 +301,7 @@ async fn encode(
 ) -> Result<(Bytes, u64), ProxyError> {
     let (body, n) = session
         .encode_with(|e| {
-            rewrite_framed(p, message, method.input, e, "encode").map_err(|e| match e {
+            rewrite_framed(p, message, method.input, e, Direction::Encode).map_err(|e| match e {
                 Framing::TooLarge(len) => ProxyError::EncodedTooLarge {
                     len,
                     limit: p.config.max_message_bytes,
@@ -330,7 +330,7 @@ fn rewrite_framed<V: PayloadVisitor>(
     message: &Message,
     id: MessageId,
     visitor: V,
-    direction: &'static str,
+    direction: Direction,
 ) -> Result<(Bytes, u64), Framing> {
     let started = Instant::now();
     let mut v = Counting {
@@ -346,10 +346,9 @@ fn rewrite_framed<V: PayloadVisitor>(
     } else {
         frame_one(&new)
     };
-    p.metrics.codec_duration.record(
-        started.elapsed().as_secs_f64(),
-        &[KeyValue::new("direction", direction)],
-    );
+    p.metrics
+        .codec_duration(direction)
+        .record(started.elapsed().as_secs_f64());
     Ok((out, v.changed))
 }
 
@@ -653,7 +652,7 @@ async fn decode(
             let Some(m) = &message else {
                 return Ok((Bytes::new(), 0));
             };
-            rewrite_framed(p, m, method.output, d, "decode").map_err(|e| match e {
+            rewrite_framed(p, m, method.output, d, Direction::Decode).map_err(|e| match e {
                 Framing::TooLarge(len) => ProxyError::Response {
                     upstream: upstream.name().to_string(),
                     reason: format!("decoded message of {len} bytes is over the limit"),

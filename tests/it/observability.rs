@@ -166,7 +166,26 @@ async fn metrics_move_by_the_right_amounts_and_health_follows_the_upstream() {
         .unwrap()
             >= 3.0
     );
+    assert!(
+        sample(
+            &text,
+            "sealgate_codec_duration_seconds_count",
+            &["direction=\"decode\""]
+        )
+        .unwrap()
+            >= 3.0
+    );
     assert_eq!(sample(&text, "sealgate_calls_in_flight", &[]), Some(0.0));
+    // Counted per service, up at the start and down at the end.
+    assert_eq!(
+        sample(
+            &text,
+            "sealgate_calls_in_flight",
+            &["service=\"temporal.api.workflowservice.v1.WorkflowService\""]
+        ),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "sealgate_schema_info", &["api=\"temporalio-protos"]),
         Some(1.0),
