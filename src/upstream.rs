@@ -19,7 +19,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use thiserror::Error;
 use tokio::{
     net::TcpStream,
-    sync::{Mutex, MutexGuard, watch},
+    sync::{MappedMutexGuard, Mutex, MutexGuard, watch},
 };
 
 use crate::errors::error_chain;
@@ -587,10 +587,7 @@ impl Upstream {
         make: impl FnOnce() -> R,
         open: impl FnOnce(&mut h2::client::SendRequest<Bytes>, R) -> Result<T, h2::Error>,
     ) -> Result<(T, Arc<conn::State>), (UpstreamError, bool)> {
-        let mut slot = self.ready_slot().await.map_err(|e| (e, false))?;
-        let Some(c) = slot.as_mut() else {
-            unreachable!("ready_slot fills the slot");
-        };
+        let mut c = self.ready_slot().await.map_err(|e| (e, false))?;
         match open(&mut c.send, make()) {
             Ok(t) => Ok((t, c.state.clone())),
             Err(e) => {
@@ -693,18 +690,24 @@ impl Upstream {
     /// The next slot of this thread's share, holding a connection that can
     /// take another stream (dialled when there is none or it has ended).
     /// The slot stays locked while the caller opens its stream.
-    async fn ready_slot(&self) -> Result<MutexGuard<'_, Option<Conn>>, UpstreamError> {
+    async fn ready_slot(&self) -> Result<MappedMutexGuard<'_, Conn>, UpstreamError> {
         let group = crate::shard::index() % (self.slots.len() / self.connections);
         let i = group * self.connections + self.next.fetch_add(1, Relaxed) % self.connections;
         let mut slot = self.slots[i].lock().await;
-        if let Some(c) = slot.as_mut() {
-            // A live connection that can take another stream (it waits
-            // while the server's stream limit is reached).
-            if !c.state.is_closed() && poll_fn(|cx| c.send.poll_ready(cx)).await.is_ok() {
-                return Ok(slot);
+        // A live connection that can take another stream (it waits while
+        // the server's stream limit is reached). It stays in its slot while
+        // it waits: a call cancelled meanwhile leaves it there.
+        let live = match slot.as_mut() {
+            Some(c) => !c.state.is_closed() && poll_fn(|cx| c.send.poll_ready(cx)).await.is_ok(),
+            None => false,
+        };
+        if live {
+            match MutexGuard::try_map(slot, Option::as_mut) {
+                Ok(c) => return Ok(c),
+                Err(unmapped) => slot = unmapped,
             }
-            *slot = None;
         }
+        *slot = None;
         // Boxed: dialling (TCP, TLS, HTTP/2 handshake) is rare, and inline it
         // would make every call's future several KB larger for as long as
         // the call lasts (a long poll: a minute).
@@ -715,8 +718,7 @@ impl Upstream {
             self.stats.connect_failures.fetch_add(1, Relaxed);
         })?;
         self.stats.connects.fetch_add(1, Relaxed);
-        *slot = Some(c);
-        Ok(slot)
+        Ok(MutexGuard::map(slot, |s| s.insert(c)))
     }
 
     async fn connect(&self) -> Result<Conn, UpstreamError> {

@@ -215,3 +215,53 @@ impl http_body::Body for Chunks {
         std::task::Poll::Ready(self.0.pop().map(|c| Ok(http_body::Frame::data(c))))
     }
 }
+
+#[tokio::test]
+async fn calls_beyond_the_servers_stream_limit_wait_for_a_free_stream() {
+    // One stream at a time, each answered after 50 ms.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peak = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
+    let (seen_peak, seen_open) = (peak.clone(), open.clone());
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::Builder::new()
+            .max_concurrent_streams(1)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            let (peak, open) = (seen_peak.clone(), seen_open.clone());
+            tokio::spawn(async move {
+                let now = open.fetch_add(1, Relaxed) + 1;
+                peak.fetch_max(now, Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                open.fetch_sub(1, Relaxed);
+                let mut head = http::Response::new(());
+                head.headers_mut()
+                    .insert("grpc-status", HeaderValue::from_static("0"));
+                let _ = respond.send_response(head, true);
+            });
+        }
+    });
+    let address = Address::parse(&format!("http://{addr}")).unwrap();
+    let upstream = Upstream::new(
+        &address,
+        &options(Duration::from_secs(30), Duration::from_secs(10)),
+        1,
+    )
+    .unwrap();
+    let send = || async {
+        let mut req = call();
+        upstream.prepare(&mut req);
+        upstream.send_unary(|| clone(&req)).await
+    };
+    let (a, b, c) = tokio::join!(send(), send(), send());
+    for r in [a, b, c] {
+        assert_eq!(r.unwrap().headers()["grpc-status"], "0");
+    }
+    assert_eq!(peak.load(Relaxed), 1);
+    assert_eq!(upstream.stats().connects.load(Relaxed), 1);
+    assert_eq!(upstream.stats().retries.load(Relaxed), 0);
+}
