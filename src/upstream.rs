@@ -231,8 +231,9 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    /// The kind of `e`, from the types in its source chain (I/O, rustls,
-    /// h2 and hyper errors). `tls`: the connection was meant to be TLS.
+    /// The kind of `e`, from the types in its source chain (I/O, rustls
+    /// and h2 errors; an unanswered keepalive PING is typed where it is
+    /// found, in `conn`). `tls`: the connection was meant to be TLS.
     pub fn of(e: &(dyn std::error::Error + 'static), tls: bool) -> FailureKind {
         let mut found = FailureKind::Other;
         let mut cur = Some(e);
@@ -287,10 +288,6 @@ impl FailureKind {
                     continue;
                 }
                 found = FailureKind::Protocol;
-            } else if let Some(h) = err.downcast_ref::<hyper::Error>()
-                && h.is_timeout()
-            {
-                found = FailureKind::Timeout;
             }
             cur = err.source();
         }
