@@ -436,7 +436,7 @@ impl Chain {
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let res = self.encode_inner(payload, keys);
         let out = res.as_ref().map(|o| o.as_ref().map(Vec::len));
-        self.count(Way::Encode, out, payload.len());
+        self.count(Direction::Encode, out, payload.len());
         res
     }
 
@@ -485,7 +485,7 @@ impl Chain {
             arena.truncate(mark);
         }
         let out = res.as_ref().map(|o| o.as_ref().map(Range::len));
-        self.count(Way::Decode, out, payload.len());
+        self.count(Direction::Decode, out, payload.len());
         res
     }
 
@@ -557,18 +557,18 @@ impl Chain {
         }
     }
 
-    /// Counts one payload `way`: changed (`len_in` bytes in, the output's
-    /// length out), passed through, or failed.
-    fn count(&self, way: Way, out: Result<Option<usize>, &CodecError>, len_in: usize) {
+    /// Counts one payload rewritten in `direction`: changed (`len_in`
+    /// bytes in, the output's length out), passed through, or failed.
+    fn count(&self, direction: Direction, out: Result<Option<usize>, &CodecError>, len_in: usize) {
         let s = &self.stats;
-        let [changed, passed, bytes_in, bytes_out] = match way {
-            Way::Encode => [
+        let [changed, passed, bytes_in, bytes_out] = match direction {
+            Direction::Encode => [
                 &s.encoded,
                 &s.encode_passed_through,
                 &s.encode_bytes_in,
                 &s.encode_bytes_out,
             ],
-            Way::Decode => [
+            Direction::Decode => [
                 &s.decoded,
                 &s.decode_passed_through,
                 &s.decode_bytes_in,
@@ -591,11 +591,12 @@ impl Chain {
     }
 }
 
-/// Which of a chain's counters a payload goes to.
-#[derive(Clone, Copy)]
-enum Way {
-    Encode,
-    Decode,
+/// Which way payloads are rewritten: it picks a chain's counters, and the
+/// codec-duration histogram a message's time goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Encode = 0,
+    Decode = 1,
 }
 
 /// The new bytes if any codec produced some, `None` if the input stands.

@@ -26,7 +26,11 @@ use thiserror::Error;
 
 pub use propagation::{extract_parent, inject_current};
 
-use crate::{codec::Pipeline, keys::kms::redact_id, upstream::Upstream};
+use crate::{
+    codec::{Direction, Pipeline},
+    keys::kms::redact_id,
+    upstream::Upstream,
+};
 
 /// The `[telemetry]` section.
 #[derive(Debug, Clone)]
@@ -111,13 +115,6 @@ impl Metrics {
 
 /// A service's name and its bound in-flight gauge.
 type ByService = (StringValue, BoundUpDownCounter<i64>);
-
-/// Which way a message's payloads are rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Encode = 0,
-    Decode = 1,
-}
 
 /// Latency buckets in seconds: sub-millisecond codec work up to 75 s long polls.
 const BUCKETS: [f64; 16] = [

@@ -18,12 +18,12 @@ use super::{
     headers,
 };
 use crate::{
-    codec::{CodecError, Decoder, Session},
+    codec::{CodecError, Decoder, Direction, Session},
     grpc::{self, GRPC_ENCODING, GRPC_MESSAGE, GRPC_STATUS, GRPC_TIMEOUT, frame},
     inbound::Caller,
     rewrite::{FailureMode, PayloadVisitor, Rewritten, rewrite, rewrite_patched},
     schema::{MessageId, Method, RPC_STATUS},
-    telemetry::{self, Direction},
+    telemetry,
     upstream::Upstream,
 };
 
