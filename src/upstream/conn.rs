@@ -95,7 +95,10 @@ where
     let shared = state.clone();
     let pings = connection.ping_pong();
     tokio::spawn(async move {
-        let end = drive(connection, pings, &settings).await;
+        // Owned by this task, not by `drive`, so that it outlives the
+        // recording of why it ended (below).
+        let mut connection = std::pin::pin!(connection);
+        let end = drive(connection.as_mut(), pings, &settings).await;
         shared.retire();
         if let Err(e) = end {
             let (why, kind) = match &e {
@@ -105,8 +108,9 @@ where
             tracing::info!(upstream = %settings.name, error = %why, ?kind, "upstream connection closed");
             let _ = shared.ended.set((why, kind));
         }
-        // The connection is dropped here, once `ended` says why: h2 then
-        // fails the streams still open on it.
+        // The connection is dropped as this task ends, after `ended` says
+        // why: h2 then fails the streams still open on it, and their errors
+        // can name the cause whichever thread reads them.
     });
     Ok(Conn { send, state })
 }
@@ -123,14 +127,13 @@ enum Ended {
 /// `keepalive_interval` (idle or not, as hyper's `keep_alive_while_idle`
 /// did) and giving up when one goes unanswered for `keepalive_timeout`.
 async fn drive<T>(
-    connection: h2::client::Connection<T, Bytes>,
+    mut connection: Pin<&mut h2::client::Connection<T, Bytes>>,
     pings: Option<h2::PingPong>,
     settings: &Settings,
 ) -> Result<(), Ended>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut connection = std::pin::pin!(connection);
     let Some(mut pings) = pings else {
         return connection.await.map_err(Ended::H2);
     };
