@@ -45,7 +45,8 @@ pub const DEFAULT_MAX_HEADER_LIST: u32 = 1 << 20;
 /// variables where the file is silent: how sealgate talks to the upstream.
 #[derive(Clone)]
 pub struct UpstreamOptions {
-    /// HTTP/2 connections kept open, used round-robin.
+    /// HTTP/2 connections kept open per serving thread, used round-robin
+    /// (in runs of consecutive calls).
     pub connections: usize,
     pub connect_timeout: std::time::Duration,
     /// HTTP/2 PING interval; Temporal's server rejects pings under 10 s apart.
@@ -323,9 +324,17 @@ pub struct Upstream {
     /// thread dials and uses its own, so a call stays on its thread.
     slots: Vec<Mutex<Option<Conn>>>,
     connections: usize,
-    next: AtomicUsize,
+    /// Calls picked so far, per thread group: the round-robin position.
+    next: Box<[AtomicUsize]>,
     stats: UpstreamStats,
 }
+
+/// Consecutive calls of one thread sent on the same connection before the
+/// round-robin moves on. Calls that arrive together (one read of a
+/// client's connection) then leave together, in one write upstream;
+/// picking a new connection per call made it a write (and, over TLS, a
+/// record) per call. Over time each connection still gets an even share.
+const RUN: usize = 16;
 
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -408,6 +417,7 @@ impl Upstream {
         let slots = (0..connections * shards.max(1))
             .map(|_| Mutex::new(None))
             .collect();
+        let next = (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect();
         Ok(Upstream {
             authority,
             uri_authority,
@@ -417,7 +427,7 @@ impl Upstream {
             credentials: watch::Sender::new(Arc::new(credentials)),
             slots,
             connections,
-            next: AtomicUsize::new(0),
+            next,
             stats: UpstreamStats::default(),
         })
     }
@@ -684,12 +694,13 @@ impl Upstream {
         }
     }
 
-    /// The next slot of this thread's share, holding a connection that can
+    /// The next slot of this thread's share (in runs of [`RUN`] calls), holding a connection that can
     /// take another stream (dialled when there is none or it has ended).
     /// The slot stays locked while the caller opens its stream.
     async fn ready_slot(&self) -> Result<MappedMutexGuard<'_, Conn>, UpstreamError> {
         let group = crate::shard::index() % (self.slots.len() / self.connections);
-        let i = group * self.connections + self.next.fetch_add(1, Relaxed) % self.connections;
+        let picked = self.next[group].fetch_add(1, Relaxed);
+        let i = group * self.connections + picked / RUN % self.connections;
         let mut slot = self.slots[i].lock().await;
         // A live connection that can take another stream (it waits while
         // the server's stream limit is reached). It stays in its slot while

@@ -70,6 +70,102 @@ pub(super) struct Settings {
     pub(super) name: Arc<str>,
 }
 
+/// The upstream transport, shown to h2 as one without vectored writes.
+///
+/// h2 writes a DATA frame of 256 bytes or more on a vectored transport by
+/// chaining its payload after the frame header, and it holds one chained
+/// frame at a time: each such frame is written (a syscall, and over TLS a
+/// record) before the next frame can be queued. A request of a few hundred
+/// bytes (a 1 KiB start, snappy-compressed and encrypted) then costs a
+/// write of its own, however many calls go out together. On a transport
+/// without vectored writes h2 copies frames under 1 KiB into its 16 KiB
+/// write buffer, so the requests of a batch leave in one write.
+///
+/// A larger frame h2 then writes in two parts: its buffer (the frames
+/// before it, the frame header and the payload's first bytes), then the
+/// rest of the payload. A short part is held back here and written with
+/// the part after it in one vectored write, or at the flush h2 makes
+/// after every batch.
+pub(super) struct Unvectored<T> {
+    io: T,
+    held: Vec<u8>,
+}
+
+/// Longest part held back to go out with the next one.
+const HOLD: usize = 4 << 10;
+
+impl<T: AsyncWrite + Unpin> Unvectored<T> {
+    pub(super) fn new(io: T) -> Self {
+        Unvectored {
+            io,
+            held: Vec::with_capacity(HOLD),
+        }
+    }
+
+    /// Writes what is held, with `next` after it in the same write; how
+    /// many bytes of `next` went too.
+    fn poll_release(&mut self, cx: &mut Context<'_>, next: &[u8]) -> Poll<std::io::Result<usize>> {
+        while !self.held.is_empty() {
+            let parts = [
+                std::io::IoSlice::new(&self.held),
+                std::io::IoSlice::new(next),
+            ];
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &parts))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            if n >= self.held.len() {
+                let of_next = n - self.held.len();
+                self.held.clear();
+                return Poll::Ready(Ok(of_next));
+            }
+            self.held.drain(..n);
+        }
+        Poll::Ready(Ok(0))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Unvectored<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Unvectored<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let went = ready!(this.poll_release(cx, buf))?;
+        if went > 0 {
+            return Poll::Ready(Ok(went));
+        }
+        if buf.len() <= HOLD {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_release(cx, &[]))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_release(cx, &[]))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
 /// Completes the HTTP/2 handshake on `io` and spawns the task that drives
 /// the connection and pings the peer.
 pub(super) async fn handshake<T>(io: T, settings: Settings) -> Result<Conn, h2::Error>
@@ -89,7 +185,7 @@ where
         .enable_push(false)
         .initial_max_send_streams(100)
         .max_send_buffer_size(1 << 20)
-        .handshake::<T, Bytes>(io)
+        .handshake::<_, Bytes>(Unvectored::new(io))
         .await?;
     let state = Arc::new(State::default());
     let shared = state.clone();

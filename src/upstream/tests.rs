@@ -265,3 +265,202 @@ async fn calls_beyond_the_servers_stream_limit_wait_for_a_free_stream() {
     assert_eq!(upstream.stats().connects.load(Relaxed), 1);
     assert_eq!(upstream.stats().retries.load(Relaxed), 0);
 }
+
+/// An h2 server that accepts any number of connections and answers every
+/// request at once with `grpc-status: 0`.
+async fn answering_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut conn = h2::server::handshake(tcp).await.unwrap();
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let mut head = http::Response::new(());
+                    head.headers_mut()
+                        .insert("grpc-status", HeaderValue::from_static("0"));
+                    let _ = respond.send_response(head, true);
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn consecutive_calls_share_a_connection_in_runs() {
+    let addr = answering_server().await;
+    let address = Address::parse(&format!("http://{addr}")).unwrap();
+    let upstream = Upstream::new(
+        &address,
+        &UpstreamOptions {
+            connections: 4,
+            ..options(Duration::from_secs(30), Duration::from_secs(10))
+        },
+        1,
+    )
+    .unwrap();
+    let mut req = call();
+    upstream.prepare(&mut req);
+    for _ in 0..2 * RUN {
+        let resp = upstream.send_unary(|| clone(&req)).await.unwrap();
+        assert_eq!(resp.headers()["grpc-status"], "0");
+    }
+    // Two runs: two of the four connections dialled.
+    assert_eq!(upstream.stats().connects.load(Relaxed), 2);
+    for _ in 0..2 * RUN {
+        upstream.send_unary(|| clone(&req)).await.unwrap();
+    }
+    // Then the other two: every connection gets its share.
+    assert_eq!(upstream.stats().connects.load(Relaxed), 4);
+    assert_eq!(upstream.open_connections(), 4);
+}
+
+/// A transport that counts the writes made on it.
+struct Counted<T> {
+    io: T,
+    writes: Arc<AtomicUsize>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, Relaxed);
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, Relaxed);
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    // As a TCP or TLS stream does.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn requests_queued_together_leave_in_one_write() {
+    let (near, far) = tokio::io::duplex(1 << 20);
+    let received = Arc::new(AtomicUsize::new(0));
+    let seen = received.clone();
+    tokio::spawn(async move {
+        let mut conn = h2::server::handshake(far).await.unwrap();
+        while let Some(Ok((req, mut respond))) = conn.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut body = req.into_body();
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    seen.fetch_add(chunk.len(), Relaxed);
+                }
+                let _ = respond.send_response(http::Response::new(()), true);
+            });
+        }
+    });
+    let writes = Arc::new(AtomicUsize::new(0));
+    let settings = conn::Settings {
+        keepalive_interval: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(10),
+        tls: false,
+        name: "test".into(),
+    };
+    let io = Counted {
+        io: near,
+        writes: writes.clone(),
+    };
+    let mut conn = conn::handshake(io, settings).await.unwrap();
+    let head = || {
+        Request::post(
+            "http://localhost/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo",
+        )
+        .body(())
+        .unwrap()
+    };
+    // Settle the handshake (SETTINGS and their acknowledgements) first.
+    let first = conn.send.send_request(head(), true).unwrap().0;
+    first.await.unwrap();
+    let before = writes.load(Relaxed);
+    // Eight requests of 400 bytes each (a compressed, encrypted 1 KiB
+    // start is about that), queued before the connection task runs.
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        poll_fn(|cx| conn.send.poll_ready(cx)).await.unwrap();
+        let (answer, mut body) = conn.send.send_request(head(), false).unwrap();
+        body.send_data(Bytes::from(vec![1u8; 400]), true).unwrap();
+        answers.push(answer);
+    }
+    for answer in answers {
+        answer.await.unwrap();
+    }
+    assert_eq!(received.load(Relaxed), 8 * 400);
+    let during = writes.load(Relaxed) - before;
+    // Chained, each DATA frame would take a write of its own (eight).
+    assert!(during <= 2, "{during} writes for eight requests");
+
+    // 48 KiB: three DATA frames of 16 KiB (the server's frame size), each
+    // one write (frame header and payload together), not two.
+    let before = writes.load(Relaxed);
+    poll_fn(|cx| conn.send.poll_ready(cx)).await.unwrap();
+    let (answer, mut body) = conn.send.send_request(head(), false).unwrap();
+    body.send_data(Bytes::from(vec![2u8; 48 << 10]), true)
+        .unwrap();
+    answer.await.unwrap();
+    assert_eq!(received.load(Relaxed), 8 * 400 + (48 << 10));
+    let during = writes.load(Relaxed) - before;
+    assert!(during <= 3, "{during} writes for three 16 KiB frames");
+}
+
+#[tokio::test]
+async fn a_held_part_goes_out_whole_across_short_writes_and_at_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A pipe that takes at most 7 bytes a write.
+    let (near, mut far) = tokio::io::duplex(7);
+    let mut io = conn::Unvectored::new(near);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        far.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    io.write_all(b"head").await.unwrap();
+    io.write_all(&[9u8; 5000]).await.unwrap();
+    io.write_all(b"tail").await.unwrap();
+    io.shutdown().await.unwrap();
+    let got = reader.await.unwrap();
+    let mut want = b"head".to_vec();
+    want.extend_from_slice(&[9u8; 5000]);
+    want.extend_from_slice(b"tail");
+    assert_eq!(got, want);
+}
