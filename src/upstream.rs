@@ -329,12 +329,17 @@ pub struct Upstream {
     stats: UpstreamStats,
 }
 
-/// Consecutive calls of one thread sent on the same connection before the
-/// round-robin moves on. Calls that arrive together (one read of a
-/// client's connection) then leave together, in one write upstream;
-/// picking a new connection per call made it a write (and, over TLS, a
-/// record) per call. Over time each connection still gets an even share.
+/// A thread's consecutive calls share a connection until they add up to a
+/// run: 16 calls, or 64 KiB of requests (a call weighs one, plus one per
+/// 4 KiB of its body). Calls that arrive together (one read of a client's
+/// connection) then leave together, in one write upstream; picking a new
+/// connection per call made it a write (and, over TLS, a record) per
+/// call. Large requests still spread over the connections, within each
+/// one's flow-control window, and over time every connection gets an even
+/// share.
 const RUN: usize = 16;
+/// Request bytes that weigh as much as a call in a run.
+const RUN_UNIT: usize = 4 << 10;
 
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -493,7 +498,7 @@ impl Upstream {
 
     /// True when a connection to the upstream is open or can be opened now.
     pub async fn reachable(&self, within: Duration) -> Result<(), UpstreamError> {
-        match tokio::time::timeout(within, self.ready_slot()).await {
+        match tokio::time::timeout(within, self.ready_slot(0)).await {
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(UpstreamError::ConnectTimeout {
                 upstream: self.display.to_string(),
@@ -531,7 +536,7 @@ impl Upstream {
         let end = body.is_end_stream();
         let head = Request::from_parts(head, ());
         let (answer, state) = self
-            .open(|| head, |send, head| send.send_request(head, end))
+            .open(0, || head, |send, head| send.send_request(head, end))
             .await
             .map_err(|(e, _)| e)?;
         let (answer, tx) = answer;
@@ -547,16 +552,20 @@ impl Upstream {
     /// gRPC client's transparent retry does. A server rotating its
     /// connections (Temporal's frontend does every 5 minutes) is then never
     /// an error the caller sees.
+    ///
+    /// `size` is the body's length: large requests are spread over the
+    /// connections.
     pub async fn send_unary(
         &self,
+        size: usize,
         make: impl Fn() -> Request<Bytes>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        match self.try_send(&make).await {
+        match self.try_send(size, &make).await {
             Err((_, true)) => {
                 self.stats.retries.fetch_add(1, Relaxed);
                 // Boxed: rare, and inline it would add a second send's
                 // state to the future every call holds while it waits.
-                let again = Box::pin(self.try_send(&make));
+                let again = Box::pin(self.try_send(size, &make));
                 again.await.map_err(|(e, _)| e)
             }
             other => other.map_err(|(e, _)| e),
@@ -569,10 +578,11 @@ impl Upstream {
     /// connection, so the future does not carry it across that wait.)
     async fn try_send(
         &self,
+        size: usize,
         make: impl FnOnce() -> Request<Bytes>,
     ) -> Result<Response<Incoming>, (UpstreamError, bool)> {
         let (answer, state) = self
-            .open(make, |send, req| {
+            .open(size, make, |send, req| {
                 let (head, body) = req.into_parts();
                 let end = body.is_empty();
                 let (answer, mut tx) = send.send_request(Request::from_parts(head, ()), end)?;
@@ -591,10 +601,11 @@ impl Upstream {
     /// safe to send again, unless h2 refused the request itself.
     async fn open<R, T>(
         &self,
+        size: usize,
         make: impl FnOnce() -> R,
         open: impl FnOnce(&mut h2::client::SendRequest<Bytes>, R) -> Result<T, h2::Error>,
     ) -> Result<(T, Arc<conn::State>), (UpstreamError, bool)> {
-        let mut c = self.ready_slot().await.map_err(|e| (e, false))?;
+        let mut c = self.ready_slot(size).await.map_err(|e| (e, false))?;
         match open(&mut c.send, make()) {
             Ok(t) => Ok((t, c.state.clone())),
             Err(e) => {
@@ -694,12 +705,13 @@ impl Upstream {
         }
     }
 
-    /// The next slot of this thread's share (in runs of [`RUN`] calls), holding a connection that can
+    /// The next slot of this thread's share (in runs: [`RUN`]), for a call
+    /// with a body of `size` bytes, holding a connection that can
     /// take another stream (dialled when there is none or it has ended).
     /// The slot stays locked while the caller opens its stream.
-    async fn ready_slot(&self) -> Result<MappedMutexGuard<'_, Conn>, UpstreamError> {
+    async fn ready_slot(&self, size: usize) -> Result<MappedMutexGuard<'_, Conn>, UpstreamError> {
         let group = crate::shard::index() % (self.slots.len() / self.connections);
-        let picked = self.next[group].fetch_add(1, Relaxed);
+        let picked = self.next[group].fetch_add(1 + size / RUN_UNIT, Relaxed);
         let i = group * self.connections + picked / RUN % self.connections;
         let mut slot = self.slots[i].lock().await;
         // A live connection that can take another stream (it waits while

@@ -553,7 +553,7 @@ async fn send(
     held.wait_up_to(ANSWER_BUDGET_WAIT);
     let sent = Instant::now();
     let exchange = async {
-        let resp = upstream.send_unary(make).await?;
+        let resp = upstream.send_unary(body.len(), make).await?;
         let (parts, body) = resp.into_parts();
         if !grpc::is_grpc(&parts.headers) {
             // An HTTP answer from something in front of Temporal (a load

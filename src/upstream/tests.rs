@@ -116,7 +116,7 @@ async fn an_upstream_that_stops_answering_is_dropped_after_an_unanswered_ping() 
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let sent = tokio::time::timeout(Duration::from_secs(10), upstream.send_unary(call)).await;
+    let sent = tokio::time::timeout(Duration::from_secs(10), upstream.send_unary(5, call)).await;
     let err = sent
         .expect("the keepalive ends the call well within 10 s")
         .expect_err("a silent peer never answers");
@@ -171,7 +171,10 @@ async fn a_unary_call_and_a_streamed_call_reach_an_h2_server_whole() {
     let mut unary = call();
     *unary.body_mut() = big.clone();
     upstream.prepare(&mut unary);
-    let resp = upstream.send_unary(|| clone(&unary)).await.unwrap();
+    let resp = upstream
+        .send_unary(big.len(), || clone(&unary))
+        .await
+        .unwrap();
     let whole = http_body_util::BodyExt::collect(resp.into_body())
         .await
         .unwrap();
@@ -255,7 +258,7 @@ async fn calls_beyond_the_servers_stream_limit_wait_for_a_free_stream() {
     let send = || async {
         let mut req = call();
         upstream.prepare(&mut req);
-        upstream.send_unary(|| clone(&req)).await
+        upstream.send_unary(0, || clone(&req)).await
     };
     let (a, b, c) = tokio::join!(send(), send(), send());
     for r in [a, b, c] {
@@ -303,17 +306,41 @@ async fn consecutive_calls_share_a_connection_in_runs() {
     let mut req = call();
     upstream.prepare(&mut req);
     for _ in 0..2 * RUN {
-        let resp = upstream.send_unary(|| clone(&req)).await.unwrap();
+        let resp = upstream.send_unary(0, || clone(&req)).await.unwrap();
         assert_eq!(resp.headers()["grpc-status"], "0");
     }
     // Two runs: two of the four connections dialled.
     assert_eq!(upstream.stats().connects.load(Relaxed), 2);
     for _ in 0..2 * RUN {
-        upstream.send_unary(|| clone(&req)).await.unwrap();
+        upstream.send_unary(0, || clone(&req)).await.unwrap();
     }
     // Then the other two: every connection gets its share.
     assert_eq!(upstream.stats().connects.load(Relaxed), 4);
     assert_eq!(upstream.open_connections(), 4);
+}
+
+#[tokio::test]
+async fn large_requests_are_spread_over_the_connections() {
+    let addr = answering_server().await;
+    let address = Address::parse(&format!("http://{addr}")).unwrap();
+    let upstream = Upstream::new(
+        &address,
+        &UpstreamOptions {
+            connections: 4,
+            ..options(Duration::from_secs(30), Duration::from_secs(10))
+        },
+        1,
+    )
+    .unwrap();
+    // 60 KiB weighs a run of its own: each call takes the next connection.
+    let mut req = call();
+    *req.body_mut() = Bytes::from(vec![0u8; 60 << 10]);
+    upstream.prepare(&mut req);
+    for _ in 0..4 {
+        let size = req.body().len();
+        upstream.send_unary(size, || clone(&req)).await.unwrap();
+    }
+    assert_eq!(upstream.stats().connects.load(Relaxed), 4);
 }
 
 /// A transport that counts the writes made on it.
