@@ -6,9 +6,15 @@ use super::{Arena, CallKeys, Codec, CodecError, PayloadView, payload};
 
 thread_local! {
     // The encoder keeps its hash table between calls; making one per payload
-    // costs more than compressing a small payload.
-    static ENCODER: RefCell<snap::raw::Encoder> = RefCell::new(snap::raw::Encoder::new());
+    // costs more than compressing a small payload. The buffer it compresses
+    // into is kept too: allocating and zero-filling one per payload cost
+    // more than the copy out of it.
+    static ENCODER: RefCell<(snap::raw::Encoder, Vec<u8>)> =
+        RefCell::new((snap::raw::Encoder::new(), Vec::new()));
 }
+
+/// Largest compression buffer a thread keeps between payloads.
+const KEEP: usize = 256 << 10;
 
 pub const ENCODING_SNAPPY: &[u8] = b"binary/snappy";
 
@@ -35,12 +41,23 @@ impl Codec for Snappy {
         view: &PayloadView<'_>,
         _: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let compressed = ENCODER
-            .with(|e| e.borrow_mut().compress_vec(input))
-            .map_err(CodecError::Compress)?;
         let marked = [(payload::ENCODING, ENCODING_SNAPPY), SNAPPY_MARK];
         let meta = if self.mark { &marked[..] } else { &marked[..1] };
-        let out = payload::marshal(meta, &compressed, &view.external);
+        let out = ENCODER.with(|cell| {
+            let (encoder, buf) = &mut *cell.borrow_mut();
+            // 0 when the input is too large: compress then says so.
+            let bound = snap::raw::max_compress_len(input.len());
+            if buf.len() < bound {
+                buf.resize(bound, 0);
+            }
+            let compressed = encoder.compress(input, &mut buf[..bound]);
+            let out = compressed.map(|n| payload::marshal(meta, &buf[..n], &view.external));
+            if buf.len() > KEEP {
+                *buf = Vec::new();
+            }
+            out
+        });
+        let out = out.map_err(CodecError::Compress)?;
         // Skip when it does not shrink, unless the input is itself
         // binary/snappy: inside the encryption layer decode unwraps exactly
         // one snappy layer, which must then be ours, not the caller's.
