@@ -290,11 +290,11 @@ async fn answering_server() -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn consecutive_calls_share_a_connection_in_runs() {
+/// A pool of four connections (one thread) to [`answering_server`].
+async fn four_connections_to_an_answering_server() -> Upstream {
     let addr = answering_server().await;
     let address = Address::parse(&format!("http://{addr}")).unwrap();
-    let upstream = Upstream::new(
+    Upstream::new(
         &address,
         &UpstreamOptions {
             connections: 4,
@@ -302,7 +302,12 @@ async fn consecutive_calls_share_a_connection_in_runs() {
         },
         1,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn consecutive_calls_share_a_connection_in_runs() {
+    let upstream = four_connections_to_an_answering_server().await;
     let mut req = call();
     upstream.prepare(&mut req);
     for _ in 0..2 * RUN {
@@ -321,17 +326,7 @@ async fn consecutive_calls_share_a_connection_in_runs() {
 
 #[tokio::test]
 async fn large_requests_are_spread_over_the_connections() {
-    let addr = answering_server().await;
-    let address = Address::parse(&format!("http://{addr}")).unwrap();
-    let upstream = Upstream::new(
-        &address,
-        &UpstreamOptions {
-            connections: 4,
-            ..options(Duration::from_secs(30), Duration::from_secs(10))
-        },
-        1,
-    )
-    .unwrap();
+    let upstream = four_connections_to_an_answering_server().await;
     // 60 KiB weighs a run of its own: each call takes the next connection.
     let mut req = call();
     *req.body_mut() = Bytes::from(vec![0u8; 60 << 10]);
