@@ -30,6 +30,7 @@ mod http1;
 pub mod inbound;
 pub mod keys;
 pub mod proxy;
+mod read_ahead;
 pub mod rewrite;
 pub mod schema;
 pub(crate) mod serve;

@@ -140,6 +140,7 @@ pub(crate) async fn serve_from(
         let tls = proxy.inbound_tls.0.borrow().clone();
         tokio::spawn(
             async move {
+                let stream = crate::read_ahead::ReadAhead::new(stream);
                 match tls {
                     None => serve_one(stream, proxy, Peer::default(), &limits, draining).await,
                     Some(acceptor) => {
