@@ -781,11 +781,10 @@ impl Upstream {
                             advice: self.advice(kind),
                         }
                     })?;
-                // Boxed: hyper spawns two tasks per call (the request body's
-                // and the response's), each sized like its connection task,
-                // which holds the I/O type inline. Inline, rustls's 1.1 KB
-                // connection state made each of them 1 KB larger: 4 MB at
-                // 2,000 held polls.
+                // Boxed: the connection task holds the I/O type inline, and
+                // rustls's 1.1 KB connection state in it made every task of
+                // that type larger (with hyper's client, which spawned two
+                // per call: 4 MB at 2,000 held polls).
                 self.handshake(Box::new(stream)).await
             }
         }
