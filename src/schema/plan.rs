@@ -73,9 +73,10 @@ pub struct MessagePlan {
     /// Sorted by field number; empty when nothing inside can hold a payload.
     fields: Box<[PlannedField]>,
     /// `slots[n]` is 1 + the index in `fields` of field `n`, 0 when `n` is
-    /// not planned; up to the largest planned number, when that is small.
-    /// `HistoryEvent` plans some fifty attribute fields, and the rewriter
-    /// looks up every field of every event.
+    /// not planned; up to the largest planned number, when that is small
+    /// (a number past it is not planned). `HistoryEvent` plans some fifty
+    /// attribute fields and `user_metadata` (301), and the rewriter looks
+    /// up every field of every event.
     slots: Box<[u8]>,
     kind: MessageKind,
 }
@@ -106,6 +107,7 @@ impl MessagePlan {
         match self.slots.get(number as usize) {
             Some(0) => None,
             Some(&slot) => self.fields.get(usize::from(slot) - 1),
+            None if !self.slots.is_empty() => None,
             None => self
                 .fields
                 .binary_search_by_key(&number, |f| f.number)
@@ -116,9 +118,10 @@ impl MessagePlan {
 }
 
 /// The dense index of `fields` (sorted by number); empty when the numbers
-/// or the count are too large for one byte per field number.
+/// are too large for one byte per field number (more than 1 KiB), or there
+/// are too many fields for a byte to index.
 fn slots(fields: &[PlannedField]) -> Box<[u8]> {
-    const MAX_DENSE: u32 = 255;
+    const MAX_DENSE: u32 = 1023;
     let Some(last) = fields.last() else {
         return Box::default();
     };
@@ -486,4 +489,43 @@ fn collect<'a>(
         collect(&name, nested, out);
     }
     out.push((name, msg));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(numbers: &[u32]) -> MessagePlan {
+        let fields: Vec<_> = numbers
+            .iter()
+            .map(|&number| PlannedField {
+                number,
+                action: Action::Payload,
+                name: format!("f{number}").into(),
+            })
+            .collect();
+        MessagePlan {
+            name: "test.Message".into(),
+            slots: slots(&fields),
+            fields: fields.into_boxed_slice(),
+            kind: MessageKind::Plain,
+        }
+    }
+
+    #[test]
+    fn dense_and_sparse_plans_find_the_same_fields() {
+        // 301 (a HistoryEvent's user_metadata) is indexed densely; 5000 is
+        // past the dense bound and found by search.
+        for numbers in [&[1, 7, 301][..], &[2, 5000], &[]] {
+            let p = plan(numbers);
+            assert_eq!(p.slots.is_empty(), numbers.last().is_none_or(|&n| n > 1023));
+            for n in 0..6000 {
+                assert_eq!(
+                    p.field(n).map(|f| f.number),
+                    numbers.contains(&n).then_some(n),
+                    "{numbers:?} field {n}"
+                );
+            }
+        }
+    }
 }
