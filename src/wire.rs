@@ -60,6 +60,20 @@ pub(crate) struct Tag {
 /// Reads a varint at `*pos`, advancing it.
 #[inline]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    // Most keys and small lengths take one byte: that case stays inline at
+    // every caller, the loop does not.
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(u64::from(b));
+    }
+    read_long_varint(buf, pos)
+}
+
+/// [`read_varint`] for a varint of more than one byte (or none at all).
+#[inline(never)]
+fn read_long_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     let start = *pos;
     let mut value: u64 = 0;
     for i in 0..10 {
