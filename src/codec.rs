@@ -138,12 +138,15 @@ pub trait PayloadVisitor {
     /// [`Self::payload`], free to write the replacement into `arena` (the
     /// buffer the rewriter writes the message out from) rather than into a
     /// buffer of its own. The decoder does: no allocation per payload.
+    /// `view` is the payload already parsed, when the rewriter parsed it
+    /// (`None`: it did not parse).
     fn payload_into(
         &mut self,
         payload: &[u8],
+        view: Option<&PayloadView<'_>>,
         arena: &mut Arena,
     ) -> Result<Replacement, CodecError> {
-        let _ = arena;
+        let _ = (view, arena);
         Ok(self.payload(payload)?.into())
     }
 
@@ -161,9 +164,10 @@ impl<V: PayloadVisitor + ?Sized> PayloadVisitor for &mut V {
     fn payload_into(
         &mut self,
         payload: &[u8],
+        view: Option<&PayloadView<'_>>,
         arena: &mut Arena,
     ) -> Result<Replacement, CodecError> {
-        (**self).payload_into(payload, arena)
+        (**self).payload_into(payload, view, arena)
     }
 
     fn failure_mode(&self) -> FailureMode {
@@ -434,7 +438,18 @@ impl Chain {
         payload: &[u8],
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
-        let res = self.encode_inner(payload, keys);
+        self.encode_parsed(payload, None, keys)
+    }
+
+    /// [`Self::encode_payload`] for a payload already parsed as `parsed`
+    /// (`None`: parse it here).
+    pub fn encode_parsed(
+        &self,
+        payload: &[u8],
+        parsed: Option<&PayloadView<'_>>,
+        keys: &CallKeys<'_>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let res = self.encode_inner(payload, parsed, keys);
         let out = res.as_ref().map(|o| o.as_ref().map(Vec::len));
         self.count(Direction::Encode, out, payload.len());
         res
@@ -443,16 +458,22 @@ impl Chain {
     fn encode_inner(
         &self,
         payload: &[u8],
+        mut parsed: Option<&PayloadView<'_>>,
         keys: &CallKeys<'_>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let mut cur = Cow::Borrowed(payload);
         for codec in &self.encoders {
-            let next = {
-                let view = PayloadView::parse(&cur).map_err(CodecError::MalformedPayload)?;
-                codec.encode(&cur, &view, keys)?
+            let next = match parsed {
+                // The input as given, until a layer changes it.
+                Some(view) => codec.encode(&cur, view, keys)?,
+                None => {
+                    let view = PayloadView::parse(&cur).map_err(CodecError::MalformedPayload)?;
+                    codec.encode(&cur, &view, keys)?
+                }
             };
             if let Some(next) = next {
                 cur = Cow::Owned(next);
+                parsed = None;
             }
         }
         Ok(changed(cur))
@@ -479,8 +500,26 @@ impl Chain {
         keys: &CallKeys<'_>,
         arena: &mut Arena,
     ) -> Result<Option<Range<usize>>, CodecError> {
+        match PayloadView::parse(payload) {
+            Ok(view) => self.decode_parsed(payload, &view, keys, arena),
+            // Something that is not a Payload is not ours to decode.
+            Err(_) => {
+                self.count(Direction::Decode, Ok(None), payload.len());
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Self::decode_into`] for a payload already parsed as `view`.
+    pub fn decode_parsed(
+        &self,
+        payload: &[u8],
+        view: &PayloadView<'_>,
+        keys: &CallKeys<'_>,
+        arena: &mut Arena,
+    ) -> Result<Option<Range<usize>>, CodecError> {
         let mark = arena.used();
-        let res = self.decode_inner(payload, keys, arena);
+        let res = self.decode_inner(view, keys, arena);
         if !matches!(res, Ok(Some(_))) {
             arena.truncate(mark);
         }
@@ -491,14 +530,10 @@ impl Chain {
 
     fn decode_inner(
         &self,
-        payload: &[u8],
+        view: &PayloadView<'_>,
         keys: &CallKeys<'_>,
         arena: &mut Arena,
     ) -> Result<Option<Range<usize>>, CodecError> {
-        // Something that is not a Payload is not ours to decode.
-        let Ok(view) = PayloadView::parse(payload) else {
-            return Ok(None);
-        };
         let encoding = view.encoding();
         if encoding == Some(ENCODING_SNAPPY) {
             if view.metadata(SNAPPY_MARK.0) != Some(SNAPPY_MARK.1) {
@@ -517,7 +552,7 @@ impl Chain {
         if encoding == Some(compressed::ENCODING_COMPRESSED) {
             // Temporal Proxy's layer without its encryption: nothing
             // authenticates it, so one that does not open passes through.
-            return match compressed::decompress(&view, self.snappy.max_decoded) {
+            return match compressed::decompress(view, self.snappy.max_decoded) {
                 Ok(out) => Ok(Some(arena.push(&out))),
                 Err(_) => {
                     self.stats.bad_unauthenticated.fetch_add(1, Relaxed);
@@ -528,7 +563,7 @@ impl Chain {
         if encoding != Some(ENCODING_ENCRYPTED) {
             return Ok(None);
         }
-        let Some(inner) = self.aead.decode_into(&view, &self.stats, keys, arena)? else {
+        let Some(inner) = self.aead.decode_into(view, &self.stats, keys, arena)? else {
             return Ok(None);
         };
         // Authenticated under one of our keys: the snappy layer directly
@@ -613,13 +648,32 @@ pub struct Encoder<'a> {
     pub(crate) keys: CallKeys<'a>,
 }
 
-impl PayloadVisitor for Encoder<'_> {
-    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
-        let out = self.chain.encode_payload(payload, &self.keys)?;
+impl Encoder<'_> {
+    fn encode(
+        &self,
+        payload: &[u8],
+        parsed: Option<&PayloadView<'_>>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let out = self.chain.encode_parsed(payload, parsed, &self.keys)?;
         Ok(match (out, self.keys.offloads) {
             (Some(encoded), Some(o)) => Some(o.offload(encoded)),
             (out, _) => out,
         })
+    }
+}
+
+impl PayloadVisitor for Encoder<'_> {
+    fn payload(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        self.encode(payload, None)
+    }
+
+    fn payload_into(
+        &mut self,
+        payload: &[u8],
+        view: Option<&PayloadView<'_>>,
+        _: &mut Arena,
+    ) -> Result<Replacement, CodecError> {
+        Ok(self.encode(payload, view)?.into())
     }
 
     fn failure_mode(&self) -> FailureMode {
@@ -657,13 +711,18 @@ impl PayloadVisitor for Decoder<'_> {
     fn payload_into(
         &mut self,
         payload: &[u8],
+        view: Option<&PayloadView<'_>>,
         arena: &mut Arena,
     ) -> Result<Replacement, CodecError> {
         if self.keys.offloads.is_some() {
             // References to stored payloads take the owned path.
             return Ok(self.payload(payload)?.into());
         }
-        Ok(match self.chain.decode_into(payload, &self.keys, arena)? {
+        let decoded = match view {
+            Some(view) => self.chain.decode_parsed(payload, view, &self.keys, arena)?,
+            None => self.chain.decode_into(payload, &self.keys, arena)?,
+        };
+        Ok(match decoded {
             Some(r) => Replacement::InArena(r),
             None => Replacement::Kept,
         })

@@ -29,7 +29,7 @@ use thiserror::Error;
 
 use crate::{
     codec::{
-        Arena, CodecError, Replacement,
+        Arena, CodecError, PayloadView, Replacement,
         arena::{keep_spare, take_spare},
     },
     schema::{self, Action, MessageId, MessageKind, Schema},
@@ -518,8 +518,8 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
     /// type; `None` for every other payload. An envelope of a type the
     /// schema does not know is encoded as a whole, like any payload: the
     /// server cannot read it, but nothing leaves in plaintext.
-    fn system_envelope(&self, payload: &[u8]) -> Option<MessageId> {
-        let ty = crate::codec::payload::system_message_type(payload)?;
+    fn system_envelope(&self, view: &PayloadView<'_>) -> Option<MessageId> {
+        let ty = view.system_message_type()?;
         let id = self.schema.message_id(std::str::from_utf8(ty).ok()?);
         if id.is_none() {
             tracing::warn!(
@@ -604,15 +604,22 @@ impl<V: PayloadVisitor> Walker<'_, '_, V> {
                 .map_err(|e| RewriteError::from(e).within(owner, field))?;
             let value_start = pos - body.len();
             let mark = self.patches.len();
+            // Parsed once, for the envelope check and the visitor both.
+            let view = match action {
+                Action::Payload => PayloadView::parse(body).ok(),
+                _ => None,
+            };
             let child = match action {
-                Action::Payload if let Some(target) = self.system_envelope(body) => {
+                Action::Payload
+                    if let Some(target) = view.as_ref().and_then(|v| self.system_envelope(v)) =>
+                {
                     self.reserve_prefix(base + key_end, base + value_start);
                     self.system(target, body, base + value_start, depth + 1)
                 }
                 Action::Payload => {
                     let new = self
                         .visitor
-                        .payload_into(body, &mut self.arena)
+                        .payload_into(body, view.as_ref(), &mut self.arena)
                         .map_err(|e| RewriteError::from(e).within(owner, field))?;
                     // The field's key bytes stay; length and value are new.
                     let fill = match new {

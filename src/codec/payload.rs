@@ -108,24 +108,20 @@ pub const SYSTEM_ENCODING: &[u8] = b"binary/protobuf";
 pub const MESSAGE_TYPE: &str = "messageType";
 
 /// The message type of a System Nexus envelope (marked, `binary/protobuf`),
-/// `None` for any other payload (or one that does not parse). Reads only
-/// the metadata entries, without allocating.
+/// `None` for any other payload (or one that does not parse).
 pub fn system_message_type(payload: &[u8]) -> Option<&[u8]> {
-    let (mut marked, mut proto, mut ty) = (false, false, None);
-    for f in wire::Fields::new(payload, 8) {
-        let (tag, entry) = f.ok()?;
-        if tag.field != METADATA || tag.wire_type != wire::LEN {
-            continue;
-        }
-        let (key, val) = metadata_entry(entry).ok()?;
-        match key {
-            k if k == SYSTEM_MARK.0.as_bytes() => marked = val == SYSTEM_MARK.1,
-            k if k == ENCODING.as_bytes() => proto = val == SYSTEM_ENCODING,
-            k if k == MESSAGE_TYPE.as_bytes() => ty = Some(val),
-            _ => {}
-        }
+    PayloadView::parse(payload).ok()?.system_message_type()
+}
+
+impl<'a> PayloadView<'a> {
+    /// [`system_message_type`] of the payload this view was parsed from.
+    pub fn system_message_type(&self) -> Option<&'a [u8]> {
+        let marked = self.metadata(SYSTEM_MARK.0) == Some(SYSTEM_MARK.1);
+        let proto = self.encoding() == Some(SYSTEM_ENCODING);
+        (marked && proto)
+            .then(|| self.metadata(MESSAGE_TYPE))
+            .flatten()
     }
-    (marked && proto).then_some(ty).flatten()
 }
 
 /// Writes a payload with the given metadata, a data field of `data_len`

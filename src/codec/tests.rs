@@ -132,7 +132,7 @@ fn one_decoder_finds_each_payloads_own_key() {
     ];
     for (i, (enc, want)) in cases.into_iter().enumerate() {
         let mut arena = Arena::take();
-        match (d.payload_into(&enc, &mut arena), want) {
+        match (d.payload_into(&enc, None, &mut arena), want) {
             (Ok(Replacement::InArena(r)), Some(w)) => assert_eq!(arena.get(r), &w[..], "case {i}"),
             (Err(CodecError::Authentication { key_id }), None) => {
                 assert_eq!(key_id, "k2", "case {i}")

@@ -43,9 +43,10 @@ impl<V: PayloadVisitor> PayloadVisitor for Counting<V> {
     fn payload_into(
         &mut self,
         payload: &[u8],
+        view: Option<&crate::codec::PayloadView<'_>>,
         arena: &mut crate::codec::Arena,
     ) -> Result<crate::codec::Replacement, CodecError> {
-        let r = self.inner.payload_into(payload, arena)?;
+        let r = self.inner.payload_into(payload, view, arena)?;
         self.changed += u64::from(!matches!(r, crate::codec::Replacement::Kept));
         Ok(r)
     }
