@@ -323,6 +323,24 @@ impl Session {
         Ok(())
     }
 
+    /// True when the encodes so far left objects to upload.
+    fn has_pending(&self) -> bool {
+        self.offloads
+            .as_ref()
+            .is_some_and(|o| o.pending.lock().is_ok_and(|p| !p.is_empty()))
+    }
+
+    /// True when the decodes so far met data keys or stored payloads that
+    /// [`Self::fetch_missing`] would fetch. Checked first: most calls have
+    /// none, and the fetch's future is large to build (it holds a KMS call).
+    fn has_missing(&self) -> bool {
+        let objects = self
+            .offloads
+            .as_ref()
+            .is_some_and(|o| o.wanted.lock().is_ok_and(|w| !w.is_empty()));
+        objects || self.missing.lock().is_ok_and(|m| !m.is_empty())
+    }
+
     fn clear_pending(&self) {
         if let Some(o) = &self.offloads
             && let Ok(mut p) = o.pending.lock()
@@ -352,8 +370,10 @@ impl Session {
         let first = run(&mut self.encoder());
         if envelope.is_none() || !self.wanted_key.swap(false, Relaxed) {
             let out = first?;
-            let upload = Box::pin(self.upload_pending());
-            upload.await?;
+            if self.has_pending() {
+                let upload = Box::pin(self.upload_pending());
+                upload.await?;
+            }
             return Ok(out);
         }
         // Boxed: KMS client futures are large, and an unboxed one would
@@ -365,8 +385,10 @@ impl Session {
         prepare.await?;
         self.clear_pending();
         let out = run(&mut self.encoder())?;
-        let upload = Box::pin(self.upload_pending());
-        upload.await?;
+        if self.has_pending() {
+            let upload = Box::pin(self.upload_pending());
+            upload.await?;
+        }
         Ok(out)
     }
 
@@ -380,6 +402,9 @@ impl Session {
         // At most three passes: stored payloads, then the data keys they
         // need, are fetched between them.
         for _ in 0..2 {
+            if !self.has_missing() {
+                return out;
+            }
             let fetch = Box::pin(self.fetch_missing());
             if !fetch.await? {
                 return out;
