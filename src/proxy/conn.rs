@@ -61,11 +61,12 @@ impl Activity {
         })
     }
 
-    /// A call starts; it counts until the returned guard drops.
+    /// A call starts; it counts until the returned guard drops. (Its start
+    /// needs no time stamp: while a call is open the connection is not
+    /// idle, and its end stamps the time.)
     pub fn begin(self: &Arc<Self>) -> Call {
         self.open.fetch_add(1, Relaxed);
         self.seen.store(true, Relaxed);
-        self.touch();
         Call(self.clone())
     }
 
