@@ -25,11 +25,10 @@ pub mod shards;
 mod stream;
 mod unary;
 
-use std::{convert::Infallible, sync::Arc};
+use std::{borrow::Cow, convert::Infallible, sync::Arc};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use opentelemetry::StringValue;
 use tracing::Instrument;
 
 pub use error::{ProxyError, Side};
@@ -293,9 +292,11 @@ impl Proxy {
         // Bounded labels: method names come from the schema, others are
         // "other". The schema's names are shared, not copied per call.
         let (service_label, method) = match found {
-            Some(m) if *m.service == *service => (m.service.clone().into(), m.name.clone().into()),
-            Some(m) => (label(service), m.name.clone().into()),
-            None => (label(service), StringValue::from("other")),
+            Some(m) if *m.service == *service => {
+                (Cow::Borrowed(&*m.service), Cow::Borrowed(&*m.name))
+            }
+            Some(m) => (label(service), Cow::Borrowed(&*m.name)),
+            None => (label(service), Cow::Borrowed("other")),
         };
         let span = if !self.trace_calls {
             tracing::Span::none()
@@ -422,11 +423,11 @@ impl Proxy {
 mod tests;
 
 /// A service's metric label: the static names as they are, others copied.
-fn label(service: &str) -> StringValue {
+fn label(service: &str) -> Cow<'static, str> {
     match service {
-        "other" => "other".into(),
-        reflection::V1 => reflection::V1.into(),
-        reflection::V1ALPHA => reflection::V1ALPHA.into(),
-        s => s.to_string().into(),
+        "other" => Cow::Borrowed("other"),
+        reflection::V1 => Cow::Borrowed(reflection::V1),
+        reflection::V1ALPHA => Cow::Borrowed(reflection::V1ALPHA),
+        s => Cow::Owned(s.to_string()),
     }
 }

@@ -4,18 +4,13 @@
 //! registry and instruments are built once and passed in.
 
 mod propagation;
+mod series;
 
-use std::{
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use opentelemetry::{
-    KeyValue, StringValue,
-    metrics::{
-        BoundHistogram, BoundUpDownCounter, Counter, Histogram, Meter, MeterProvider as _,
-        UpDownCounter,
-    },
+    KeyValue,
+    metrics::{BoundHistogram, Counter, Meter, MeterProvider as _},
 };
 use opentelemetry_sdk::{
     Resource,
@@ -25,6 +20,7 @@ use opentelemetry_sdk::{
 use thiserror::Error;
 
 pub use propagation::{extract_parent, inject_current};
+pub use series::CallLabels;
 
 use crate::{
     codec::{Direction, Pipeline},
@@ -56,19 +52,14 @@ pub enum TelemetryError {
 /// The instruments the data plane records into directly.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    /// Calls by service, method, gRPC status and upstream.
-    pub calls: Counter<u64>,
-    /// Whole-call latency (seconds) by service, method, status.
-    pub call_duration: Histogram<f64>,
-    /// Upstream part of a call (seconds) by method.
-    pub upstream_duration: Histogram<f64>,
+    /// Calls by service, method, gRPC status and upstream; whole-call
+    /// latency (seconds) by service, method, status; the upstream part of
+    /// a call (seconds) by method; calls being served now, by service.
+    /// Bound per label set, per serving thread (`telemetry/series.rs`).
+    series: Arc<series::Series>,
     /// Codec part of a call (seconds), bound to each direction: the
     /// attribute lookup a measurement otherwise makes is done once here.
     codec_duration: [BoundHistogram<f64>; 2],
-    /// Calls being served now, by service.
-    in_flight: UpDownCounter<i64>,
-    /// `in_flight` bound to each service seen so far (a handful).
-    in_flight_by_service: Arc<RwLock<Vec<ByService>>>,
     /// Requests carrying fields or Any types the schema lacks, by message
     /// type and action (`refused`/`forwarded`).
     pub unknown_fields: Counter<u64>,
@@ -78,43 +69,26 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// One call answered (or cancelled) after `seconds`.
+    pub fn call(&self, labels: CallLabels<'_>, seconds: f64) {
+        self.series.call(labels, seconds);
+    }
+
+    /// The upstream part of a call to `method` took `seconds`.
+    pub fn upstream_duration(&self, method: &str, seconds: f64) {
+        self.series.upstream(method, seconds);
+    }
+
     /// The codec-duration histogram of `direction` (`encode` or `decode`).
     pub fn codec_duration(&self, direction: Direction) -> &BoundHistogram<f64> {
         &self.codec_duration[direction as usize]
     }
 
-    /// The in-flight gauge of `service`, bound once per service.
-    pub fn in_flight(&self, service: &StringValue) -> BoundUpDownCounter<i64> {
-        let known = |v: &[ByService]| {
-            v.iter()
-                .find(|(s, _)| s.as_str() == service.as_str())
-                .map(|(_, c)| c.clone())
-        };
-        if let Some(c) = known(
-            &self
-                .in_flight_by_service
-                .read()
-                .unwrap_or_else(|e| e.into_inner()),
-        ) {
-            return c;
-        }
-        let mut all = self
-            .in_flight_by_service
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = known(&all) {
-            return c;
-        }
-        let c = self
-            .in_flight
-            .bind(&[KeyValue::new("service", service.clone())]);
-        all.push((service.clone(), c.clone()));
-        c
+    /// `delta` calls of `service` started (1) or ended (-1).
+    pub fn in_flight(&self, service: &str, delta: i64) {
+        self.series.in_flight(service, delta);
     }
 }
-
-/// A service's name and its bound in-flight gauge.
-type ByService = (StringValue, BoundUpDownCounter<i64>);
 
 /// Latency buckets in seconds: sub-millisecond codec work up to 75 s long polls.
 const BUCKETS: [f64; 16] = [
@@ -177,22 +151,30 @@ impl Telemetry {
         let provider = builder.build();
         let meter = provider.meter("sealgate");
         let metrics = Metrics {
-            calls: meter
-                .u64_counter("sealgate.calls")
-                .with_description("gRPC calls served, by service, method, status and upstream")
-                .build(),
-            call_duration: meter
-                .f64_histogram("sealgate.call.duration")
-                .with_unit("s")
-                .with_description("Whole-call latency as the caller sees it")
-                .with_boundaries(BUCKETS.to_vec())
-                .build(),
-            upstream_duration: meter
-                .f64_histogram("sealgate.upstream.duration")
-                .with_unit("s")
-                .with_description("Time waiting for the upstream (request sent to response read)")
-                .with_boundaries(BUCKETS.to_vec())
-                .build(),
+            series: Arc::new(series::Series::new(
+                meter
+                    .u64_counter("sealgate.calls")
+                    .with_description("gRPC calls served, by service, method, status and upstream")
+                    .build(),
+                meter
+                    .f64_histogram("sealgate.call.duration")
+                    .with_unit("s")
+                    .with_description("Whole-call latency as the caller sees it")
+                    .with_boundaries(BUCKETS.to_vec())
+                    .build(),
+                meter
+                    .f64_histogram("sealgate.upstream.duration")
+                    .with_unit("s")
+                    .with_description(
+                        "Time waiting for the upstream (request sent to response read)",
+                    )
+                    .with_boundaries(BUCKETS.to_vec())
+                    .build(),
+                meter
+                    .i64_up_down_counter("sealgate.calls.in_flight")
+                    .with_description("Calls being served now")
+                    .build(),
+            )),
             codec_duration: {
                 let h = meter
                     .f64_histogram("sealgate.codec.duration")
@@ -202,11 +184,6 @@ impl Telemetry {
                     .build();
                 ["encode", "decode"].map(|d| h.bind(&[KeyValue::new("direction", d)]))
             },
-            in_flight: meter
-                .i64_up_down_counter("sealgate.calls.in_flight")
-                .with_description("Calls being served now")
-                .build(),
-            in_flight_by_service: Arc::default(),
             unknown_fields: meter
                 .u64_counter("sealgate.unknown_fields")
                 .with_description(

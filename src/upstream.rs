@@ -476,11 +476,6 @@ impl Upstream {
         &self.display
     }
 
-    /// The name as a metric label (shared, not copied per call).
-    pub fn label(&self) -> opentelemetry::StringValue {
-        self.display.clone().into()
-    }
-
     pub fn stats(&self) -> &UpstreamStats {
         &self.stats
     }

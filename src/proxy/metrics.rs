@@ -2,11 +2,12 @@
 //! client cancels (a worker's long poll at shutdown) is counted with code
 //! `cancelled`, and the in-flight gauge comes back down either way.
 
-use std::{sync::Arc, time::Instant};
+use std::{borrow::Cow, sync::Arc, time::Instant};
 
-use opentelemetry::{KeyValue, StringValue, metrics::BoundUpDownCounter};
-
-use crate::{telemetry::Metrics, upstream::Upstream};
+use crate::{
+    telemetry::{CallLabels, Metrics},
+    upstream::Upstream,
+};
 
 /// The code label of a call dropped before it answered.
 pub(super) const CANCELLED: &str = "cancelled";
@@ -16,9 +17,8 @@ pub(super) struct CallGuard<'a> {
     metrics: &'a Metrics,
     span: tracing::Span,
     started: Instant,
-    service: StringValue,
-    in_flight: BoundUpDownCounter<i64>,
-    method: StringValue,
+    service: Cow<'a, str>,
+    method: Cow<'a, str>,
     /// Set when the call answered; `None` at drop means cancelled.
     code: Option<&'static str>,
     upstream: Option<Arc<Upstream>>,
@@ -29,18 +29,16 @@ impl<'a> CallGuard<'a> {
     pub(super) fn start(
         metrics: &'a Metrics,
         span: tracing::Span,
-        service: StringValue,
-        method: StringValue,
+        service: Cow<'a, str>,
+        method: Cow<'a, str>,
         default_upstream: &'a Upstream,
     ) -> CallGuard<'a> {
-        let in_flight = metrics.in_flight(&service);
-        in_flight.add(1);
+        metrics.in_flight(&service, 1);
         CallGuard {
             metrics,
             span,
             started: Instant::now(),
             service,
-            in_flight,
             method,
             code: None,
             upstream: None,
@@ -64,17 +62,15 @@ impl Drop for CallGuard<'_> {
             .upstream
             .as_deref()
             .unwrap_or(self.default_upstream)
-            .label();
-        let labels = [
-            KeyValue::new("service", self.service.clone()),
-            KeyValue::new("method", self.method.clone()),
-            KeyValue::new("code", code),
-            KeyValue::new("upstream", upstream),
-        ];
-        self.metrics.calls.add(1, &labels);
+            .name();
+        let labels = CallLabels {
+            service: &self.service,
+            method: &self.method,
+            code,
+            upstream,
+        };
         self.metrics
-            .call_duration
-            .record(self.started.elapsed().as_secs_f64(), &labels[..3]);
-        self.in_flight.add(-1);
+            .call(labels, self.started.elapsed().as_secs_f64());
+        self.metrics.in_flight(&self.service, -1);
     }
 }

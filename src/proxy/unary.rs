@@ -596,10 +596,8 @@ async fn send(
         }
         None => exchange.await?,
     };
-    p.metrics.upstream_duration.record(
-        sent.elapsed().as_secs_f64(),
-        &[KeyValue::new("method", method.name.clone())],
-    );
+    p.metrics
+        .upstream_duration(&method.name, sent.elapsed().as_secs_f64());
     Ok(answer)
 }
 
