@@ -10,7 +10,7 @@
 
 use std::{fmt, sync::Mutex};
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{Equivalent, HashMap, hash_map::EntryRef};
 use opentelemetry::{
     KeyValue, StringValue,
     metrics::{
@@ -145,21 +145,13 @@ impl Series {
     /// The upstream part of a call to `method`.
     pub(super) fn upstream(&self, method: &str, seconds: f64) {
         let mut shard = self.shard().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = shard.upstream.get(method) {
-            h.record(seconds);
-            return;
+        let bound = by_one(&mut shard.upstream, "method", method, |kv| {
+            self.upstream_duration.bind(kv)
+        });
+        match bound {
+            Ok(h) => h.record(seconds),
+            Err(kv) => self.upstream_duration.record(seconds, &kv),
         }
-        let kv = [KeyValue::new(
-            "method",
-            StringValue::from(method.to_string()),
-        )];
-        if shard.upstream.len() >= MAX_SERIES {
-            self.upstream_duration.record(seconds, &kv);
-            return;
-        }
-        let h = self.upstream_duration.bind(&kv);
-        h.record(seconds);
-        shard.upstream.insert(method.into(), h);
     }
 
     /// `delta` calls of `service` started (1) or ended (-1). A call's end
@@ -167,21 +159,34 @@ impl Series {
     /// runtime): each shard's series is a share of the one gauge.
     pub(super) fn in_flight(&self, service: &str, delta: i64) {
         let mut shard = self.shard().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = shard.in_flight.get(service) {
-            c.add(delta);
-            return;
+        match by_one(&mut shard.in_flight, "service", service, |kv| {
+            self.in_flight.bind(kv)
+        }) {
+            Ok(c) => c.add(delta),
+            Err(kv) => self.in_flight.add(delta, &kv),
         }
-        let kv = [KeyValue::new(
-            "service",
-            StringValue::from(service.to_string()),
-        )];
-        if shard.in_flight.len() >= MAX_SERIES {
-            self.in_flight.add(delta, &kv);
-            return;
+    }
+}
+
+/// The series `map` keeps for `label` = `value`, bound by `bind` when it
+/// has none yet; when the map is full, the attributes to record unbound
+/// with instead.
+fn by_one<'m, B>(
+    map: &'m mut HashMap<Box<str>, B>,
+    label: &'static str,
+    value: &str,
+    bind: impl FnOnce(&[KeyValue]) -> B,
+) -> Result<&'m B, [KeyValue; 1]> {
+    let full = map.len() >= MAX_SERIES;
+    match map.entry_ref(value) {
+        EntryRef::Occupied(known) => Ok(known.into_mut()),
+        EntryRef::Vacant(new) => {
+            let kv = [KeyValue::new(label, StringValue::from(value.to_string()))];
+            if full {
+                return Err(kv);
+            }
+            Ok(new.insert(bind(&kv)))
         }
-        let c = self.in_flight.bind(&kv);
-        c.add(delta);
-        shard.in_flight.insert(service.into(), c);
     }
 }
 
@@ -237,12 +242,23 @@ mod tests {
         assert_eq!(value(&text, "sealgate_calls_total", &["code=\"0\""]), 9.0);
         assert_eq!(value(&text, "sealgate_calls_total", &["code=\"14\""]), 3.0);
         let starts = ["method=\"StartWorkflowExecution\"", "code=\"0\""];
-        assert_eq!(value(&text, "sealgate_call_duration_seconds_count", &starts), 9.0);
+        assert_eq!(
+            value(&text, "sealgate_call_duration_seconds_count", &starts),
+            9.0
+        );
         let up = ["method=\"StartWorkflowExecution\""];
-        assert_eq!(value(&text, "sealgate_upstream_duration_seconds_count", &up), 9.0);
-        assert_eq!(value(&text, "sealgate_calls_in_flight", &["service=\"svc\""]), 3.0);
+        assert_eq!(
+            value(&text, "sealgate_upstream_duration_seconds_count", &up),
+            9.0
+        );
+        assert_eq!(
+            value(&text, "sealgate_calls_in_flight", &["service=\"svc\""]),
+            3.0
+        );
         // One series per label set, however many threads bound it.
-        let calls = text.lines().filter(|l| l.starts_with("sealgate_calls_total{"));
+        let calls = text
+            .lines()
+            .filter(|l| l.starts_with("sealgate_calls_total{"));
         assert_eq!(calls.count(), 2, "{text}");
     }
 }
