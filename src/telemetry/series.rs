@@ -8,7 +8,7 @@
 //! (`experimental_metrics_bound_instruments`), so a measurement is one
 //! atomic add or one bucket update.
 
-use std::{fmt, sync::Mutex};
+use std::{fmt, hash::Hash, sync::Mutex};
 
 use hashbrown::{Equivalent, HashMap, hash_map::EntryRef};
 use opentelemetry::{
@@ -43,6 +43,17 @@ struct CallKey {
     method: Box<str>,
     code: Box<str>,
     upstream: Box<str>,
+}
+
+impl From<&CallLabels<'_>> for CallKey {
+    fn from(labels: &CallLabels<'_>) -> CallKey {
+        CallKey {
+            service: labels.service.into(),
+            method: labels.method.into(),
+            code: labels.code.into(),
+            upstream: labels.upstream.into(),
+        }
+    }
 }
 
 impl Equivalent<CallKey> for CallLabels<'_> {
@@ -111,43 +122,40 @@ impl Series {
     /// its duration under all but the upstream.
     pub(super) fn call(&self, labels: CallLabels<'_>, seconds: f64) {
         let mut shard = self.shard().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = shard.calls.get(&labels) {
-            s.calls.add(1);
-            s.duration.record(seconds);
-            return;
-        }
-        let kv = [
-            KeyValue::new("service", StringValue::from(labels.service.to_string())),
-            KeyValue::new("method", StringValue::from(labels.method.to_string())),
-            KeyValue::new("code", StringValue::from(labels.code.to_string())),
-            KeyValue::new("upstream", StringValue::from(labels.upstream.to_string())),
-        ];
-        if shard.calls.len() >= MAX_SERIES {
-            self.calls.add(1, &kv);
-            self.call_duration.record(seconds, &kv[..3]);
-            return;
-        }
-        let s = CallSeries {
-            calls: self.calls.bind(&kv),
+        let attributes = || {
+            [
+                ("service", labels.service),
+                ("method", labels.method),
+                ("code", labels.code),
+                ("upstream", labels.upstream),
+            ]
+            .map(|(k, v)| KeyValue::new(k, StringValue::from(v.to_string())))
+        };
+        let bound = bound(&mut shard.calls, &labels, attributes, |kv| CallSeries {
+            calls: self.calls.bind(kv),
             duration: self.call_duration.bind(&kv[..3]),
-        };
-        s.calls.add(1);
-        s.duration.record(seconds);
-        let key = CallKey {
-            service: labels.service.into(),
-            method: labels.method.into(),
-            code: labels.code.into(),
-            upstream: labels.upstream.into(),
-        };
-        shard.calls.insert(key, s);
+        });
+        match bound {
+            Ok(s) => {
+                s.calls.add(1);
+                s.duration.record(seconds);
+            }
+            Err(kv) => {
+                self.calls.add(1, &kv);
+                self.call_duration.record(seconds, &kv[..3]);
+            }
+        }
     }
 
     /// The upstream part of a call to `method`.
     pub(super) fn upstream(&self, method: &str, seconds: f64) {
         let mut shard = self.shard().lock().unwrap_or_else(|e| e.into_inner());
-        let bound = by_one(&mut shard.upstream, "method", method, |kv| {
-            self.upstream_duration.bind(kv)
-        });
+        let bound = bound(
+            &mut shard.upstream,
+            method,
+            || one("method", method),
+            |kv| self.upstream_duration.bind(kv),
+        );
         match bound {
             Ok(h) => h.record(seconds),
             Err(kv) => self.upstream_duration.record(seconds, &kv),
@@ -159,29 +167,42 @@ impl Series {
     /// runtime): each shard's series is a share of the one gauge.
     pub(super) fn in_flight(&self, service: &str, delta: i64) {
         let mut shard = self.shard().lock().unwrap_or_else(|e| e.into_inner());
-        match by_one(&mut shard.in_flight, "service", service, |kv| {
-            self.in_flight.bind(kv)
-        }) {
+        let bound = bound(
+            &mut shard.in_flight,
+            service,
+            || one("service", service),
+            |kv| self.in_flight.bind(kv),
+        );
+        match bound {
             Ok(c) => c.add(delta),
             Err(kv) => self.in_flight.add(delta, &kv),
         }
     }
 }
 
-/// The series `map` keeps for `label` = `value`, bound by `bind` when it
-/// has none yet; when the map is full, the attributes to record unbound
-/// with instead.
-fn by_one<'m, B>(
-    map: &'m mut HashMap<Box<str>, B>,
-    label: &'static str,
-    value: &str,
+/// One attribute, its value copied.
+fn one(label: &'static str, value: &str) -> [KeyValue; 1] {
+    [KeyValue::new(label, StringValue::from(value.to_string()))]
+}
+
+/// The series `map` keeps under `key`, bound by `bind` to the attributes
+/// `attributes` builds when it has none yet; when the map is full, those
+/// attributes, to record unbound with instead.
+fn bound<'m, 'q, K, Q, B, const N: usize>(
+    map: &'m mut HashMap<K, B>,
+    key: &'q Q,
+    attributes: impl FnOnce() -> [KeyValue; N],
     bind: impl FnOnce(&[KeyValue]) -> B,
-) -> Result<&'m B, [KeyValue; 1]> {
+) -> Result<&'m B, [KeyValue; N]>
+where
+    K: Eq + Hash + From<&'q Q>,
+    Q: Hash + Equivalent<K> + ?Sized,
+{
     let full = map.len() >= MAX_SERIES;
-    match map.entry_ref(value) {
+    match map.entry_ref(key) {
         EntryRef::Occupied(known) => Ok(known.into_mut()),
         EntryRef::Vacant(new) => {
-            let kv = [KeyValue::new(label, StringValue::from(value.to_string()))];
+            let kv = attributes();
             if full {
                 return Err(kv);
             }
