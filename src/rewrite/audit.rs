@@ -19,7 +19,10 @@ use super::{
     MAX_DEPTH,
     wire::{self, Fields, WireError},
 };
-use crate::schema::{FieldKind, MessageId, Schema};
+use crate::{
+    codec::PayloadView,
+    schema::{FieldKind, MessageId, Schema},
+};
 
 /// What the audit found; the first finding ends it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,12 +148,12 @@ impl Auditor<'_> {
             if encoding == Some(self.checks.own) {
                 return Ok(()); // the common case: one pass over the metadata
             }
-            if let Some(target) = self.system_envelope(bytes) {
-                return self.envelope(target, bytes, depth);
+            let view = PayloadView::parse(bytes)?;
+            if let Some(target) = self.system_envelope(&view) {
+                return self.message(target, view.data, depth + 1);
             }
             // A reference to a payload sealgate offloaded (encrypted) to
             // external storage: it names an object and holds nothing else.
-            let view = crate::codec::PayloadView::parse(bytes)?;
             if crate::storage::is_own_reference(view.metadata_entries(), view.data) {
                 return Ok(());
             }
@@ -161,21 +164,25 @@ impl Auditor<'_> {
                     .unwrap_or_default(),
             });
         }
-        match self.system_envelope(bytes) {
-            Some(target) if self.checks.unknown => self.envelope(target, bytes, depth),
-            _ => Ok(()),
+        if !self.checks.unknown {
+            return Ok(());
+        }
+        // A payload that does not parse is not an envelope (the server
+        // reads it as it is).
+        let Ok(view) = PayloadView::parse(bytes) else {
+            return Ok(());
+        };
+        match self.system_envelope(&view) {
+            Some(target) => self.message(target, view.data, depth + 1),
+            None => Ok(()),
         }
     }
 
-    fn system_envelope(&self, bytes: &[u8]) -> Option<MessageId> {
-        crate::codec::payload::system_message_type(bytes)
+    /// The message type of a System Nexus envelope, when the schema knows it.
+    fn system_envelope(&self, view: &PayloadView<'_>) -> Option<MessageId> {
+        view.system_message_type()
             .and_then(|t| std::str::from_utf8(t).ok())
             .and_then(|t| self.schema.message_id(t))
-    }
-
-    fn envelope(&self, target: MessageId, bytes: &[u8], depth: u32) -> Result<(), Finding> {
-        let data = crate::codec::PayloadView::parse(bytes)?.data;
-        self.message(target, data, depth + 1)
     }
 }
 
