@@ -12,13 +12,13 @@ a 1 KiB input, RespondActivityTaskCompleted with 1 KiB and 64 KiB results,
 and PollWorkflowTaskQueue answered with a 50-event history (encrypted, as
 Temporal would store it). For each path and message: h2load throughput
 (closed loop), CPU seconds per 1,000 requests of the proxy process (from
-/proc), then an open-loop run at half that rate (h2load --rps, per-request
+/proc, also split into user and kernel time), then an open-loop run at half that rate (h2load --rps, per-request
 log) for p50/p99/p999, and the proxy's peak RSS; then RSS with 2,000 long
 polls held open on a fresh sealgate, in clear and over TLS. With
 SEALGATE_BEFORE=<path to an earlier sealgate binary>, that build runs as
 one more path (codec on, same config, h2c), for a before/after comparison
-in one run. Usage: benches/load/run [--quick]. Results: a Markdown table and
-a sizing table on stdout and in .work/load/results.md; the request messages
+in one run. Usage: benches/load/run [--quick]. Results: a Markdown table, the
+user/kernel split and a sizing table on stdout and in .work/load/results.md; the request messages
 are left in .work/load as .bin (gRPC-framed, for h2load), .pb and .json
 (for ghz)."""
 
@@ -91,15 +91,21 @@ def workload() -> dict[str, tuple[str, Path]]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds of pids so far: (user, kernel)."""
+    user = kernel = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            user += int(fields[11])  # utime
+            kernel += int(fields[12])  # stime
         except OSError:
             pass
-    return total / TICKS
+    return user / TICKS, kernel / TICKS
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_split(pids))
 
 
 def tree(pid: int) -> list[int]:
@@ -294,9 +300,11 @@ def main() -> int:
             for legs, label, port, proc in paths:
                 tls = legs == "TLS"
                 pids = tree(proc.popen.pid) if proc else []
-                cpu0 = cpu_seconds(pids)
+                user0, kernel0 = cpu_split(pids)
                 rps, ok, cipher = throughput(port, method, data, tls)
-                cpu = cpu_seconds(pids) - cpu0
+                user1, kernel1 = cpu_split(pids)
+                user, kernel = user1 - user0, kernel1 - kernel0
+                cpu = user + kernel
                 lat = latency(port, method, data, int(rps / 2), tls)
                 if label == "direct":
                     direct_latency[(name, legs)] = lat
@@ -304,6 +312,8 @@ def main() -> int:
                 rows.append({
                     "message": name, "legs": legs, "path": label, "rps": rps, "ok": ok, "cipher": cipher,
                     "cpu_per_1k": (cpu / ok * 1000) if proc else None,
+                    "user_us": (user / ok * 1e6) if proc else None,
+                    "kernel_us": (kernel / ok * 1e6) if proc else None,
                     "p50": lat[0], "p99": lat[1], "p999": lat[2],
                     "add_p50": lat[0] - d[0], "add_p99": lat[1] - d[1],
                     "rss_mib": rss_kib(pids, "VmHWM") / 1024 if proc else None,
@@ -344,6 +354,14 @@ def main() -> int:
                 f"| {r['message']} | {r['legs']} | {r['path']} | {r['rps']:.0f} | {cpu} | {ratio} | {r['p50']:.3f} | "
                 f"{r['p99']:.3f} | {r['p999']:.3f} | {r['add_p50']:+.3f} | {r['add_p99']:+.3f} | {rss} |"
             )
+        lines += ["", "Where each proxy's CPU goes, µs per call, user + kernel (from /proc, 10 ms ticks):", "",
+                  "| message | legs | nginx grpc_pass | sealgate, snappy+AES |", "|---|---|---|---|"]
+        split = {(r["message"], r["legs"], r["path"]): r for r in rows if r["user_us"] is not None}
+        for name in msgs:
+            for legs in ("h2c", "TLS"):
+                n, g = split[(name, legs, "nginx grpc_pass")], split[(name, legs, "sealgate, snappy+AES")]
+                lines.append(f"| {name} | {legs} | {n['user_us']:.1f} + {n['kernel_us']:.1f} "
+                             f"| {g['user_us']:.1f} + {g['kernel_us']:.1f} |")
         lines.append("")
         suites = sorted({(r["path"], r["cipher"]) for r in rows if r["legs"] == "TLS"})
         lines.append("TLS between h2load and each TLS path, as h2load reported it: "

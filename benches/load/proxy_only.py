@@ -1,0 +1,97 @@
+"""The 50-event poll with and without payloads to decode, against nginx:
+how much of sealgate's cost per poll is the proxy and how much the decode.
+
+The fake upstream answers PollWorkflowTaskQueue with the same 50-event
+history twice over: once with its payloads sealed (snappy + AES-256-GCM,
+as Temporal Cloud would hold them, the load harness's poll) and once in
+plaintext (json/plain), which sealgate walks, finds nothing of its own in,
+and forwards as received. nginx grpc_pass and sealgate (the harness's
+codec config, h2c on both legs) each take the same closed-loop h2load run
+(-c 4 -m 16) per round; rounds alternate the order. Prints, per variant,
+each proxy's CPU per call split into user and kernel time (from /proc).
+
+Usage: .venv/bin/python benches/load/proxy_only.py [SEALGATE_BINARY]
+  env LOAD_REQUESTS (50,000 calls a cell), ROUNDS (2).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import run as load
+
+harness = load.harness
+
+
+def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tuple[float, float]]:
+    """{proxy: (user µs, kernel µs) per call} for one variant of the poll."""
+    work.mkdir(parents=True)
+    pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
+    f = pki.files
+    config = harness.sealgate_config(work / "gate", 'upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
+                                     + '[telemetry]\nadmin_listen = "off"\n')
+    fp, ftp = harness.free_port(), harness.free_port()
+    fake = harness.start("fake", [
+        str(load.ROOT / "target" / "release" / "examples" / "fake_upstream"),
+        "--listen", f"127.0.0.1:{fp}", "--events", "50",
+        *(["--config", str(config)] if sealed else []),
+        "--tls-listen", f"127.0.0.1:{ftp}", "--tls-cert", str(f["server.pem"]), "--tls-key", str(f["server-key.pem"]),
+    ], work / "fake")
+    procs = []
+    try:
+        harness.wait_for_port(ftp, fake)
+        np_, ntp = harness.free_port(), harness.free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(load.nginx_config(work, pki, np_, ntp, fp, ftp))
+        nginx = harness.start("nginx", [harness.nginx_bin(), "-c", str(conf), "-p", str(work)], work)
+        procs.append(nginx)
+        harness.wait_for_port(ntp, nginx)
+        os.environ["SEALGATE_BIN"] = binary
+        gate = harness.start_sealgate(work / "gate-run", config, upstream=f"http://127.0.0.1:{fp}")
+        procs.append(gate.proc)
+        at = [("nginx", nginx.popen.pid, np_), ("sealgate", gate.proc.popen.pid, gate.port)]
+        method, data = load.workload()["poll_50_events"]
+        per_call: dict[str, list[tuple[float, float]]] = {}
+        for rnd in range(rounds):
+            for who, pid, port in (at if rnd % 2 == 0 else at[::-1]):
+                pids = load.tree(pid)
+                user0, kernel0 = load.cpu_split(pids)
+                _, ok, _ = load.throughput(port, method, data, False)
+                user1, kernel1 = load.cpu_split(pids)
+                per_call.setdefault(who, []).append(((user1 - user0) / ok * 1e6, (kernel1 - kernel0) / ok * 1e6))
+        return {who: (statistics.mean(u for u, _ in v), statistics.mean(k for _, k in v))
+                for who, v in per_call.items()}
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        fake.stop()
+
+
+def main() -> int:
+    binary = sys.argv[1] if len(sys.argv) > 1 else str(load.ROOT / "target" / "release" / "sealgate")
+    if "LOAD_REQUESTS" not in os.environ:
+        load.N = 50000
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "fake_upstream"],
+                   cwd=load.ROOT, check=True)
+    work = load.WORK.parent / "load-proxy-only"
+    shutil.rmtree(work, ignore_errors=True)
+    load.WORK = work
+    rounds = int(os.environ.get("ROUNDS", "2"))
+    print("| poll payloads | nginx µs per call (user + kernel) | sealgate µs per call (user + kernel) | ÷ nginx |")
+    print("|---|---|---|---|")
+    for sealed in (False, True):
+        m = measure(work / ("sealed" if sealed else "plain"), sealed, binary, rounds)
+        (nu, nk), (gu, gk) = m["nginx"], m["sealgate"]
+        label = "sealed (snappy + AES-GCM), decoded by sealgate" if sealed else "plaintext, nothing to decode"
+        print(f"| {label} | {nu + nk:.1f} ({nu:.1f} + {nk:.1f}) | {gu + gk:.1f} ({gu:.1f} + {gk:.1f}) "
+              f"| {(gu + gk) / (nu + nk):.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
