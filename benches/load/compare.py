@@ -16,11 +16,8 @@ nginx, and new ÷ old.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-from pathlib import Path
 
 import run as load
 
@@ -31,14 +28,7 @@ def main() -> int:
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     builds = {"new": sys.argv[1], "old": sys.argv[2]}
-    if "LOAD_REQUESTS" not in os.environ:
-        load.N = 50000
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "fake_upstream"],
-                   cwd=load.ROOT, check=True)
-    work = load.WORK.parent / "load-compare"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    load.WORK = work
+    work = load.side_bench("load-compare")
     os.environ["SEALGATE_BIN"] = builds["new"]
     pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
     f = pki.files
@@ -49,21 +39,11 @@ def main() -> int:
         f'[inbound]\ntls_cert_file = "{f["server.pem"]}"\ntls_key_file = "{f["server-key.pem"]}"\n'
         f'[upstream_options]\nca_file = "{f["ca.pem"]}"\nserver_name = "localhost"\n'))
     msgs = load.workload()
-    fp, ftp = harness.free_port(), harness.free_port()
-    fake = harness.start("fake", [
-        str(load.ROOT / "target" / "release" / "examples" / "fake_upstream"),
-        "--listen", f"127.0.0.1:{fp}", "--config", str(clear), "--events", "50",
-        "--tls-listen", f"127.0.0.1:{ftp}", "--tls-cert", str(f["server.pem"]), "--tls-key", str(f["server-key.pem"]),
-    ], work / "fake")
+    fake, fp, ftp = load.start_fake(work, pki, clear)
     procs = []
     try:
-        harness.wait_for_port(ftp, fake)
-        np_, ntp = harness.free_port(), harness.free_port()
-        conf = work / "nginx.conf"
-        conf.write_text(load.nginx_config(work, pki, np_, ntp, fp, ftp))
-        nginx = harness.start("nginx", [harness.nginx_bin(), "-c", str(conf), "-p", str(work)], work)
+        nginx, np_, ntp = load.start_nginx(work, pki, fp, ftp)
         procs.append(nginx)
-        harness.wait_for_port(ntp, nginx)
         # (pid, port) of each proxy, per legs.
         at = {("nginx", False): (nginx.popen.pid, np_), ("nginx", True): (nginx.popen.pid, ntp)}
         for label, binary in builds.items():

@@ -17,9 +17,7 @@ Usage: .venv/bin/python benches/load/proxy_only.py [SEALGATE_BINARY]
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,25 +30,13 @@ def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tup
     """{proxy: (user µs, kernel µs) per call} for one variant of the poll."""
     work.mkdir(parents=True)
     pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
-    f = pki.files
     config = harness.sealgate_config(work / "gate", 'upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
                                      + '[telemetry]\nadmin_listen = "off"\n')
-    fp, ftp = harness.free_port(), harness.free_port()
-    fake = harness.start("fake", [
-        str(load.ROOT / "target" / "release" / "examples" / "fake_upstream"),
-        "--listen", f"127.0.0.1:{fp}", "--events", "50",
-        *(["--config", str(config)] if sealed else []),
-        "--tls-listen", f"127.0.0.1:{ftp}", "--tls-cert", str(f["server.pem"]), "--tls-key", str(f["server-key.pem"]),
-    ], work / "fake")
+    fake, fp, ftp = load.start_fake(work, pki, config if sealed else None)
     procs = []
     try:
-        harness.wait_for_port(ftp, fake)
-        np_, ntp = harness.free_port(), harness.free_port()
-        conf = work / "nginx.conf"
-        conf.write_text(load.nginx_config(work, pki, np_, ntp, fp, ftp))
-        nginx = harness.start("nginx", [harness.nginx_bin(), "-c", str(conf), "-p", str(work)], work)
+        nginx, np_, _ = load.start_nginx(work, pki, fp, ftp)
         procs.append(nginx)
-        harness.wait_for_port(ntp, nginx)
         os.environ["SEALGATE_BIN"] = binary
         gate = harness.start_sealgate(work / "gate-run", config, upstream=f"http://127.0.0.1:{fp}")
         procs.append(gate.proc)
@@ -74,13 +60,7 @@ def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tup
 
 def main() -> int:
     binary = sys.argv[1] if len(sys.argv) > 1 else str(load.ROOT / "target" / "release" / "sealgate")
-    if "LOAD_REQUESTS" not in os.environ:
-        load.N = 50000
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "fake_upstream"],
-                   cwd=load.ROOT, check=True)
-    work = load.WORK.parent / "load-proxy-only"
-    shutil.rmtree(work, ignore_errors=True)
-    load.WORK = work
+    work = load.side_bench("load-proxy-only")
     rounds = int(os.environ.get("ROUNDS", "2"))
     print("| poll payloads | nginx µs per call (user + kernel) | sealgate µs per call (user + kernel) | ÷ nginx |")
     print("|---|---|---|---|")

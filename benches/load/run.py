@@ -184,6 +184,59 @@ def held_polls(gate, data: Path, tls: bool) -> tuple[float, float]:
     return idle, rss
 
 
+def side_bench(name: str) -> Path:
+    """Set-up for the scripts beside this harness (compare.py,
+    proxy_only.py): 50,000 calls a cell unless LOAD_REQUESTS says, the fake
+    upstream built, and a fresh work dir .work/<name>, which becomes WORK."""
+    global N, WORK
+    if "LOAD_REQUESTS" not in os.environ:
+        N = 50000
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "fake_upstream"],
+                   cwd=ROOT, check=True)
+    work = WORK.parent / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    WORK = work
+    return work
+
+
+def start_fake(work: Path, pki, sealed_with: Path | None, hold: int | None = None):
+    """The fake WorkflowService, h2c and TLS: (process, port, TLS port). Its
+    poll's payloads are sealed with the keys of `sealed_with` (a sealgate
+    config), or plaintext without one."""
+    f = pki.files
+    port, tls_port = harness.free_port(), harness.free_port()
+    proc = harness.start("fake", [
+        str(ROOT / "target" / "release" / "examples" / "fake_upstream"),
+        "--listen", f"127.0.0.1:{port}", "--events", "50",
+        *(["--config", str(sealed_with)] if sealed_with else []),
+        *(["--hold", str(hold)] if hold else []),
+        "--tls-listen", f"127.0.0.1:{tls_port}", "--tls-cert", str(f["server.pem"]), "--tls-key", str(f["server-key.pem"]),
+    ], work / "fake")
+    ready(proc, port, tls_port)
+    return proc, port, tls_port
+
+
+def start_nginx(work: Path, pki, fake_port: int, fake_tls_port: int):
+    """nginx grpc_pass in front of the fake, h2c and TLS: (process, port, TLS port)."""
+    port, tls_port = harness.free_port(), harness.free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(nginx_config(work, pki, port, tls_port, fake_port, fake_tls_port))
+    proc = harness.start("nginx", [harness.nginx_bin(), "-c", str(conf), "-p", str(work)], work)
+    ready(proc, port, tls_port)
+    return proc, port, tls_port
+
+
+def ready(proc, *ports: int) -> None:
+    """Waits for the ports; a process that does not open them is stopped."""
+    try:
+        for port in ports:
+            harness.wait_for_port(port, proc)
+    except BaseException:
+        proc.stop()
+        raise
+
+
 def nginx_config(work: Path, pki, port: int, tls_port: int, fake_port: int, fake_tls_port: int) -> str:
     f = pki.files
     return f"""
@@ -245,23 +298,10 @@ def main() -> int:
     msgs = workload()
     procs = []
     try:
-        fake_port, fake_tls_port = harness.free_port(), harness.free_port()
-        fake = harness.start("fake", [str(ROOT / "target" / "release" / "examples" / "fake_upstream"),
-                                      "--listen", f"127.0.0.1:{fake_port}", "--config", str(on),
-                                      "--events", "50", "--hold", "30",
-                                      "--tls-listen", f"127.0.0.1:{fake_tls_port}",
-                                      "--tls-cert", str(f["server.pem"]), "--tls-key", str(f["server-key.pem"])],
-                             WORK / "fake")
+        fake, fake_port, fake_tls_port = start_fake(WORK, pki, on, hold=30)
         procs.append(fake)
-        harness.wait_for_port(fake_port, fake)
-        harness.wait_for_port(fake_tls_port, fake)
-        nginx_port, nginx_tls_port = harness.free_port(), harness.free_port()
-        conf = WORK / "nginx.conf"
-        conf.write_text(nginx_config(WORK, pki, nginx_port, nginx_tls_port, fake_port, fake_tls_port))
-        nginx = harness.start("nginx", [harness.nginx_bin(), "-c", str(conf), "-p", str(WORK)], WORK)
+        nginx, nginx_port, nginx_tls_port = start_nginx(WORK, pki, fake_port, fake_tls_port)
         procs.append(nginx)
-        harness.wait_for_port(nginx_port, nginx)
-        harness.wait_for_port(nginx_tls_port, nginx)
         up, up_tls = f"http://127.0.0.1:{fake_port}", f"https://127.0.0.1:{fake_tls_port}"
         gate_off = harness.start_sealgate(WORK / "off", off, upstream=up)
         gate_on = harness.start_sealgate(WORK / "on", on, upstream=up)
