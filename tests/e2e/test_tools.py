@@ -410,10 +410,15 @@ def test_ghz_through_upstream_connection_rotation(tools, workdir):
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=GHZ_TIMEOUT)
             assert r.returncode == 0, f"{shlex.join(cmd)}: {r.stderr[-2000:]}"
             report = json.loads(r.stdout)
-            # ghz -z cancels the calls in flight when the time is up: those are its own.
+            # ghz -z cancels the calls in flight when the time is up and closes
+            # its connections: those errors are its own. "the client
+            # connection is closing" is grpc-go's ErrClientConnClosing, which
+            # only a client's own ClientConn.Close() produces (seen once in
+            # 93,346 direct calls).
+            own = ("use of closed network connection", "context canceled", "the client connection is closing")
             errors = {
                 e: n for e, n in (report.get("errorDistribution") or {}).items()
-                if "use of closed network connection" not in e and "context canceled" not in e.lower()
+                if not any(o in e.lower() for o in own)
             }
             seen[side] = (report["count"], errors)
             after = upstream_counters(admin_port)
