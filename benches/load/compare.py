@@ -64,10 +64,8 @@ def main() -> int:
                     order = ("nginx", "new", "old") if rnd % 2 == 0 else ("old", "new", "nginx")
                     for who in order:
                         pid, port = at[(who, on_tls)]
-                        pids = load.tree(pid)
-                        before = load.cpu_seconds(pids)
-                        _, ok, _ = load.throughput(port, method, data, on_tls)
-                        cpu.setdefault(who, []).append((load.cpu_seconds(pids) - before) / ok * 1000)
+                        r = load.measured_run(pid, port, method, data, on_tls)
+                        cpu.setdefault(who, []).append((r.user + r.kernel) / r.ok * 1000)
                 m = {who: statistics.mean(v) for who, v in cpu.items()}
                 print(f"| {name} | {'TLS' if on_tls else 'h2c'} | {m['nginx']:.4f} "
                       f"| {m['new']:.4f} ({m['new'] / m['nginx']:.2f}×) "

@@ -45,11 +45,8 @@ def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tup
         per_call: dict[str, list[tuple[float, float]]] = {}
         for rnd in range(rounds):
             for who, pid, port in (at if rnd % 2 == 0 else at[::-1]):
-                pids = load.tree(pid)
-                user0, kernel0 = load.cpu_split(pids)
-                _, ok, _ = load.throughput(port, method, data, False)
-                user1, kernel1 = load.cpu_split(pids)
-                per_call.setdefault(who, []).append(((user1 - user0) / ok * 1e6, (kernel1 - kernel0) / ok * 1e6))
+                r = load.measured_run(pid, port, method, data, False)
+                per_call.setdefault(who, []).append((r.user / r.ok * 1e6, r.kernel / r.ok * 1e6))
         return {who: (statistics.mean(u for u, _ in v), statistics.mean(k for _, k in v))
                 for who, v in per_call.items()}
     finally:

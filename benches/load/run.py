@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
@@ -109,8 +110,23 @@ def cpu_split(pids: list[int]) -> tuple[float, float]:
     return user / TICKS, kernel / TICKS
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    return sum(cpu_split(pids))
+class Run(NamedTuple):
+    """One closed-loop run and the CPU a proxy spent on it."""
+    rps: float
+    ok: int
+    cipher: str
+    user: float  # CPU seconds of the proxy's process tree
+    kernel: float
+
+
+def measured_run(pid: int | None, port: int, method: str, data: Path, tls: bool) -> Run:
+    """throughput() against port, with the CPU of pid and its children
+    (none for the direct path) over that run."""
+    pids = tree(pid) if pid else []
+    user0, kernel0 = cpu_split(pids)
+    rps, ok, cipher = throughput(port, method, data, tls)
+    user1, kernel1 = cpu_split(pids)
+    return Run(rps, ok, cipher, user1 - user0, kernel1 - kernel0)
 
 
 def tree(pid: int) -> list[int]:
@@ -344,21 +360,17 @@ def main() -> int:
         for name, (method, data) in msgs.items():
             # Closed-loop rounds first, alternating the order of the paths
             # so that drift on a shared machine falls on all of them.
-            totals: dict[str, list] = {}
+            runs: dict[tuple[str, str], list[Run]] = {}
             for rnd in range(ROUNDS):
                 for legs, label, port, proc in (paths if rnd % 2 == 0 else paths[::-1]):
-                    pids = tree(proc.popen.pid) if proc else []
-                    user0, kernel0 = cpu_split(pids)
-                    rps, ok, cipher = throughput(port, method, data, legs == "TLS")
-                    user1, kernel1 = cpu_split(pids)
-                    acc = totals.setdefault(legs + label, [0.0, 0, 0.0, 0.0, cipher])
-                    acc[0] += rps * ok
-                    acc[1] += ok
-                    acc[2] += user1 - user0
-                    acc[3] += kernel1 - kernel0
+                    pid = proc.popen.pid if proc else None
+                    runs.setdefault((legs, label), []).append(measured_run(pid, port, method, data, legs == "TLS"))
             for legs, label, port, proc in paths:
-                weighted, ok, user, kernel, cipher = totals[legs + label]
-                rps = weighted / ok
+                these = runs[(legs, label)]
+                ok = sum(r.ok for r in these)
+                rps = sum(r.rps * r.ok for r in these) / ok
+                user, kernel = sum(r.user for r in these), sum(r.kernel for r in these)
+                cipher = these[0].cipher
                 pids = tree(proc.popen.pid) if proc else []
                 lat = latency(port, method, data, int(rps / 2), legs == "TLS")
                 if label == "direct":
