@@ -30,6 +30,9 @@ def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tup
     """{proxy: (user µs, kernel µs) per call} for one variant of the poll."""
     work.mkdir(parents=True)
     pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
+    # Set before the config: its key is made by this binary's `keygen` (a
+    # fresh checkout has no debug build to fall back on).
+    os.environ["SEALGATE_BIN"] = binary
     config = harness.sealgate_config(work / "gate", 'upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
                                      + '[telemetry]\nadmin_listen = "off"\n')
     fake, fp, ftp = load.start_fake(work, pki, config if sealed else None)
@@ -37,7 +40,6 @@ def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tup
     try:
         nginx, np_, _ = load.start_nginx(work, pki, fp, ftp)
         procs.append(nginx)
-        os.environ["SEALGATE_BIN"] = binary
         gate = harness.start_sealgate(work / "gate-run", config, upstream=f"http://127.0.0.1:{fp}")
         procs.append(gate.proc)
         at = [("nginx", nginx.popen.pid, np_), ("sealgate", gate.proc.popen.pid, gate.port)]
