@@ -41,5 +41,6 @@ pub(crate) mod tls;
 pub mod translate;
 pub mod upstream;
 pub(crate) mod wire;
+mod write_batch;
 
 pub use app::{App, AppError, Listeners, pipeline, reload};

@@ -140,7 +140,8 @@ pub(crate) async fn serve_from(
         let tls = proxy.inbound_tls.0.borrow().clone();
         tokio::spawn(
             async move {
-                let stream = crate::read_ahead::ReadAhead::new(stream);
+                let stream =
+                    crate::write_batch::WriteBatch::new(crate::read_ahead::ReadAhead::new(stream));
                 match tls {
                     None => serve_one(stream, proxy, Peer::default(), &limits, draining).await,
                     Some(acceptor) => {
