@@ -104,14 +104,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteBatch<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        ready!(this.poll_room(cx, data.len()))?;
-        if this.buf.is_empty() && data.len() >= LIMIT {
-            return Pin::new(&mut this.io).poll_write(cx, data);
-        }
-        this.buf.extend_from_slice(data);
-        this.fresh = true;
-        Poll::Ready(Ok(data.len()))
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
