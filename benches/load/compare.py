@@ -31,13 +31,9 @@ def main() -> int:
     work = load.side_bench("load-compare")
     os.environ["SEALGATE_BIN"] = builds["new"]
     pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
-    f = pki.files
-    codec = ('upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
-             + '[telemetry]\nadmin_listen = "off"\n')
+    codec = load.codec_config()
     clear = harness.sealgate_config(work / "h2c", codec)
-    tls = harness.sealgate_config(work / "tls", codec + (
-        f'[inbound]\ntls_cert_file = "{f["server.pem"]}"\ntls_key_file = "{f["server-key.pem"]}"\n'
-        f'[upstream_options]\nca_file = "{f["ca.pem"]}"\nserver_name = "localhost"\n'))
+    tls = harness.sealgate_config(work / "tls", codec + load.tls_config(pki))
     msgs = load.workload()
     fake, fp, ftp = load.start_fake(work, pki, clear)
     procs = []

@@ -53,12 +53,7 @@ def main() -> int:
     work = load.side_bench("load-own-core")
     os.environ["SEALGATE_BIN"] = binary
     pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
-    f = pki.files
-    codec = ('upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
-             + '[telemetry]\nadmin_listen = "off"\n')
-    if tls:
-        codec += (f'[inbound]\ntls_cert_file = "{f["server.pem"]}"\ntls_key_file = "{f["server-key.pem"]}"\n'
-                  f'[upstream_options]\nca_file = "{f["ca.pem"]}"\nserver_name = "localhost"\n')
+    codec = load.codec_config() + (load.tls_config(pki) if tls else "")
     msgs = load.workload()
     names = os.environ.get("MESSAGES", ",".join(msgs)).split(",")
     fake, fp, ftp = load.start_fake(work, pki, harness.sealgate_config(work / "keys", codec))

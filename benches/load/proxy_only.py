@@ -33,8 +33,7 @@ def measure(work: Path, sealed: bool, binary: str, rounds: int) -> dict[str, tup
     # Set before the config: its key is made by this binary's `keygen` (a
     # fresh checkout has no debug build to fall back on).
     os.environ["SEALGATE_BIN"] = binary
-    config = harness.sealgate_config(work / "gate", 'upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
-                                     + '[telemetry]\nadmin_listen = "off"\n')
+    config = harness.sealgate_config(work / "gate", load.codec_config())
     fake, fp, ftp = load.start_fake(work, pki, config if sealed else None)
     procs = []
     try:

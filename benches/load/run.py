@@ -206,6 +206,21 @@ def held_polls(gate, data: Path, tls: bool) -> tuple[float, float]:
     return idle, rss
 
 
+def codec_config() -> str:
+    """The measured sealgate's config: snappy + AES-256-GCM with a key made
+    by $SEALGATE_BIN's keygen, and no admin listener. The upstream is given
+    to each process on its command line / env; the file's is a placeholder."""
+    return ('upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
+            + '[telemetry]\nadmin_listen = "off"\n')
+
+
+def tls_config(pki) -> str:
+    """The sections that put TLS on both legs, with `pki`'s certificates."""
+    f = pki.files
+    return (f'[inbound]\ntls_cert_file = "{f["server.pem"]}"\ntls_key_file = "{f["server-key.pem"]}"\n'
+            f'[upstream_options]\nca_file = "{f["ca.pem"]}"\nserver_name = "localhost"\n')
+
+
 def side_bench(name: str) -> Path:
     """Set-up for the scripts beside this harness (compare.py,
     proxy_only.py): 50,000 calls a cell unless LOAD_REQUESTS says, the fake
@@ -304,19 +319,13 @@ def main() -> int:
     WORK.mkdir(parents=True)
     os.environ["SEALGATE_BIN"] = str(ROOT / "target" / "release" / "sealgate")
     pki = harness.generate_pki(WORK / "pki", ["localhost", "127.0.0.1"])
-    f = pki.files
-    tls_section = (
-        f'[inbound]\ntls_cert_file = "{f["server.pem"]}"\ntls_key_file = "{f["server-key.pem"]}"\n'
-        f'[upstream_options]\nca_file = "{f["ca.pem"]}"\nserver_name = "localhost"\n'
-    )
-    # The upstream is given to each process on its command line / env.
-    codec = 'upstream = "127.0.0.1:1"\n' + harness.generated_codec_section()
+    tls_section = tls_config(pki)
+    codec = codec_config()
     plain = codec.replace("compression = true", "compression = false").replace("encryption = true", "encryption = false")
-    quiet = "[telemetry]\nadmin_listen = \"off\"\n"
-    on = harness.sealgate_config(WORK / "on", codec + quiet)
-    off = harness.sealgate_config(WORK / "off", plain + quiet)
-    on_tls = harness.sealgate_config(WORK / "on-tls", codec + quiet + tls_section)
-    off_tls = harness.sealgate_config(WORK / "off-tls", plain + quiet + tls_section)
+    on = harness.sealgate_config(WORK / "on", codec)
+    off = harness.sealgate_config(WORK / "off", plain)
+    on_tls = harness.sealgate_config(WORK / "on-tls", codec + tls_section)
+    off_tls = harness.sealgate_config(WORK / "off-tls", plain + tls_section)
     msgs = workload()
     procs = []
     try:
