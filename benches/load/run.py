@@ -223,7 +223,7 @@ def tls_config(pki) -> str:
 
 def side_bench(name: str) -> Path:
     """Set-up for the scripts beside this harness (compare.py,
-    proxy_only.py): 50,000 calls a cell unless LOAD_REQUESTS says, the fake
+    proxy_only.py, own_core.py, tail.py): 50,000 calls a cell unless LOAD_REQUESTS says, the fake
     upstream built, and a fresh work dir .work/<name>, which becomes WORK."""
     global N, WORK
     if "LOAD_REQUESTS" not in os.environ:
