@@ -47,20 +47,13 @@ def main() -> int:
     if len(os.sched_getaffinity(0)) < 2:
         print("own_core.py needs 2 cores or more", file=sys.stderr)
         return 2
-    binary = sys.argv[1] if len(sys.argv) > 1 else str(load.ROOT / "target" / "release" / "sealgate")
     rounds = int(os.environ.get("ROUNDS", "3"))
-    tls = os.environ.get("LEGS", "TLS") == "TLS"
-    work = load.side_bench("load-own-core")
-    os.environ["SEALGATE_BIN"] = binary
-    pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
-    codec = load.codec_config() + (load.tls_config(pki) if tls else "")
-    msgs = load.workload()
-    names = os.environ.get("MESSAGES", ",".join(msgs)).split(",")
-    fake, fp, ftp = load.start_fake(work, pki, harness.sealgate_config(work / "keys", codec))
-    upstream = f"https://127.0.0.1:{ftp}" if tls else f"http://127.0.0.1:{fp}"
+    side = load.side_legs("load-own-core")
+    work, tls, msgs, upstream, codec = side.work, side.tls, side.msgs, side.upstream, side.codec
+    fake, (fp, ftp) = side.fake, side.fake_ports
     procs = []
     try:
-        nginx, np_, ntp = load.start_nginx(work, pki, fp, ftp)
+        nginx, np_, ntp = load.start_nginx(work, side.pki, fp, ftp)
         procs.append(nginx)
         shared = harness.start_sealgate(work / "shared", harness.sealgate_config(work / "shared", codec),
                                         upstream=upstream)
@@ -69,7 +62,7 @@ def main() -> int:
             work / "own", codec + "[proxy]\nthreads = 1\n"), upstream=upstream)
         procs.append(own.proc)
         rates = {}
-        for name in names:
+        for name in side.names:
             method, data = msgs[name]
             rates[name] = int(load.measured_run(shared.proc.popen.pid, shared.port, method, data, tls).rps / 2)
         # From here on h2load (a child of this process) and the fake run
@@ -84,7 +77,7 @@ def main() -> int:
               f"{rounds} rounds; h2load and the fake upstream on CPU 0:\n")
         print("| message | calls/s | direct p99 | " + " | ".join(p for p, _ in paths[1:]) + " |")
         print("|---|---|---|" + "---|" * (len(paths) - 1))
-        for name in names:
+        for name in side.names:
             method, data = msgs[name]
             p99: dict[str, list[float]] = {p: [] for p, _ in paths}
             for rnd in range(rounds):

@@ -237,6 +237,39 @@ def side_bench(name: str) -> Path:
     return work
 
 
+class Side(NamedTuple):
+    """What the latency scripts beside the harness (own_core.py, tail.py)
+    start from: one fake upstream and sealgate's config for the legs they
+    measure."""
+    work: Path
+    pki: object
+    tls: bool
+    codec: str  # sealgate's config: codec_config(), with tls_config() for TLS
+    msgs: dict[str, tuple[str, Path]]
+    names: list[str]  # the messages to measure
+    fake: object
+    fake_ports: tuple[int, int]  # (h2c, TLS)
+    direct: int  # the fake's port for these legs
+    upstream: str  # sealgate's upstream for these legs
+
+
+def side_legs(name: str) -> Side:
+    """side_bench(name), then the binary (argv[1], else the release build),
+    the legs (LEGS: TLS unless h2c), the messages (MESSAGES, comma-separated:
+    all four unless set) and a fake upstream."""
+    binary = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "release" / "sealgate")
+    tls = os.environ.get("LEGS", "TLS") == "TLS"
+    work = side_bench(name)
+    os.environ["SEALGATE_BIN"] = binary
+    pki = harness.generate_pki(work / "pki", ["localhost", "127.0.0.1"])
+    codec = codec_config() + (tls_config(pki) if tls else "")
+    msgs = workload()
+    names = os.environ.get("MESSAGES", ",".join(msgs)).split(",")
+    fake, fp, ftp = start_fake(work, pki, harness.sealgate_config(work / "keys", codec))
+    return Side(work, pki, tls, codec, msgs, names, fake, (fp, ftp), ftp if tls else fp,
+                f"https://127.0.0.1:{ftp}" if tls else f"http://127.0.0.1:{fp}")
+
+
 def start_fake(work: Path, pki, sealed_with: Path | None, hold: int | None = None):
     """The fake WorkflowService, h2c and TLS: (process, port, TLS port). Its
     poll's payloads are sealed with the keys of `sealed_with` (a sealgate
