@@ -44,7 +44,8 @@ def main() -> int:
         gate = harness.start_sealgate(work / "gate", harness.sealgate_config(work / "gate", side.codec),
                                       upstream=side.upstream)
         procs.append(gate.proc)
-        proxies = [("nginx grpc_pass", ntp if tls else np_, nginx), ("sealgate, snappy+AES", gate.port, gate.proc)]
+        nginx_label = "nginx grpc_pass"
+        proxies = [(nginx_label, ntp if tls else np_, nginx), ("sealgate, snappy+AES", gate.port, gate.proc)]
         # Also sealgate at nginx's rate, over the same direct run as nginx:
         # the two proxies under the same traffic.
         same = "sealgate at nginx's rate"
@@ -56,13 +57,13 @@ def main() -> int:
             method, data = msgs[name]
             rates = {label: int(load.measured_run(proc.popen.pid, port, method, data, tls).rps / 2)
                      for label, port, proc in proxies}
-            rates[same] = rates[proxies[0][0]]
+            rates[same] = rates[nginx_label]
             added: dict[str, list[float]] = {label: [] for label in rates}
             base: dict[str, list[float]] = {label: [] for label in rates}
             for rnd in range(rounds):
                 for label, port, _ in (proxies if rnd % 2 == 0 else proxies[::-1]):
                     d = load.latency(direct, method, data, rates[label], tls)[1]
-                    runs = [(label, port)] + ([(same, gate.port)] if label == proxies[0][0] else [])
+                    runs = [(label, port)] + ([(same, gate.port)] if label == nginx_label else [])
                     for this, at in runs:
                         got = load.latency(at, method, data, rates[this], tls)[1]
                         base[this].append(d)
